@@ -1,0 +1,7 @@
+//! The orchestrator: where student apps run and how they scale. Today it holds the shared,
+//! pure vocabulary (durations as operators write them); the runtime drivers, gateway/activator,
+//! autoscaler and Nomad job rendering arrive with the deploy and scale-to-zero issues.
+//!
+//! It never depends on the portal and never opens the portal's database.
+
+pub mod duration;

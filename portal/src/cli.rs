@@ -1,0 +1,349 @@
+//! The `slipway` command line: `up` runs the embedded shape; `admin`, `config` act on the local
+//! installation; `login`, `logout`, `whoami` talk to a portal over its API.
+//!
+//! Client credentials live in `$XDG_CONFIG_HOME/slipway/credentials.toml` (mode 0600);
+//! `SLIPWAY_PORTAL` and `SLIPWAY_TOKEN` take precedence, for CI.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+
+use crate::config::{Config, Overrides};
+use crate::domain::Role;
+use crate::services::PrivateServices;
+use crate::startup::Application;
+
+#[derive(Parser, Debug)]
+#[command(name = "slipway", version, about = "A self-hosted serverless platform for universities")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run Slipway on this machine: portal, workers, and a private PostgreSQL and Redis when none are configured.
+    Up(ServerArgs),
+    /// Administer the local installation.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Log in to a portal and store an API token for this user.
+    Login {
+        /// The portal's URL, e.g. https://slipway.pusan.ac.kr
+        #[arg(long)]
+        portal: String,
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (the only way: it never appears in the process list).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The token's name, shown on the portal's token page.
+        #[arg(long)]
+        token_name: Option<String>,
+    },
+    /// Revoke the stored token and forget it.
+    Logout,
+    /// Show who the stored token (or SLIPWAY_TOKEN) belongs to.
+    Whoami,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Configuration file (default: ./slipway.toml when present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where Slipway keeps its state (default ./.slipway).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the portal (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub portal: Option<String>,
+    /// Address of the app gateway (default 127.0.0.1:8000).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Apps answer at NAME.<apps-domain> (default localhost).
+    #[arg(long)]
+    pub apps_domain: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create a verified account without mail (the bootstrap for the first admin).
+    CreateUser {
+        email: String,
+        #[arg(long, default_value = "student")]
+        role: String,
+        /// Read the password from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Display name (default: the part of the address before @).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration, then print the effective values (secrets hidden).
+    Check(ServerArgs),
+}
+
+/// The process environment, read once in `main`.
+pub struct Env {
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn credentials_path(&self) -> anyhow::Result<PathBuf> {
+        let base = match (self.get("XDG_CONFIG_HOME"), self.get("HOME")) {
+            (Some(xdg), _) => PathBuf::from(xdg),
+            (None, Some(home)) => PathBuf::from(home).join(".config"),
+            (None, None) => bail!("neither XDG_CONFIG_HOME nor HOME is set; use SLIPWAY_PORTAL and SLIPWAY_TOKEN instead"),
+        };
+        Ok(base.join("slipway").join("credentials.toml"))
+    }
+}
+
+fn load_config(args: &ServerArgs, env: &Env) -> anyhow::Result<Config> {
+    let overrides = Overrides { data_dir: args.data_dir.clone(), portal_addr: args.portal.clone(), gateway_addr: args.gateway.clone(), apps_domain: args.apps_domain.clone() };
+    let config_path = args.config.clone().or_else(|| env.get("SLIPWAY_CONFIG").map(PathBuf::from));
+    Ok(Config::load(config_path.as_deref(), &env.vars, &overrides)?)
+}
+
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up(load_config(&args, &env)?, &env).await,
+        Command::Admin(AdminCommand::CreateUser { email, role, password_stdin: _, name, server }) => {
+            let config = load_config(&server, &env)?;
+            init_tracing(&config.log);
+            let role = Role::parse(&role)?;
+            let password = read_password_stdin()?;
+            let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or("admin").to_owned());
+            with_database(&config, |database_url| async move {
+                let db = crate::db::Db::connect(&database_url, 2)?;
+                let db_for_migrations = db.clone();
+                tokio::task::spawn_blocking(move || db_for_migrations.migrate()).await??;
+                let user = crate::accounts::create_verified_user(&db, &email, &password, &name, role).await.map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+                println!("created {} ({}), verified, role {}", user.email, user.id, user.role);
+                Ok(())
+            })
+            .await
+        }
+        Command::Config(ConfigCommand::Check(args)) => {
+            let config = load_config(&args, &env)?;
+            println!("configuration is valid");
+            println!("data_dir = {}", config.data_dir.display());
+            println!("portal_addr = {}\ngateway_addr = {}\napps_domain = {}\npublic_url = {}", config.portal_addr, config.gateway_addr, config.apps_domain, config.public_url);
+            println!("database = {}", if config.database_url.is_some() { "configured (hidden)" } else { "private cluster in data_dir" });
+            println!("redis = {}", if config.redis_url.is_some() { "configured (hidden)" } else { "private Redis in data_dir" });
+            println!("allowed_email_domains = {:?}", config.accounts.allowed_email_domains);
+            match &config.smtp {
+                Some(smtp) => println!("smtp = {}:{} ({:?})", smtp.host, smtp.port, smtp.security),
+                None => println!("smtp = none: mail goes to {}", config.outbox_dir().display()),
+            }
+            Ok(())
+        }
+        Command::Login { portal, email, password_stdin: _, token_name } => login(&env, &portal, &email, token_name).await,
+        Command::Logout => logout(&env).await,
+        Command::Whoami => whoami(&env).await,
+    }
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("no password on standard input (pipe it in: `printf %s \"$PASSWORD\" | slipway ... --password-stdin`)");
+    }
+    Ok(password)
+}
+
+/// Runs `work` with a database URL: the configured one, or the private cluster (started for the
+/// duration when `slipway up` is not running, reused when it is).
+async fn with_database<F, Fut>(config: &Config, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    if let Some(url) = &config.database_url {
+        return work(url.expose_secret().to_owned()).await;
+    }
+    let mut services = PrivateServices::default();
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let data_dir = std::path::absolute(&config.data_dir)?;
+    let result = match services.start_postgres(&data_dir).await {
+        Ok(url) => work(url).await,
+        Err(e) => Err(e),
+    };
+    services.stop().await;
+    result
+}
+
+async fn up(config: Config, _env: &Env) -> anyhow::Result<()> {
+    init_tracing(&config.log);
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let data_dir = std::path::absolute(&config.data_dir).context("cannot resolve data_dir")?;
+    let mut services = PrivateServices::default();
+    let result = serve(config, &data_dir, &mut services).await;
+    services.stop().await;
+    if result.is_ok() {
+        tracing::info!("stopped cleanly");
+    }
+    result
+}
+
+async fn serve(config: Config, data_dir: &std::path::Path, services: &mut PrivateServices) -> anyhow::Result<()> {
+    let database_url = match &config.database_url {
+        Some(url) => url.expose_secret().to_owned(),
+        None => {
+            let url = services.start_postgres(data_dir).await?;
+            tracing::info!("DATABASE_URL is not set: using the private PostgreSQL in {}", data_dir.join("postgres").display());
+            url
+        }
+    };
+    let redis_url = match &config.redis_url {
+        Some(url) => url.expose_secret().to_owned(),
+        None => {
+            let url = services.start_redis(data_dir).await?;
+            tracing::info!("REDIS_URL is not set: using the private Redis in {}", data_dir.join("redis").display());
+            url
+        }
+    };
+    let public_url = config.public_url.clone();
+    let app = Application::build(config, &database_url, &redis_url).await?;
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        let _ = stop_sender.send(true);
+    });
+    tracing::info!(port = app.port(), "portal ready");
+    println!("Slipway is running. Portal: {public_url}");
+    app.run_until_stopped(stop_receiver).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Credentials {
+    portal: String,
+    token: String,
+    token_id: Option<i64>,
+}
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION"))).timeout(std::time::Duration::from_secs(30)).build().context("cannot build the HTTP client")
+}
+
+async fn api_error(response: reqwest::Response) -> anyhow::Error {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let message = body["error"]["message"].as_str().unwrap_or("no details").to_owned();
+    let code = body["error"]["code"].as_str().unwrap_or("unknown").to_owned();
+    anyhow::anyhow!("the portal refused ({status}, {code}): {message}")
+}
+
+async fn login(env: &Env, portal: &str, email: &str, token_name: Option<String>) -> anyhow::Result<()> {
+    let password = read_password_stdin()?;
+    let portal = portal.trim_end_matches('/').to_owned();
+    let host = env.get("HOSTNAME").unwrap_or("this computer");
+    let name = token_name.unwrap_or_else(|| format!("slipway CLI on {host}"));
+    let response = http_client()?
+        .post(format!("{portal}/api/v1/tokens"))
+        .json(&serde_json::json!({ "email": email, "password": password, "name": name }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the portal at {portal}"))?;
+    if !response.status().is_success() {
+        return Err(api_error(response).await);
+    }
+    let body: serde_json::Value = response.json().await.context("the portal's answer is not JSON")?;
+    let token = body["token"].as_str().context("the portal's answer has no token")?.to_owned();
+    let credentials = Credentials { portal: portal.clone(), token, token_id: body["id"].as_i64() };
+    let path = env.credentials_path()?;
+    write_private_file(&path, &toml::to_string(&credentials)?)?;
+    println!("logged in to {portal} as {email}; token stored in {}", path.display());
+    Ok(())
+}
+
+fn write_private_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn stored_credentials(env: &Env) -> anyhow::Result<Credentials> {
+    if let (Some(portal), Some(token)) = (env.get("SLIPWAY_PORTAL"), env.get("SLIPWAY_TOKEN")) {
+        return Ok(Credentials { portal: portal.trim_end_matches('/').to_owned(), token: token.to_owned(), token_id: None });
+    }
+    let path = env.credentials_path()?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("not logged in ({} is missing): run `slipway login` or set SLIPWAY_PORTAL and SLIPWAY_TOKEN", path.display()))?;
+    let mut credentials: Credentials = toml::from_str(&text).with_context(|| format!("{} is damaged; run `slipway login` again", path.display()))?;
+    if let Some(portal) = env.get("SLIPWAY_PORTAL") {
+        credentials.portal = portal.trim_end_matches('/').to_owned();
+    }
+    if let Some(token) = env.get("SLIPWAY_TOKEN") {
+        credentials.token = token.to_owned();
+    }
+    Ok(credentials)
+}
+
+async fn whoami(env: &Env) -> anyhow::Result<()> {
+    let credentials = stored_credentials(env)?;
+    let response = http_client()?.get(format!("{}/api/v1/me", credentials.portal)).bearer_auth(&credentials.token).send().await.with_context(|| format!("cannot reach the portal at {}", credentials.portal))?;
+    if !response.status().is_success() {
+        return Err(api_error(response).await);
+    }
+    let me: serde_json::Value = response.json().await?;
+    println!("{} <{}> · {} · {}", me["display_name"].as_str().unwrap_or(""), me["email"].as_str().unwrap_or(""), me["role"].as_str().unwrap_or(""), credentials.portal);
+    Ok(())
+}
+
+async fn logout(env: &Env) -> anyhow::Result<()> {
+    let path = env.credentials_path()?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("not logged in ({} is missing)", path.display()))?;
+    let credentials: Credentials = toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+    if let Some(token_id) = credentials.token_id {
+        let response = http_client()?.delete(format!("{}/api/v1/tokens/{token_id}", credentials.portal)).bearer_auth(&credentials.token).send().await;
+        match response {
+            Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::UNAUTHORIZED => {}
+            Ok(r) => eprintln!("warning: {}", api_error(r).await),
+            Err(e) => eprintln!("warning: could not revoke the token on the portal: {e}"),
+        }
+    }
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    println!("logged out of {}", credentials.portal);
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! The one `Config` of the `slipway` binary: defaults, then `slipway.toml`, then `SLIPWAY_*`
+//! environment variables, then command-line flags, validated once by `Config::load`.
+//!
+//! Environment variables map to keys by lower-casing and reading `__` as a table separator:
+//! `SLIPWAY_PORTAL_ADDR` sets `portal_addr`, `SLIPWAY_SMTP__HOST` sets `smtp.host`. Values are
+//! read as TOML where they parse (`["a.ac.kr"]`, `true`, `25`) and as plain strings otherwise.
+//! `DATABASE_URL` and `REDIS_URL` are honoured without the prefix, as every tool expects.
+//!
+//! Nothing below `main` reads the environment: the caller passes the variables in.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// A refused configuration value, naming the key and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config key `{key}` = {value}: {reason}")]
+    Invalid { key: String, value: String, reason: String },
+    #[error("{source_name}: {message}")]
+    Syntax { source_name: String, message: String },
+    #[error("cannot read config file {path}: {message}")]
+    Unreadable { path: String, message: String },
+}
+
+/// How the portal talks to the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain SMTP; only sensible on loopback or a trusted relay.
+    None,
+    /// Plain connection upgraded with STARTTLS (usually port 587); refuses to send if the upgrade fails.
+    StartTls,
+    /// TLS from the first byte (usually port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Host name of the SMTP server.
+    pub host: String,
+    /// Port; defaults to 25 (none), 587 (starttls) or 465 (tls).
+    pub port: u16,
+    /// `none`, `starttls` (default) or `tls`.
+    pub security: SmtpSecurity,
+    /// Login user name, if the server wants one.
+    pub username: Option<String>,
+    /// Login password; held as a secret and never logged.
+    pub password: Option<SecretString>,
+    /// How long one delivery attempt may take.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// The From header of every mail, e.g. `Slipway <no-reply@pusan.ac.kr>`.
+    pub from: String,
+    /// First retry delay after a failed delivery; doubles each attempt.
+    pub retry_base: Duration,
+    /// Longest delay between two attempts.
+    pub retry_max: Duration,
+    /// How often the worker looks for due mail when nothing wakes it.
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Sign-up is allowed only for addresses at these domains or their subdomains.
+    pub allowed_email_domains: Vec<String>,
+    /// How long a verification link works.
+    pub verification_ttl: Duration,
+    /// How long a password-reset link works.
+    pub reset_ttl: Duration,
+    /// How long a login session lasts.
+    pub session_ttl: Duration,
+    /// Failed logins per account within `login_window` before the account is locked for the rest of it.
+    pub login_max_failures: u32,
+    /// Login attempts per client address within `login_window`.
+    pub login_max_per_ip: u32,
+    /// The window for both login limits.
+    pub login_window: Duration,
+    /// Shortest gap between two verification mails for one account.
+    pub resend_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
+    pub data_dir: PathBuf,
+    /// Address the portal listens on.
+    pub portal_addr: SocketAddr,
+    /// Address the app gateway listens on.
+    pub gateway_addr: SocketAddr,
+    /// Apps answer at `NAME.<apps_domain>`; it must differ from the portal's host.
+    pub apps_domain: String,
+    /// The portal's address as users reach it, used in mailed links. Defaults to `http://<portal_addr>`.
+    pub public_url: Url,
+    /// PostgreSQL URL; unset means a private cluster under `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Redis URL; unset means a private Redis under `data_dir`.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key, so several installations (or tests) can share one Redis.
+    pub redis_prefix: String,
+    /// Send cookies with `Secure`. Defaults to true when `public_url` is https.
+    pub secure_cookies: bool,
+    /// Outgoing mail server; unset means mail is written to `data_dir/outbox/*.eml`.
+    pub smtp: Option<SmtpConfig>,
+    pub mail: MailConfig,
+    pub accounts: AccountsConfig,
+    /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
+    pub secret_key: Option<SecretString>,
+    /// Log filter in `RUST_LOG` syntax.
+    pub log: String,
+}
+
+/// Flags given on the command line; they win over the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub portal_addr: Option<String>,
+    pub gateway_addr: Option<String>,
+    pub apps_domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<String>,
+    portal_addr: Option<String>,
+    gateway_addr: Option<String>,
+    apps_domain: Option<String>,
+    public_url: Option<String>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+    secure_cookies: Option<bool>,
+    allowed_email_domains: Option<StringList>,
+    secret_key: Option<String>,
+    log: Option<String>,
+    smtp: Option<RawSmtp>,
+    mail: Option<RawMail>,
+    accounts: Option<RawAccounts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Option<String>,
+    port: Option<u16>,
+    security: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    from: Option<String>,
+    retry_base: Option<String>,
+    retry_max: Option<String>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    verification_ttl: Option<String>,
+    reset_ttl: Option<String>,
+    session_ttl: Option<String>,
+    login_max_failures: Option<u32>,
+    login_max_per_ip: Option<u32>,
+    login_window: Option<String>,
+    resend_interval: Option<String>,
+}
+
+/// A list given either as a TOML array or as one comma-separated string (handy in env vars).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringList {
+    List(Vec<String>),
+    Joined(String),
+}
+
+impl StringList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringList::List(items) => items,
+            StringList::Joined(joined) => joined.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), overlays the environment and the flags, and validates the result.
+    /// `config_path` is the `--config` flag; without it `./slipway.toml` is read when present.
+    pub fn load(config_path: Option<&Path>, env: &BTreeMap<String, String>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (mut table, source_name) = match config_path {
+            Some(path) => (read_table(path)?, path.display().to_string()),
+            None if Path::new("slipway.toml").exists() => (read_table(Path::new("slipway.toml"))?, "slipway.toml".to_owned()),
+            None => (toml::Table::new(), "configuration".to_owned()),
+        };
+        overlay_env(&mut table, env);
+        let flags = [
+            ("data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string())),
+            ("portal_addr", overrides.portal_addr.clone()),
+            ("gateway_addr", overrides.gateway_addr.clone()),
+            ("apps_domain", overrides.apps_domain.clone()),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                table.insert(key.to_owned(), toml::Value::String(value));
+            }
+        }
+        Self::from_table(table, &source_name)
+    }
+
+    /// Parses a TOML document on its own (no environment, no flags): used by tests and `slipway config check`.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
+        Self::from_table(table, source_name)
+    }
+
+    fn from_table(table: toml::Table, source_name: &str) -> Result<Config, ConfigError> {
+        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
+        validate(raw)
+    }
+
+    /// The directory mail goes to when no SMTP server is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.display().to_string(), message: e.to_string() })?;
+    text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { source_name: path.display().to_string(), message: e.to_string() })
+}
+
+fn overlay_env(table: &mut toml::Table, env: &BTreeMap<String, String>) {
+    for (plain, key) in [("DATABASE_URL", "database_url"), ("REDIS_URL", "redis_url")] {
+        if let Some(value) = env.get(plain).filter(|v| !v.is_empty()) {
+            table.insert(key.to_owned(), toml::Value::String(value.clone()));
+        }
+    }
+    for (name, value) in env {
+        let Some(path) = name.strip_prefix("SLIPWAY_") else { continue };
+        // SLIPWAY_PORTAL and SLIPWAY_TOKEN belong to the CLI client, not to the server's config.
+        if matches!(path, "PORTAL" | "TOKEN" | "CONFIG") {
+            continue;
+        }
+        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        let parsed = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
+        let value = match parsed {
+            Some(v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Array(_))) => v,
+            _ => toml::Value::String(value.clone()),
+        };
+        let mut cursor = &mut *table;
+        for key in &keys[..keys.len() - 1] {
+            let entry = cursor.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            cursor = entry.as_table_mut().expect("just made a table");
+        }
+        cursor.insert(keys[keys.len() - 1].clone(), value);
+    }
+}
+
+fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), value: format!("`{value}`"), reason: reason.into() }
+}
+
+fn socket_addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    text.parse().map_err(|_| invalid(key, &text, format!("not a socket address (expected e.g. {default})")))
+}
+
+fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    orchestrator::duration::parse(&text).map_err(|e| invalid(key, &text, e.to_string()))
+}
+
+/// A host name made of DNS labels (letters, digits, `-`), used for the apps domain.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && !label.starts_with('-') && !label.ends_with('-') && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| "./.slipway".to_owned()));
+    if data_dir.as_os_str().is_empty() {
+        return Err(invalid("data_dir", "", "must name a directory"));
+    }
+    let portal_addr = socket_addr("portal_addr", raw.portal_addr, "127.0.0.1:8080")?;
+    let gateway_addr = socket_addr("gateway_addr", raw.gateway_addr, "127.0.0.1:8000")?;
+    if portal_addr == gateway_addr {
+        return Err(invalid("gateway_addr", gateway_addr, "must differ from portal_addr"));
+    }
+    let apps_domain = raw.apps_domain.unwrap_or_else(|| "localhost".to_owned()).trim().trim_end_matches('.').to_lowercase();
+    if !is_dns_name(&apps_domain) {
+        return Err(invalid("apps_domain", &apps_domain, "not a DNS name (letters, digits, - and dots)"));
+    }
+    let public_url_text = raw.public_url.unwrap_or_else(|| format!("http://{portal_addr}"));
+    let public_url = Url::parse(&public_url_text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| invalid("public_url", &public_url_text, "not an http(s) URL"))?;
+    if public_url.host_str().map(str::to_lowercase).is_some_and(|h| h == apps_domain || h.ends_with(&format!(".{apps_domain}"))) {
+        return Err(invalid("public_url", &public_url, format!("the portal must not live under the apps domain `{apps_domain}`, or apps could read its cookies")));
+    }
+    let secure_cookies = raw.secure_cookies.unwrap_or(public_url.scheme() == "https");
+    let database_url = raw.database_url.filter(|s| !s.is_empty());
+    if let Some(url) = &database_url {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid("database_url", "(hidden)", "must start with postgres:// or postgresql://"));
+        }
+    }
+    let redis_url = raw.redis_url.filter(|s| !s.is_empty());
+    if let Some(url) = &redis_url {
+        if !["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|p| url.starts_with(p)) {
+            return Err(invalid("redis_url", "(hidden)", "must start with redis://, rediss://, redis+unix:// or unix://"));
+        }
+    }
+    let redis_prefix = raw.redis_prefix.unwrap_or_else(|| "slipway:".to_owned());
+    if redis_prefix.is_empty() || redis_prefix.contains(char::is_whitespace) {
+        return Err(invalid("redis_prefix", &redis_prefix, "must be non-empty and have no spaces"));
+    }
+
+    let allowed_email_domains = raw.allowed_email_domains.map(StringList::into_vec).unwrap_or_default();
+    for domain in &allowed_email_domains {
+        let bare = domain.trim().trim_start_matches('@');
+        if !is_dns_name(bare) || !bare.contains('.') {
+            return Err(invalid("allowed_email_domains", domain, "not a mail domain such as pusan.ac.kr"));
+        }
+    }
+    if allowed_email_domains.is_empty() {
+        return Err(invalid("allowed_email_domains", "[]", "list at least one university mail domain, e.g. allowed_email_domains = [\"pusan.ac.kr\"]"));
+    }
+
+    let smtp = match raw.smtp {
+        None => None,
+        Some(smtp) => match smtp.host.filter(|h| !h.trim().is_empty()) {
+            None => None,
+            Some(host) => {
+                let security = match smtp.security.as_deref().unwrap_or("starttls") {
+                    "none" => SmtpSecurity::None,
+                    "starttls" => SmtpSecurity::StartTls,
+                    "tls" => SmtpSecurity::Tls,
+                    other => return Err(invalid("smtp.security", other, "use none, starttls or tls")),
+                };
+                let default_port = match security {
+                    SmtpSecurity::None => 25,
+                    SmtpSecurity::StartTls => 587,
+                    SmtpSecurity::Tls => 465,
+                };
+                let port = smtp.port.unwrap_or(default_port);
+                if port == 0 {
+                    return Err(invalid("smtp.port", 0, "must be 1 to 65535"));
+                }
+                Some(SmtpConfig {
+                    host,
+                    port,
+                    security,
+                    username: smtp.username.filter(|u| !u.is_empty()),
+                    password: smtp.password.filter(|p| !p.is_empty()).map(SecretString::from),
+                    timeout: duration("smtp.timeout", smtp.timeout, "20s")?,
+                })
+            }
+        },
+    };
+
+    let raw_mail = raw.mail.unwrap_or_default();
+    let from = raw_mail.from.unwrap_or_else(|| "Slipway <no-reply@localhost>".to_owned());
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(invalid("mail.from", &from, "not a mailbox such as `Slipway <no-reply@pusan.ac.kr>`"));
+    }
+    let mail = MailConfig {
+        from,
+        retry_base: duration("mail.retry_base", raw_mail.retry_base, "5s")?,
+        retry_max: duration("mail.retry_max", raw_mail.retry_max, "10m")?,
+        poll_interval: duration("mail.poll_interval", raw_mail.poll_interval, "2s")?,
+    };
+    if mail.retry_base.is_zero() || mail.retry_max < mail.retry_base {
+        return Err(invalid("mail.retry_max", orchestrator::duration::format(mail.retry_max), "must be at least mail.retry_base, which must be above zero"));
+    }
+
+    let raw_accounts = raw.accounts.unwrap_or_default();
+    let accounts = AccountsConfig {
+        allowed_email_domains,
+        verification_ttl: duration("accounts.verification_ttl", raw_accounts.verification_ttl, "24h")?,
+        reset_ttl: duration("accounts.reset_ttl", raw_accounts.reset_ttl, "1h")?,
+        session_ttl: duration("accounts.session_ttl", raw_accounts.session_ttl, "14d")?,
+        login_max_failures: raw_accounts.login_max_failures.unwrap_or(5),
+        login_max_per_ip: raw_accounts.login_max_per_ip.unwrap_or(30),
+        login_window: duration("accounts.login_window", raw_accounts.login_window, "15m")?,
+        resend_interval: duration("accounts.resend_interval", raw_accounts.resend_interval, "1m")?,
+    };
+    for (key, value) in [("accounts.verification_ttl", accounts.verification_ttl), ("accounts.reset_ttl", accounts.reset_ttl), ("accounts.session_ttl", accounts.session_ttl), ("accounts.login_window", accounts.login_window)] {
+        if value < Duration::from_secs(1) {
+            return Err(invalid(key, orchestrator::duration::format(value), "must be at least 1s"));
+        }
+    }
+    if accounts.login_max_failures == 0 || accounts.login_max_per_ip == 0 {
+        return Err(invalid("accounts.login_max_failures", accounts.login_max_failures.min(accounts.login_max_per_ip), "login limits must be at least 1"));
+    }
+
+    let secret_key = raw.secret_key.filter(|k| !k.is_empty());
+    if let Some(key) = &secret_key {
+        crate::crypto::SecretBox::from_base64(key).map_err(|e| invalid("secret_key", "(hidden)", e.to_string()))?;
+    }
+
+    Ok(Config {
+        data_dir,
+        portal_addr,
+        gateway_addr,
+        apps_domain,
+        public_url,
+        database_url: database_url.map(SecretString::from),
+        redis_url: redis_url.map(SecretString::from),
+        redis_prefix,
+        secure_cookies,
+        smtp,
+        mail,
+        accounts,
+        secret_key: secret_key.map(SecretString::from),
+        log: raw.log.unwrap_or_else(|| "info".to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "allowed_email_domains = [\"pusan.ac.kr\"]\n";
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn check_error(toml_text: &str, expected_fragment: &str) {
+        let err = Config::from_toml_str(toml_text, "test.toml").expect_err("config should be refused");
+        assert!(err.to_string().contains(expected_fragment), "error {err:?} should mention {expected_fragment:?}");
+    }
+
+    #[test]
+    fn example_config_in_the_repo_parses() {
+        let text = include_str!("../../slipway.example.toml");
+        let config = Config::from_toml_str(text, "slipway.example.toml").expect("the example config is valid");
+        assert_eq!(config.accounts.allowed_email_domains, vec!["pusan.ac.kr".to_owned()]);
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let config = Config::from_toml_str(MINIMAL, "test").expect("valid");
+        assert_eq!(config.data_dir, PathBuf::from("./.slipway"));
+        assert_eq!(config.portal_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.gateway_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(config.apps_domain, "localhost");
+        assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(config.smtp.is_none() && config.database_url.is_none() && config.redis_url.is_none());
+        assert!(!config.secure_cookies);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_bad_value() {
+        check_error("portal_addr = \"abc\"\nallowed_email_domains = [\"x.kr\"]", "config key `portal_addr` = `abc`");
+        check_error("apps_domain = \"bad domain\"\nallowed_email_domains = [\"x.kr\"]", "`apps_domain` = `bad domain`");
+        check_error("allowed_email_domains = [\"localhost\"]", "`allowed_email_domains` = `localhost`");
+        check_error("allowed_email_domains = []", "allowed_email_domains");
+        check_error("allowed_email_domains = [\"x.kr\"]\n[smtp]\nhost = \"m\"\nsecurity = \"ssl\"", "`smtp.security` = `ssl`");
+        check_error("allowed_email_domains = [\"x.kr\"]\n[accounts]\nsession_ttl = \"14\"", "`accounts.session_ttl` = `14`");
+        check_error("allowed_email_domains = [\"x.kr\"]\nportal_adr = \"1.2.3.4:5\"", "unknown field `portal_adr`");
+        check_error("allowed_email_domains = [\"x.kr\"]\npublic_url = \"http://portal.localhost:8080\"", "`public_url`");
+        check_error("allowed_email_domains = [\"x.kr\"]\n[mail]\nfrom = \"not a mailbox\"", "`mail.from`");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_both() {
+        let dir = std::env::temp_dir().join(format!("slipway-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("slipway.toml");
+        std::fs::write(&path, "portal_addr = \"127.0.0.1:9000\"\nallowed_email_domains = [\"a.ac.kr\"]\n[smtp]\nhost = \"mail.a.ac.kr\"\n").expect("write");
+        let vars = env(&[
+            ("SLIPWAY_PORTAL_ADDR", "127.0.0.1:9100"),
+            ("SLIPWAY_ALLOWED_EMAIL_DOMAINS", "a.ac.kr, b.ac.kr"),
+            ("SLIPWAY_SMTP__PORT", "2525"),
+            ("SLIPWAY_SMTP__SECURITY", "none"),
+            ("SLIPWAY_TOKEN", "slw_ignored_by_the_server"),
+            ("DATABASE_URL", "postgres://u@127.0.0.1/db"),
+        ]);
+        let overrides = Overrides { apps_domain: Some("apps.a.ac.kr".into()), ..Default::default() };
+        let config = Config::load(Some(&path), &vars, &overrides).expect("valid");
+        assert_eq!(config.portal_addr.to_string(), "127.0.0.1:9100");
+        assert_eq!(config.accounts.allowed_email_domains, vec!["a.ac.kr".to_owned(), "b.ac.kr".to_owned()]);
+        let smtp = config.smtp.expect("smtp from file");
+        assert_eq!((smtp.host.as_str(), smtp.port, smtp.security), ("mail.a.ac.kr", 2525, SmtpSecurity::None));
+        assert_eq!(config.apps_domain, "apps.a.ac.kr");
+        assert!(config.database_url.is_some());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let config = Config::from_toml_str("allowed_email_domains = [\"x.kr\"]\ndatabase_url = \"postgres://u:hunter2@h/db\"\n[smtp]\nhost = \"m\"\npassword = \"hunter3\"", "t").expect("valid");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("hunter3"), "{printed}");
+    }
+}

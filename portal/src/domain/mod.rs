@@ -1,0 +1,8 @@
+//! Parsed, validated values: once a value has one of these types it is known to be well formed.
+//! Pure: no I/O, no clock, no configuration lookups (allowed domains are passed in).
+
+mod account;
+
+pub use account::{
+    DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError,
+};

@@ -1,0 +1,22 @@
+//! The Slipway portal: the server-rendered site and JSON API (accounts so far; projects, groups,
+//! courses and admin follow), the mail queue and its worker, and `slipway up`, which runs the
+//! embedded shape on one machine (private PostgreSQL and Redis when none are configured).
+//!
+//! Layers point one way: `startup` and `cli` wire adapters (`db`, `cache`, `mail`, `services`)
+//! to the pure modules (`domain`, `config` validation, `i18n`, `crypto`).
+
+pub mod accounts;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod i18n;
+pub mod mail;
+pub mod routes;
+pub mod services;
+pub mod startup;
+pub mod state;
+pub mod web;

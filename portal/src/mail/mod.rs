@@ -1,0 +1,111 @@
+//! Outgoing mail: composing the platform's messages in the user's language and putting them on
+//! the durable queue (`outbound_mail`). `worker` delivers them.
+//!
+//! Bodies are sealed with the platform key before they are stored, because they carry one-time
+//! links; the worker wipes a body once it is delivered.
+
+pub mod worker;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::crypto::SecretBox;
+use crate::db::{self, Db, DbError};
+use crate::domain::Language;
+use crate::i18n;
+
+/// The messages the platform sends.
+#[derive(Debug, Clone)]
+pub enum MailKind {
+    /// The link that proves the address belongs to the person signing up.
+    Verify { link: String, valid_hours: u64 },
+    /// The link that sets a new password.
+    Reset { link: String, valid_minutes: u64 },
+    /// Somebody tried to sign up with an address that already has an account.
+    AlreadyRegistered { login_link: String, reset_link: String },
+}
+
+/// A composed message: subject and plain-text body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Composed {
+    pub subject: String,
+    pub body: String,
+}
+
+/// Fills the message templates of `language`. Pure.
+pub fn compose(kind: &MailKind, language: Language, display_name: &str) -> Composed {
+    let tr = i18n::Tr::new(language);
+    let (prefix, vars): (&str, Vec<(&str, String)>) = match kind {
+        MailKind::Verify { link, valid_hours } => ("mail.verify", vec![("link", link.clone()), ("hours", valid_hours.to_string())]),
+        MailKind::Reset { link, valid_minutes } => ("mail.reset", vec![("link", link.clone()), ("minutes", valid_minutes.to_string())]),
+        MailKind::AlreadyRegistered { login_link, reset_link } => ("mail.already_registered", vec![("login_link", login_link.clone()), ("reset_link", reset_link.clone())]),
+    };
+    let mut all_vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all_vars.push(("name", display_name));
+    Composed {
+        subject: tr.fill(&format!("{prefix}.subject"), &all_vars),
+        body: format!("{}\n\n-- \n{}\n", tr.fill(&format!("{prefix}.body"), &all_vars), tr.t("mail.footer")),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedBody {
+    text: String,
+}
+
+/// The queue's writing side, shared by request handlers. `notify` wakes the worker at once.
+#[derive(Clone)]
+pub struct MailQueue {
+    db: Db,
+    secrets: SecretBox,
+    notify: Arc<Notify>,
+}
+
+impl MailQueue {
+    pub fn new(db: Db, secrets: SecretBox) -> Self {
+        Self { db, secrets, notify: Arc::new(Notify::new()) }
+    }
+
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    pub async fn enqueue(&self, to_address: &str, composed: Composed) -> Result<i64, DbError> {
+        let sealed = self.secrets.seal(&serde_json::to_vec(&SealedBody { text: composed.body }).expect("a string always serialises"));
+        let to_address = to_address.to_owned();
+        let mail_id = self.db.run(move |conn| db::mail::enqueue(conn, &to_address, &composed.subject, &sealed)).await?;
+        self.notify.notify_one();
+        Ok(mail_id)
+    }
+
+    pub(crate) fn open_body(&self, sealed: &[u8]) -> Result<String, crate::crypto::CryptoError> {
+        let bytes = self.secrets.open(sealed)?;
+        let body: SealedBody = serde_json::from_slice(&bytes).map_err(|_| crate::crypto::CryptoError::Unseal)?;
+        Ok(body.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_mail_is_composed_in_both_languages() {
+        let kind = MailKind::Verify { link: "http://p/verify?token=abc".into(), valid_hours: 24 };
+        let en = compose(&kind, Language::En, "Kim");
+        assert!(en.body.contains("http://p/verify?token=abc") && en.body.contains("24") && en.body.contains("Kim"), "{}", en.body);
+        let ko = compose(&kind, Language::Ko, "김민수");
+        assert!(ko.body.contains("http://p/verify?token=abc") && ko.body.contains("김민수"), "{}", ko.body);
+        assert_ne!(en.subject, ko.subject);
+        assert!(!ko.body.contains('{'), "every placeholder is filled: {}", ko.body);
+    }
+
+    #[test]
+    fn reset_and_already_registered_mails_carry_their_links() {
+        let reset = compose(&MailKind::Reset { link: "L1".into(), valid_minutes: 60 }, Language::En, "Kim");
+        assert!(reset.body.contains("L1") && reset.body.contains("60"));
+        let again = compose(&MailKind::AlreadyRegistered { login_link: "L2".into(), reset_link: "L3".into() }, Language::Ko, "Kim");
+        assert!(again.body.contains("L2") && again.body.contains("L3"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Server-rendered pages (askama). Each handler builds a `PageCtx` for the layout, checks the
+//! CSRF token on every POST, and re-renders forms with the error in the viewer's language.
+
+mod accounts;
+mod admin;
+mod profile;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::db;
+use crate::domain::Language;
+use crate::state::AppState;
+use crate::web::{check_csrf, csrf_cookie, safe_next, see_other, PageCtx, PageResult, Viewer, LANG_COOKIE};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+    web::scope("")
+        .wrap(from_fn(csrf_cookie))
+        .app_data(web::FormConfig::default().limit(64 * 1024))
+        .route("/", web::get().to(home))
+        .route("/dashboard", web::get().to(dashboard))
+        .route("/language", web::post().to(switch_language))
+        .route("/static/app.css", web::get().to(stylesheet))
+        .route("/healthz", web::get().to(health))
+        .configure(accounts::configure)
+        .configure(profile::configure)
+        .configure(admin::configure),
+    );
+}
+
+/// A page with a title, one message and an optional link onwards.
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    pub page: &'a PageCtx,
+    pub title: &'a str,
+    pub message: String,
+    pub link: Option<(&'a str, &'a str)>,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    page: &'a PageCtx,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage<'a> {
+    page: &'a PageCtx,
+}
+
+async fn home(req: HttpRequest, viewer: Viewer) -> HttpResponse {
+    if viewer.user.is_some() {
+        return see_other("/dashboard");
+    }
+    let ctx = PageCtx::new(&req, &viewer);
+    ctx.ok(&HomePage { page: &ctx })
+}
+
+async fn dashboard(req: HttpRequest, viewer: Viewer) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    viewer.require(&ctx)?;
+    Ok(ctx.ok(&DashboardPage { page: &ctx }))
+}
+
+#[derive(Deserialize)]
+struct LanguageForm {
+    csrf_token: String,
+    language: String,
+    next: Option<String>,
+}
+
+/// Switches the language, remembered in a cookie and, for a logged-in user, in their profile.
+async fn switch_language(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, form: web::Form<LanguageForm>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let language = Language::parse(&form.language).map_err(|e| ctx.error_page(e.into()))?;
+    if let Some(user) = &viewer.user {
+        let user_id = user.id;
+        state.db.run(move |conn| db::users::set_language(conn, user_id, language.code())).await.map_err(|e| ctx.error_page(e.into()))?;
+    }
+    let mut cookie = actix_web::cookie::Cookie::build(LANG_COOKIE, language.code()).path("/").same_site(actix_web::cookie::SameSite::Lax).secure(state.config.secure_cookies).finish();
+    cookie.set_max_age(actix_web::cookie::time::Duration::days(365));
+    let mut response = see_other(&safe_next(form.next.as_deref()));
+    response.add_cookie(&cookie).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
+    Ok(response)
+}
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/css; charset=utf-8").insert_header(("Cache-Control", "public, max-age=3600")).body(include_str!("../../../static/app.css"))
+}
+
+/// Liveness and dependencies, for load balancers and `make up` smoke checks.
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let (database, redis) = tokio::join!(state.db.ping(), state.cache.ping());
+    let body = serde_json::json!({ "status": if database && redis { "ok" } else { "degraded" }, "database": database, "redis": redis });
+    if database && redis {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,98 @@
+//! Building and running the portal: connect the adapters, run migrations, start the HTTP server
+//! and the mail worker. `Application::build` binds the port (0 picks a free one, as the tests do)
+//! before returning, so callers know the address at once.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::db::Db;
+use crate::domain::DomainPolicy;
+use crate::mail::worker::{Transport, Worker};
+use crate::mail::MailQueue;
+use crate::routes;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: AppState,
+    worker: Option<Worker>,
+}
+
+impl Application {
+    /// `database_url` and `redis_url` are the resolved URLs (the config's, or the private services').
+    pub async fn build(config: Config, database_url: &str, redis_url: &str) -> anyhow::Result<Self> {
+        let db = Db::connect(database_url, 10)?;
+        let n_applied = { let db = db.clone(); tokio::task::spawn_blocking(move || db.migrate()).await.context("migration task failed")?? };
+        if n_applied > 0 {
+            tracing::info!("applied {n_applied} database migration(s)");
+        }
+        let cache = Cache::connect(redis_url, &config.redis_prefix, std::time::Duration::from_secs(10)).await?;
+        let secrets = match &config.secret_key {
+            Some(key) => SecretBox::from_base64(key.expose_secret())?,
+            None => SecretBox::load_or_create(&config.data_dir.join("secret.key"))?,
+        };
+        let mail = MailQueue::new(db.clone(), secrets.clone());
+        let transport = match &config.smtp {
+            Some(smtp) => Transport::smtp(smtp)?,
+            None => {
+                let outbox = std::path::absolute(config.outbox_dir()).unwrap_or_else(|_| config.outbox_dir());
+                tracing::info!("no SMTP server configured: mail is written to {}", outbox.display());
+                Transport::outbox(outbox)?
+            }
+        };
+        let worker = Worker::new(mail.clone(), db.clone(), transport, config.mail.clone())?;
+        let state = AppState { domains: DomainPolicy::new(&config.accounts.allowed_email_domains), config: Arc::new(config), db, cache, secrets, mail };
+
+        let listener = TcpListener::bind(state.config.portal_addr).with_context(|| format!("cannot listen on portal_addr {}", state.config.portal_addr))?;
+        let port = listener.local_addr()?.port();
+        let app_state = web::Data::new(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")).add(("X-Frame-Options", "DENY")).add(("Referrer-Policy", "same-origin")).add(("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")))
+                .configure(routes::configure)
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server, state, worker: Some(worker) })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` turns true, then stops the server gracefully and the worker.
+    pub async fn run_until_stopped(mut self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let worker = self.worker.take().expect("run_until_stopped is called once");
+        let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+        let handle = self.server.handle();
+        let mut stop = shutdown.clone();
+        let stopper = tokio::spawn(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+            handle.stop(true).await;
+        });
+        self.server.await.context("portal server failed")?;
+        stopper.abort();
+        let _ = worker_task.await;
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! What every request handler and worker shares: configuration and the adapters.
+
+use std::sync::Arc;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::db::Db;
+use crate::domain::DomainPolicy;
+use crate::mail::MailQueue;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub cache: Cache,
+    pub secrets: SecretBox,
+    pub mail: MailQueue,
+    pub domains: DomainPolicy,
+}
