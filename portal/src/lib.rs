@@ -20,3 +20,9 @@ pub mod services;
 pub mod startup;
 pub mod state;
 pub mod web;
+
+/// Makes rustls' ring provider the process default (one TLS stack for reqwest and lettre).
+/// Safe to call more than once.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

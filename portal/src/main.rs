@@ -5,7 +5,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    rustls::crypto::ring::default_provider().install_default().expect("no other TLS provider is installed before main");
+    portal::install_tls_provider();
     let cli = portal::cli::Cli::parse();
     let env = portal::cli::Env { vars: std::env::vars().collect() };
     match portal::cli::run(cli, env).await {

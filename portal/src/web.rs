@@ -205,6 +205,20 @@ impl PageCtx {
         }
     }
 
+    /// Renders a form again after `error`, with the error's status and `Retry-After` where it has one.
+    pub fn render_error(&self, error: &AppError, template: &impl askama::Template) -> HttpResponse {
+        let mut response = self.render(error.status_code(), template);
+        let retry_after = match error {
+            AppError::RateLimited { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            AppError::Unavailable(_) => Some(5),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from(seconds));
+        }
+        response
+    }
+
     pub fn ok(&self, template: &impl askama::Template) -> HttpResponse {
         self.render(StatusCode::OK, template)
     }
@@ -289,9 +303,8 @@ impl Viewer {
             Some(user) => Ok(user),
             None if self.session_store_down => Err(ctx.error_page(AppError::Unavailable("the session store is unavailable; try again in a moment".to_owned()))),
             None => {
-                let mut login = url::form_urlencoded::Serializer::new(String::from("/login?"));
-                login.append_pair("next", &ctx.path);
-                Err(PageError::redirect(login.finish()))
+                let next: String = url::form_urlencoded::byte_serialize(ctx.path.as_bytes()).collect();
+                Err(PageError::redirect(format!("/login?next={next}")))
             }
         }
     }

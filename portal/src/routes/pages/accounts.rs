@@ -10,7 +10,6 @@ use crate::accounts::{self, SignUp, Verified};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::{check_csrf, client_ip, flash_cookie, removal_cookie, safe_next, see_other, session_cookie, PageCtx, PageError, PageResult, Viewer, CSRF_COOKIE, SESSION_COOKIE};
-use actix_web::ResponseError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/signup", web::get().to(signup_form))
@@ -30,6 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn message(ctx: &PageCtx, status: StatusCode, title_key: &str, message: String, link: Option<(&str, &str)>) -> HttpResponse {
     ctx.render(status, &MessagePage { page: ctx, title: ctx.t(title_key), message, link })
+}
+
+fn message_for_error(ctx: &PageCtx, error: &AppError, title_key: &str, message: String, link: Option<(&str, &str)>) -> HttpResponse {
+    ctx.render_error(error, &MessagePage { page: ctx, title: ctx.t(title_key), message, link })
 }
 
 #[derive(Template)]
@@ -80,7 +83,7 @@ async fn signup(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, fo
                 error: Some(ctx.error_message(&error)),
                 error_field: error.field().unwrap_or(""),
             };
-            ctx.render(error.status_code(), &page)
+            ctx.render_error(&error, &page)
         }
     }
 }
@@ -97,7 +100,7 @@ async fn verify(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, qu
     match accounts::verify_email(&state, &token).await {
         Ok(Verified::Now) => message(&ctx, StatusCode::OK, "verify.done_title", ctx.t("verify.done_body").to_owned(), Some(("/login", ctx.t("nav.login")))),
         Ok(Verified::Already) => message(&ctx, StatusCode::OK, "verify.done_title", ctx.t("verify.already_body").to_owned(), Some(("/login", ctx.t("nav.login")))),
-        Err(error) => message(&ctx, error.status_code(), "verify.failed_title", ctx.error_message(&error), Some(("/verify/resend", ctx.t("verify.resend_link")))),
+        Err(error) => message_for_error(&ctx, &error, "verify.failed_title", ctx.error_message(&error), Some(("/verify/resend", ctx.t("verify.resend_link")))),
     }
 }
 
@@ -128,7 +131,7 @@ async fn resend(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, fo
     };
     match result {
         Ok(()) => message(&ctx, StatusCode::OK, "resend.sent_title", ctx.tr.fill("resend.sent_body", &[("email", form.email.trim())]), None),
-        Err(error) => ctx.render(error.status_code(), &ResendPage { page: &ctx, email: &form.email, error: Some(ctx.error_message(&error)) }),
+        Err(error) => ctx.render_error(&error, &ResendPage { page: &ctx, email: &form.email, error: Some(ctx.error_message(&error)) }),
     }
 }
 
@@ -196,7 +199,7 @@ async fn login(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, for
         }
         Err(error) => {
             let unverified = matches!(error, AppError::EmailNotVerified);
-            ctx.render(error.status_code(), &LoginPage { page: &ctx, email: &form.email, next: &next, error: Some(ctx.error_message(&error)), unverified })
+            ctx.render_error(&error, &LoginPage { page: &ctx, email: &form.email, next: &next, error: Some(ctx.error_message(&error)), unverified })
         }
     }
 }
@@ -254,7 +257,7 @@ async fn forgot(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, fo
     };
     match result {
         Ok(()) => message(&ctx, StatusCode::OK, "forgot.sent_title", ctx.tr.fill("forgot.sent_body", &[("email", form.email.trim())]), None),
-        Err(error) => ctx.render(error.status_code(), &ForgotPage { page: &ctx, email: &form.email, error: Some(ctx.error_message(&error)) }),
+        Err(error) => ctx.render_error(&error, &ForgotPage { page: &ctx, email: &form.email, error: Some(ctx.error_message(&error)) }),
     }
 }
 
@@ -271,7 +274,7 @@ async fn reset_form(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer
     let token = query.token.clone().unwrap_or_default();
     match accounts::check_reset_token(&state, &token).await {
         Ok(()) => ctx.ok(&ResetPage { page: &ctx, token: &token, error: None }),
-        Err(error) => message(&ctx, error.status_code(), "reset.failed_title", ctx.error_message(&error), Some(("/password/forgot", ctx.t("reset.again_link")))),
+        Err(error) => message_for_error(&ctx, &error, "reset.failed_title", ctx.error_message(&error), Some(("/password/forgot", ctx.t("reset.again_link")))),
     }
 }
 
@@ -296,8 +299,8 @@ async fn reset(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, for
             response.add_cookie(&flash_cookie("flash.password_reset", &state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
             Ok(response)
         }
-        Err(error @ (AppError::TokenExpired | AppError::TokenUsed | AppError::TokenInvalid)) => Ok(message(&ctx, error.status_code(), "reset.failed_title", ctx.error_message(&error), Some(("/password/forgot", ctx.t("reset.again_link"))))),
-        Err(error) => Ok(ctx.render(error.status_code(), &ResetPage { page: &ctx, token: &form.token, error: Some(ctx.error_message(&error)) })),
+        Err(error @ (AppError::TokenExpired | AppError::TokenUsed | AppError::TokenInvalid)) => Ok(message_for_error(&ctx, &error, "reset.failed_title", ctx.error_message(&error), Some(("/password/forgot", ctx.t("reset.again_link"))))),
+        Err(error) => Ok(ctx.render_error(&error, &ResetPage { page: &ctx, token: &form.token, error: Some(ctx.error_message(&error)) })),
     }
 }
 

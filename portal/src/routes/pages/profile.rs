@@ -79,8 +79,7 @@ async fn save_profile(req: HttpRequest, state: web::Data<AppState>, viewer: View
             }
             Ok(response)
         }
-        Err(error) => Ok(ctx.render(
-            error.status_code(),
+        Err(error) => Ok(ctx.render_error(&error,
             &ProfilePage {
                 page: &ctx,
                 email: &user.email,
@@ -122,8 +121,7 @@ async fn change_password(req: HttpRequest, state: web::Data<AppState>, viewer: V
             }
             Ok(response)
         }
-        Err(error) => Ok(ctx.render(
-            error.status_code(),
+        Err(error) => Ok(ctx.render_error(&error,
             &ProfilePage {
                 page: &ctx,
                 email: &user.email,

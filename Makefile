@@ -1,0 +1,50 @@
+# Two commands do everything on a fresh Debian machine:
+#   make up    install what is missing, build, and run Slipway on this machine
+#   make test  install what is missing and run every test (unit, integration, browser)
+# CARGO_TARGET_DIR may point outside the clone to reuse builds; by default it is ./target.
+
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+SLIPWAY_ARGS ?=
+
+.PHONY: up test setup-up setup-test build build-release test-rust test-browser lint fmt clean
+
+up: setup-up build-release slipway.toml
+	$(CARGO_TARGET_DIR)/release/slipway up $(SLIPWAY_ARGS)
+
+test: setup-test build test-rust test-browser
+
+setup-up:
+	@scripts/setup.sh up
+
+setup-test:
+	@scripts/setup.sh test
+
+# A first run gets a working configuration; edit slipway.toml to change the allowed domains.
+slipway.toml:
+	cp slipway.example.toml slipway.toml
+	@echo "created slipway.toml from slipway.example.toml (allowed_email_domains = pusan.ac.kr); edit it for your university"
+
+build:
+	cargo build --locked --workspace --all-targets
+
+build-release:
+	cargo build --locked --release -p portal --bin slipway
+
+test-rust:
+	cargo test --locked --workspace
+
+test-browser:
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && SLIPWAY_BIN=$(CARGO_TARGET_DIR)/debug/slipway node --test
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf tests/browser/node_modules

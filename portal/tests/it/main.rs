@@ -1,0 +1,10 @@
+//! The portal's one integration-test binary: real PostgreSQL (a fresh database per test), real
+//! Redis (a key prefix per test), a real SMTP server (Debian's aiosmtpd) where mail is tested,
+//! and the real `slipway` binary for the command-line tests.
+
+mod accounts;
+mod api;
+mod cli;
+mod helpers;
+mod mail;
+mod migrations;

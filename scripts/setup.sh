@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what Slipway needs on a Debian machine and starts the services the tests use.
+#   scripts/setup.sh up    what `slipway up` needs (PostgreSQL and Redis binaries, bubblewrap, libpq)
+#   scripts/setup.sh test  that, plus Chromium, Node.js and the SMTP test server, and running
+#                          PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) for the tests
+# As root it installs with apt-get; otherwise it prints the one command to run and stops.
+set -euo pipefail
+mode="${1:-up}"
+
+missing=()
+need() { # need PACKAGE TEST-COMMAND...
+  local package="$1"; shift
+  if ! "$@" >/dev/null 2>&1; then missing+=("$package"); fi
+}
+have_pg_bin() { ls /usr/lib/postgresql/*/bin/"$1" >/dev/null 2>&1 || command -v "$1"; }
+
+need postgresql have_pg_bin initdb
+need redis-server command -v redis-server
+need bubblewrap command -v bwrap
+need libpq-dev test -e /usr/include/postgresql/libpq-fe.h
+need pkg-config command -v pkg-config
+need gcc command -v cc
+need git command -v git
+need curl command -v curl
+if [ "$mode" = test ]; then
+  need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
+  need chromium test -x /usr/bin/chromium
+  need nodejs command -v node
+  need npm command -v npm
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing packages. Run:"
+    echo "  sudo apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: Rust is missing. Install it with rustup (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+
+if [ "$mode" = test ]; then
+  # The tests use these when they answer, and start private instances of their own otherwise;
+  # starting the system ones here is the common, faster path.
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+      version=$(ls /etc/postgresql | sort -V | tail -n 1)
+      if [ -n "$version" ] && [ -d "/etc/postgresql/$version/main" ]; then
+        echo "setup: starting PostgreSQL $version"
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || echo "setup: could not start PostgreSQL; the tests will use a private instance"
+      fi
+    fi
+  fi
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    echo "setup: starting Redis on 127.0.0.1:6379"
+    mkdir -p /tmp/slipway-redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /tmp/slipway-redis --logfile /tmp/slipway-redis/redis.log \
+      || echo "setup: could not start Redis; the tests will use a private instance"
+  fi
+fi
+echo "setup: ready ($mode)"
