@@ -5,3 +5,4 @@
 //! It never depends on the portal and never opens the portal's database.
 
 pub mod duration;
+pub mod model;
