@@ -249,11 +249,12 @@ fn overlay_env(table: &mut toml::Table, env: &BTreeMap<String, String>) {
     }
     for (name, value) in env {
         let Some(path) = name.strip_prefix("SLIPWAY_") else { continue };
-        // SLIPWAY_PORTAL and SLIPWAY_TOKEN belong to the CLI client, not to the server's config.
-        if matches!(path, "PORTAL" | "TOKEN" | "CONFIG") {
+        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        // Other SLIPWAY_ variables belong to other tools (the CLI's SLIPWAY_PORTAL and
+        // SLIPWAY_TOKEN, a test's SLIPWAY_BIN): only the configuration's own keys are read.
+        if !TOP_LEVEL_KEYS.contains(&keys[0].as_str()) {
             continue;
         }
-        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
         let parsed = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
         let value = match parsed {
             Some(v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Array(_))) => v,
@@ -270,6 +271,12 @@ fn overlay_env(table: &mut toml::Table, env: &BTreeMap<String, String>) {
         cursor.insert(keys[keys.len() - 1].clone(), value);
     }
 }
+
+/// The top-level keys of `slipway.toml`, the only ones `SLIPWAY_*` variables may set.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "data_dir", "portal_addr", "gateway_addr", "apps_domain", "public_url", "database_url", "redis_url", "redis_prefix", "secure_cookies", "allowed_email_domains", "secret_key", "log",
+    "smtp", "mail", "accounts",
+];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), value: format!("`{value}`"), reason: reason.into() }
@@ -494,6 +501,7 @@ mod tests {
             ("SLIPWAY_SMTP__PORT", "2525"),
             ("SLIPWAY_SMTP__SECURITY", "none"),
             ("SLIPWAY_TOKEN", "slw_ignored_by_the_server"),
+            ("SLIPWAY_BIN", "/somewhere/else"),
             ("DATABASE_URL", "postgres://u@127.0.0.1/db"),
         ]);
         let overrides = Overrides { apps_domain: Some("apps.a.ac.kr".into()), ..Default::default() };
@@ -504,6 +512,8 @@ mod tests {
         assert_eq!((smtp.host.as_str(), smtp.port, smtp.security), ("mail.a.ac.kr", 2525, SmtpSecurity::None));
         assert_eq!(config.apps_domain, "apps.a.ac.kr");
         assert!(config.database_url.is_some());
+        let typo_in_file = Config::from_toml_str("allowed_email_domains = [\"x.kr\"]\nbin = 1", "t");
+        assert!(typo_in_file.is_err(), "unknown keys in the file are still refused");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

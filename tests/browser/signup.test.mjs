@@ -190,7 +190,7 @@ after(async () => {
   if (running) {
     const started = Date.now();
     server.child.kill('SIGTERM');
-    stopped = await Promise.race([server.exited.then(() => true), sleep(STOP_TIMEOUT_MS).then(() => false)]);
+    stopped = await Promise.race([server.exited.then(() => true), sleep(STOP_TIMEOUT_MS, false, { ref: false })]);
     if (!stopped) {
       server.child.kill('SIGKILL');
       await server.exited;
