@@ -4,5 +4,6 @@
 //!
 //! It never depends on the portal and never opens the portal's database.
 
+pub mod artifact;
 pub mod duration;
 pub mod model;
