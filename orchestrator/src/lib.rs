@@ -7,3 +7,4 @@
 pub mod artifact;
 pub mod duration;
 pub mod model;
+pub mod template;

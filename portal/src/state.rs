@@ -8,6 +8,7 @@ use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::domain::DomainPolicy;
 use crate::mail::MailQueue;
+use crate::secrets::SecretStore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,4 +18,5 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub mail: MailQueue,
     pub domains: DomainPolicy,
+    pub secret_store: Arc<dyn SecretStore>,
 }

@@ -13,6 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
+mod client;
+
+use client::{api_error, http_client, segment, ApiClient};
+
 use crate::config::{Config, Overrides};
 use crate::domain::Role;
 use crate::services::PrivateServices;
@@ -53,6 +57,48 @@ pub enum Command {
     Logout,
     /// Show who the stored token (or SLIPWAY_TOKEN) belongs to.
     Whoami,
+    /// Create, list and delete projects.
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Set, unset and list a project's environment variables.
+    #[command(subcommand)]
+    Env(EnvCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectsCommand {
+    /// Create a project; NAME becomes its subdomain.
+    Create {
+        name: String,
+        /// auto (detect at each deploy) or a template id: static, node, vite, python, java, go, console.
+        #[arg(long, default_value = "auto")]
+        template: String,
+    },
+    /// List your projects.
+    List,
+    /// Delete a project, its instances, data, revisions and secrets.
+    Delete {
+        name: String,
+        /// Confirm without a prompt (required when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnvCommand {
+    /// Set a variable: `slipway env set NAME KEY=VALUE [--secret]`.
+    Set {
+        name: String,
+        assignment: String,
+        /// Keep the value in the secret store; it is never shown again.
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Remove a variable.
+    Unset { name: String, key: String },
+    /// List variables (secrets without their values).
+    List { name: String },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -165,6 +211,8 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
         Command::Login { portal, email, password_stdin: _, token_name } => login(&env, &portal, &email, token_name).await,
         Command::Logout => logout(&env).await,
         Command::Whoami => whoami(&env).await,
+        Command::Projects(command) => projects(&env, command).await,
+        Command::Env(command) => env_command(&env, command).await,
     }
 }
 
@@ -258,18 +306,6 @@ struct Credentials {
     token_id: Option<i64>,
 }
 
-fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder().user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION"))).timeout(std::time::Duration::from_secs(30)).build().context("cannot build the HTTP client")
-}
-
-async fn api_error(response: reqwest::Response) -> anyhow::Error {
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let message = body["error"]["message"].as_str().unwrap_or("no details").to_owned();
-    let code = body["error"]["code"].as_str().unwrap_or("unknown").to_owned();
-    anyhow::anyhow!("the portal refused ({status}, {code}): {message}")
-}
-
 async fn login(env: &Env, portal: &str, email: &str, token_name: Option<String>) -> anyhow::Result<()> {
     let password = read_password_stdin()?;
     let portal = portal.trim_end_matches('/').to_owned();
@@ -318,6 +354,58 @@ fn stored_credentials(env: &Env) -> anyhow::Result<Credentials> {
         credentials.token = token.to_owned();
     }
     Ok(credentials)
+}
+
+fn api(env: &Env) -> anyhow::Result<ApiClient> {
+    let credentials = stored_credentials(env)?;
+    ApiClient::new(&credentials.portal, &credentials.token)
+}
+
+async fn projects(env: &Env, command: ProjectsCommand) -> anyhow::Result<()> {
+    let api = api(env)?;
+    match command {
+        ProjectsCommand::Create { name, template } => {
+            let project = api.post("/projects", &serde_json::json!({ "name": name, "template": template })).await?;
+            println!("created {} ({}) -> {}", project["name"].as_str().unwrap_or(""), project["template"].as_str().unwrap_or(""), project["url"].as_str().unwrap_or(""));
+        }
+        ProjectsCommand::List => {
+            let listing = api.get("/projects").await?;
+            for project in listing["projects"].as_array().into_iter().flatten() {
+                println!("{:<24} {:<10} {}", project["name"].as_str().unwrap_or(""), project["template"].as_str().unwrap_or(""), project["url"].as_str().unwrap_or(""));
+            }
+        }
+        ProjectsCommand::Delete { name, yes } => {
+            if !yes {
+                bail!("deleting {name} removes its data, revisions and secrets for good; run again with --yes to confirm");
+            }
+            api.delete(&format!("/projects/{}", segment(&name))).await?;
+            println!("deleted {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn env_command(env: &Env, command: EnvCommand) -> anyhow::Result<()> {
+    let api = api(env)?;
+    match command {
+        EnvCommand::Set { name, assignment, secret } => {
+            let (key, value) = assignment.split_once('=').with_context(|| format!("`{assignment}` is not KEY=VALUE"))?;
+            api.put(&format!("/projects/{}/env/{}", segment(&name), segment(key)), &serde_json::json!({ "value": value, "secret": secret })).await?;
+            println!("set {key} on {name}{}", if secret { " (secret)" } else { "" });
+        }
+        EnvCommand::Unset { name, key } => {
+            api.delete(&format!("/projects/{}/env/{}", segment(&name), segment(&key))).await?;
+            println!("removed {key} from {name}");
+        }
+        EnvCommand::List { name } => {
+            let listing = api.get(&format!("/projects/{}/env", segment(&name))).await?;
+            for var in listing["env"].as_array().into_iter().flatten() {
+                let shown = if var["secret"].as_bool() == Some(true) { "(secret)".to_owned() } else { var["value"].as_str().unwrap_or("").to_owned() };
+                println!("{}={shown}", var["name"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn whoami(env: &Env) -> anyhow::Result<()> {

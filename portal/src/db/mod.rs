@@ -5,6 +5,8 @@ pub mod api_tokens;
 pub mod email_tokens;
 pub mod mail;
 pub mod models;
+pub mod projects;
+pub mod revisions;
 pub mod schema;
 pub mod users;
 

@@ -74,3 +74,47 @@ pub struct OutboundMail {
     pub sent_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, serde::Serialize)]
+#[diesel(table_name = super::schema::projects)]
+pub struct Project {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub template: String,
+    pub live_revision_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::project_env)]
+pub struct EnvVar {
+    pub project_id: i64,
+    pub name: String,
+    pub value: Option<String>,
+    pub secret: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::revisions)]
+pub struct Revision {
+    pub id: i64,
+    pub project_id: i64,
+    pub number: i32,
+    pub artifact_id: String,
+    pub template: String,
+    pub plan: Option<serde_json::Value>,
+    pub status: String,
+    pub error: Option<String>,
+    pub source: String,
+    pub commit_sha: Option<String>,
+    pub commit_message: Option<String>,
+    pub created_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub build_started_at: Option<DateTime<Utc>>,
+    pub build_finished_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub locked_until: Option<DateTime<Utc>>,
+}

@@ -59,3 +59,59 @@ diesel::table! {
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, api_tokens, outbound_mail);
+
+diesel::table! {
+    projects (id) {
+        id -> Int8,
+        name -> Text,
+        owner_id -> Int8,
+        template -> Text,
+        live_revision_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    project_env (project_id, name) {
+        project_id -> Int8,
+        name -> Text,
+        value -> Nullable<Text>,
+        secret -> Bool,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sealed_secrets (path) {
+        path -> Text,
+        sealed -> Bytea,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    revisions (id) {
+        id -> Int8,
+        project_id -> Int8,
+        number -> Int4,
+        artifact_id -> Text,
+        template -> Text,
+        plan -> Nullable<Jsonb>,
+        status -> Text,
+        error -> Nullable<Text>,
+        source -> Text,
+        commit_sha -> Nullable<Text>,
+        commit_message -> Nullable<Text>,
+        created_by -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        build_started_at -> Nullable<Timestamptz>,
+        build_finished_at -> Nullable<Timestamptz>,
+        locked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(projects -> users (owner_id));
+diesel::joinable!(project_env -> projects (project_id));
+diesel::joinable!(revisions -> projects (project_id));
+diesel::allow_tables_to_appear_in_same_query!(projects, users, project_env, revisions, sealed_secrets);

@@ -2,7 +2,9 @@
 //! Pure: no I/O, no clock, no configuration lookups (allowed domains are passed in).
 
 mod account;
+mod env;
 
 pub use account::{
     DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError,
 };
+pub use env::{check_env_value, EnvVarName, MAX_ENV_VALUE_BYTES};

@@ -8,3 +8,4 @@ mod cli;
 mod helpers;
 mod mail;
 mod migrations;
+mod projects;

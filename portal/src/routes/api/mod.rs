@@ -6,6 +6,7 @@
 mod accounts;
 mod admin;
 mod me;
+pub mod projects;
 mod tokens;
 
 use std::future::Future;
@@ -34,6 +35,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/me/logout-everywhere"),
     ("get", "/api/v1/admin/users"),
     ("patch", "/api/v1/admin/users/{id}"),
+    ("get", "/api/v1/projects"),
+    ("post", "/api/v1/projects"),
+    ("get", "/api/v1/projects/availability"),
+    ("get", "/api/v1/projects/{name}"),
+    ("patch", "/api/v1/projects/{name}"),
+    ("delete", "/api/v1/projects/{name}"),
+    ("get", "/api/v1/projects/{name}/env"),
+    ("put", "/api/v1/projects/{name}/env/{key}"),
+    ("delete", "/api/v1/projects/{name}/env/{key}"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -48,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(tokens::configure)
             .configure(me::configure)
             .configure(admin::configure)
+            .configure(projects::configure)
             .default_service(web::to(|| async { Err::<HttpResponse, _>(AppError::NotFound("route")) })),
     );
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod profile;
+mod projects;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -24,10 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/dashboard", web::get().to(dashboard))
         .route("/language", web::post().to(switch_language))
         .route("/static/app.css", web::get().to(stylesheet))
+        .route("/static/app.js", web::get().to(script))
         .route("/healthz", web::get().to(health))
         .configure(accounts::configure)
         .configure(profile::configure)
-        .configure(admin::configure),
+        .configure(admin::configure)
+        .configure(projects::configure),
     );
 }
 
@@ -92,6 +95,10 @@ async fn switch_language(req: HttpRequest, state: web::Data<AppState>, viewer: V
 
 async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok().content_type("text/css; charset=utf-8").insert_header(("Cache-Control", "public, max-age=3600")).body(include_str!("../../../static/app.css"))
+}
+
+async fn script() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/javascript; charset=utf-8").insert_header(("Cache-Control", "public, max-age=3600")).body(include_str!("../../../static/app.js"))
 }
 
 /// Liveness and dependencies, for load balancers and `make up` smoke checks.

@@ -1,0 +1,164 @@
+//! Project flows shared by pages, API and CLI: create, list, read, delete, environment.
+//! Every function takes the acting user and checks permission here, on the server.
+//!
+//! Permission today: a project's owner and platform admins may do everything with it; groups
+//! and course staff arrive with the access issue.
+
+use orchestrator::model::AppName;
+
+use crate::db::models::{Project, User};
+use crate::db;
+use crate::domain::{check_env_value, EnvVarName, Role, ValidationError};
+use crate::error::AppError;
+use crate::secrets::{self, SecretValue};
+use crate::state::AppState;
+
+/// The template ids a project may name: `auto` (detect at each deploy) or a framework template.
+pub fn check_template(id: &str) -> Result<String, ValidationError> {
+    let id = id.trim();
+    if id == "auto" || orchestrator::template::get(id).is_some() {
+        return Ok(id.to_owned());
+    }
+    let known: Vec<&str> = std::iter::once("auto").chain(orchestrator::template::all().iter().map(|t| t.id.as_str())).collect();
+    Err(ValidationError::new("unknown_template", "template", format!("`{id}` is not a template; choose one of {}", known.join(", "))).with("value", id))
+}
+
+fn parse_name(raw: &str) -> Result<AppName, AppError> {
+    AppName::parse(raw).map_err(|e| AppError::Validation(ValidationError::new(e.code(), "name", e.to_string()).with("value", raw.trim())))
+}
+
+/// Whether `user` may act on `project`.
+pub fn may_manage(user: &User, project: &Project) -> bool {
+    project.owner_id == user.id || user.role == Role::Admin.as_str()
+}
+
+/// What the name check says while a person types.
+#[derive(Debug, serde::Serialize)]
+pub struct Availability {
+    pub name: String,
+    pub available: bool,
+    pub code: Option<&'static str>,
+    pub message: Option<String>,
+}
+
+pub async fn availability(state: &AppState, raw: &str) -> Result<Availability, AppError> {
+    let name = match AppName::parse(raw) {
+        Ok(name) => name,
+        Err(e) => return Ok(Availability { name: raw.trim().to_owned(), available: false, code: Some(e.code()), message: Some(e.to_string()) }),
+    };
+    let text = name.as_str().to_owned();
+    let taken = state.db.run(move |conn| db::projects::name_taken(conn, &text)).await?;
+    Ok(Availability {
+        name: name.as_str().to_owned(),
+        available: !taken,
+        code: taken.then_some("app_name_taken"),
+        message: taken.then(|| format!("`{name}` is taken")),
+    })
+}
+
+pub async fn create(state: &AppState, user: &User, raw_name: &str, template: &str) -> Result<Project, AppError> {
+    let name = parse_name(raw_name)?;
+    let template = check_template(template)?;
+    let owner_id = user.id;
+    let text = name.as_str().to_owned();
+    match state.db.run(move |conn| db::projects::insert(conn, &text, owner_id, &template)).await {
+        Ok(project) => Ok(project),
+        Err(e) if e.is_unique_violation() => Err(AppError::Conflict { code: "app_name_taken", message: format!("`{name}` is taken; choose another name") }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list(state: &AppState, user: &User) -> Result<Vec<Project>, AppError> {
+    let user_id = user.id;
+    Ok(state.db.run(move |conn| db::projects::list_for_owner(conn, user_id)).await?)
+}
+
+/// The project by name, if `user` may manage it: 404 when it does not exist, 403 otherwise.
+pub async fn get(state: &AppState, user: &User, raw_name: &str) -> Result<Project, AppError> {
+    let name = raw_name.trim().to_owned();
+    let project = state.db.run(move |conn| db::projects::find_by_name(conn, &name)).await?.ok_or(AppError::NotFound("project"))?;
+    if !may_manage(user, &project) {
+        return Err(AppError::Forbidden);
+    }
+    Ok(project)
+}
+
+pub async fn set_template(state: &AppState, user: &User, raw_name: &str, template: &str) -> Result<Project, AppError> {
+    let project = get(state, user, raw_name).await?;
+    let template = check_template(template)?;
+    Ok(state.db.run(move |conn| db::projects::set_template(conn, project.id, &template)).await?)
+}
+
+/// An environment variable as pages and the API show it: a secret's value never appears.
+#[derive(Debug, serde::Serialize)]
+pub struct EnvView {
+    pub name: String,
+    pub value: Option<String>,
+    pub secret: bool,
+}
+
+pub async fn env_view(state: &AppState, project: &Project) -> Result<Vec<EnvView>, AppError> {
+    let project_id = project.id;
+    let vars = state.db.run(move |conn| db::projects::env(conn, project_id)).await?;
+    Ok(vars.into_iter().map(|v| EnvView { name: v.name, value: if v.secret { None } else { v.value }, secret: v.secret }).collect())
+}
+
+pub async fn set_env(state: &AppState, project: &Project, raw_name: &str, value: &str, secret: bool) -> Result<(), AppError> {
+    let name = EnvVarName::parse(raw_name)?;
+    check_env_value(value)?;
+    let project_id = project.id;
+    let path = secrets::env_path(project.id, name.as_str());
+    if secret {
+        state.secret_store.put(&path, &SecretValue(value.to_owned())).await.map_err(secret_error)?;
+        let text = name.as_str().to_owned();
+        state.db.run(move |conn| db::projects::upsert_env(conn, project_id, &text, None)).await?;
+    } else {
+        let text = name.as_str().to_owned();
+        let value = value.to_owned();
+        state.db.run(move |conn| db::projects::upsert_env(conn, project_id, &text, Some(&value))).await?;
+        // A variable that was secret before no longer is: drop its sealed copy.
+        state.secret_store.delete(&path).await.map_err(secret_error)?;
+    }
+    Ok(())
+}
+
+pub async fn unset_env(state: &AppState, project: &Project, raw_name: &str) -> Result<(), AppError> {
+    let name = EnvVarName::parse(raw_name)?;
+    let project_id = project.id;
+    let text = name.as_str().to_owned();
+    let removed = state.db.run(move |conn| db::projects::delete_env(conn, project_id, &text)).await?;
+    state.secret_store.delete(&secrets::env_path(project.id, name.as_str())).await.map_err(secret_error)?;
+    if !removed {
+        return Err(AppError::NotFound("variable"));
+    }
+    Ok(())
+}
+
+/// Every variable with its real value, secrets included, for starting the app. Never log this.
+pub async fn resolved_env(state: &AppState, project_id: i64) -> Result<Vec<(String, SecretValue)>, AppError> {
+    let vars = state.db.run(move |conn| db::projects::env(conn, project_id)).await?;
+    let mut out = Vec::with_capacity(vars.len());
+    for var in vars {
+        let value = match var.value {
+            Some(value) => SecretValue(value),
+            None => state.secret_store.get(&secrets::env_path(project_id, &var.name)).await.map_err(secret_error)?.unwrap_or_else(|| SecretValue(String::new())),
+        };
+        out.push((var.name, value));
+    }
+    Ok(out)
+}
+
+/// Deletes the project row and its secrets. Stopping instances and removing data is the caller's
+/// job, done first, so a failure leaves the project visible rather than half-gone.
+pub async fn delete(state: &AppState, project: &Project) -> Result<(), AppError> {
+    state.secret_store.delete_prefix(&secrets::project_prefix(project.id)).await.map_err(secret_error)?;
+    let project_id = project.id;
+    state.db.run(move |conn| db::projects::delete(conn, project_id)).await?;
+    Ok(())
+}
+
+fn secret_error(error: secrets::SecretError) -> AppError {
+    tracing::error!("{error}");
+    AppError::Unavailable("the secret store is unavailable; try again in a moment".to_owned())
+}
+

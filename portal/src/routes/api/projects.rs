@@ -1,0 +1,124 @@
+//! Projects over the API: create, list, read, change the template, delete, environment, and the
+//! name check the create page calls as a person types.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::ApiUser;
+use crate::db::models::Project;
+use crate::error::AppError;
+use crate::projects;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/projects", web::get().to(list))
+        .route("/projects", web::post().to(create))
+        .route("/projects/availability", web::get().to(availability))
+        .route("/projects/{name}", web::get().to(show))
+        .route("/projects/{name}", web::patch().to(update))
+        .route("/projects/{name}", web::delete().to(delete))
+        .route("/projects/{name}/env", web::get().to(env))
+        .route("/projects/{name}/env/{key}", web::put().to(set_env))
+        .route("/projects/{name}/env/{key}", web::delete().to(unset_env));
+}
+
+pub fn project_json(state: &AppState, project: &Project) -> serde_json::Value {
+    serde_json::json!({
+        "name": project.name,
+        "template": project.template,
+        "url": app_url(state, &project.name),
+        "live_revision_id": project.live_revision_id,
+        "created_at": project.created_at,
+        "updated_at": project.updated_at,
+    })
+}
+
+/// Where the app answers: `http://NAME.<apps_domain>:<gateway port>` in the embedded shape.
+pub fn app_url(state: &AppState, name: &str) -> String {
+    let port = state.config.gateway_addr.port();
+    if port == 80 {
+        format!("http://{name}.{}", state.config.apps_domain)
+    } else {
+        format!("http://{name}.{}:{port}", state.config.apps_domain)
+    }
+}
+
+async fn list(state: web::Data<AppState>, ApiUser(user): ApiUser) -> Result<HttpResponse, AppError> {
+    let projects = projects::list(&state, &user).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "projects": projects.iter().map(|p| project_json(&state, p)).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    #[serde(default = "auto")]
+    template: String,
+}
+
+fn auto() -> String {
+    "auto".to_owned()
+}
+
+async fn create(state: web::Data<AppState>, ApiUser(user): ApiUser, body: web::Json<CreateBody>) -> Result<HttpResponse, AppError> {
+    let project = projects::create(&state, &user, &body.name, &body.template).await?;
+    Ok(HttpResponse::Created().json(project_json(&state, &project)))
+}
+
+#[derive(Deserialize)]
+struct NameQuery {
+    name: String,
+}
+
+async fn availability(state: web::Data<AppState>, _user: ApiUser, query: web::Query<NameQuery>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(projects::availability(&state, &query.name).await?))
+}
+
+async fn show(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    Ok(HttpResponse::Ok().json(project_json(&state, &project)))
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    template: Option<String>,
+}
+
+async fn update(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>, body: web::Json<UpdateBody>) -> Result<HttpResponse, AppError> {
+    let project = match &body.template {
+        Some(template) => projects::set_template(&state, &user, &path, template).await?,
+        None => projects::get(&state, &user, &path).await?,
+    };
+    Ok(HttpResponse::Ok().json(project_json(&state, &project)))
+}
+
+async fn delete(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    projects::delete(&state, &project).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn env(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "env": projects::env_view(&state, &project).await? })))
+}
+
+#[derive(Deserialize)]
+struct EnvBody {
+    value: String,
+    #[serde(default)]
+    secret: bool,
+}
+
+async fn set_env(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<(String, String)>, body: web::Json<EnvBody>) -> Result<HttpResponse, AppError> {
+    let (name, key) = path.into_inner();
+    let project = projects::get(&state, &user, &name).await?;
+    projects::set_env(&state, &project, &key, &body.value, body.secret).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn unset_env(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+    let (name, key) = path.into_inner();
+    let project = projects::get(&state, &user, &name).await?;
+    projects::unset_env(&state, &project, &key).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

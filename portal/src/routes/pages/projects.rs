@@ -1,0 +1,216 @@
+//! Project pages: the list with the create form (name checked as you type), the project page
+//! (URL, template, environment, delete with a confirmation that names the project).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::db::models::Project;
+use crate::error::AppError;
+use crate::projects::{self, EnvView};
+use crate::routes::api::projects::app_url;
+use crate::state::AppState;
+use crate::web::{check_csrf, flash_cookie, see_other, PageCtx, PageResult, Viewer};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/projects", web::get().to(list))
+        .route("/projects", web::post().to(create))
+        .route("/projects/availability", web::get().to(availability))
+        .route("/projects/{name}", web::get().to(show))
+        .route("/projects/{name}/template", web::post().to(set_template))
+        .route("/projects/{name}/env", web::post().to(set_env))
+        .route("/projects/{name}/env/{key}/delete", web::post().to(unset_env))
+        .route("/projects/{name}/delete", web::post().to(delete));
+}
+
+pub struct ProjectRow {
+    pub name: String,
+    pub template: String,
+    pub url: String,
+}
+
+#[derive(Template)]
+#[template(path = "projects.html")]
+struct ProjectsPage<'a> {
+    page: &'a PageCtx,
+    projects: Vec<ProjectRow>,
+    templates: Vec<(&'static str, &'static str)>,
+    name: &'a str,
+    template: &'a str,
+    error: Option<String>,
+    apps_domain: &'a str,
+}
+
+/// Template choices for forms: `auto` first, then each framework template.
+fn template_choices() -> Vec<(&'static str, &'static str)> {
+    std::iter::once(("auto", "Auto")).chain(orchestrator::template::all().iter().map(|t| (t.id.as_str(), t.name.as_str()))).collect()
+}
+
+async fn list_page(ctx: &PageCtx, state: &AppState, user: &crate::db::models::User, name: &str, template: &str, error: Option<&AppError>) -> PageResult {
+    let projects = projects::list(state, user).await.map_err(|e| ctx.error_page(e))?;
+    let rows = projects.iter().map(|p| ProjectRow { name: p.name.clone(), template: p.template.clone(), url: app_url(state, &p.name) }).collect();
+    let page = ProjectsPage {
+        page: ctx,
+        projects: rows,
+        templates: template_choices(),
+        name,
+        template,
+        error: error.map(|e| ctx.error_message(e)),
+        apps_domain: &state.config.apps_domain,
+    };
+    Ok(match error {
+        Some(error) => ctx.render_error(error, &page),
+        None => ctx.ok(&page),
+    })
+}
+
+async fn list(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    list_page(&ctx, &state, user, "", "auto", None).await
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    csrf_token: String,
+    name: String,
+    template: String,
+}
+
+async fn create(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, form: web::Form<CreateForm>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    let result = match check_csrf(&req, &form.csrf_token) {
+        Ok(()) => projects::create(&state, user, &form.name, &form.template).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(project) => Ok(see_other(&format!("/projects/{}", project.name))),
+        Err(error) => list_page(&ctx, &state, user, &form.name, &form.template, Some(&error)).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct NameQuery {
+    name: String,
+}
+
+/// JSON for the create form's as-you-type check (session-authenticated, read-only).
+async fn availability(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, query: web::Query<NameQuery>) -> Result<HttpResponse, AppError> {
+    let _ = req;
+    if viewer.user.is_none() {
+        return Err(AppError::Unauthorized);
+    }
+    Ok(HttpResponse::Ok().json(projects::availability(&state, &query.name).await?))
+}
+
+#[derive(Template)]
+#[template(path = "project.html")]
+struct ProjectPage<'a> {
+    page: &'a PageCtx,
+    project: &'a Project,
+    url: String,
+    env: Vec<EnvView>,
+    templates: Vec<(&'static str, &'static str)>,
+    error: Option<String>,
+}
+
+async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error: Option<&AppError>) -> PageResult {
+    let env = projects::env_view(state, project).await.map_err(|e| ctx.error_page(e))?;
+    let page = ProjectPage { page: ctx, project, url: app_url(state, &project.name), env, templates: template_choices(), error: error.map(|e| ctx.error_message(e)) };
+    Ok(match error {
+        Some(error) => ctx.render_error(error, &page),
+        None => ctx.ok(&page),
+    })
+}
+
+async fn show(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    project_page(&ctx, &state, &project, None).await
+}
+
+#[derive(Deserialize)]
+struct TemplateForm {
+    csrf_token: String,
+    template: String,
+}
+
+async fn set_template(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, form: web::Form<TemplateForm>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    match projects::set_template(&state, user, &path, &form.template).await {
+        Ok(project) => redirect_with_flash(&ctx, &state, &project.name, "flash.project_saved"),
+        Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
+        Err(error) => {
+            let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+            project_page(&ctx, &state, &project, Some(&error)).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EnvForm {
+    csrf_token: String,
+    key: String,
+    value: String,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+async fn set_env(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, form: web::Form<EnvForm>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    match projects::set_env(&state, &project, &form.key, &form.value, form.secret.is_some()).await {
+        Ok(()) => redirect_with_flash(&ctx, &state, &project.name, "flash.env_saved"),
+        Err(error) => project_page(&ctx, &state, &project, Some(&error)).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf_token: String,
+}
+
+async fn unset_env(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<(String, String)>, form: web::Form<CsrfOnly>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let (name, key) = path.into_inner();
+    let project = projects::get(&state, user, &name).await.map_err(|e| ctx.error_page(e))?;
+    projects::unset_env(&state, &project, &key).await.map_err(|e| ctx.error_page(e))?;
+    redirect_with_flash(&ctx, &state, &project.name, "flash.env_removed")
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    csrf_token: String,
+    confirm_name: String,
+}
+
+/// Deleting needs the project's name typed again, so a stray click cannot do it.
+async fn delete(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, form: web::Form<DeleteForm>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    if form.confirm_name.trim() != project.name {
+        let error = AppError::Validation(crate::domain::ValidationError::new("confirm_name_mismatch", "confirm_name", format!("type `{}` to confirm", project.name)).with("value", project.name.clone()));
+        return project_page(&ctx, &state, &project, Some(&error)).await;
+    }
+    projects::delete(&state, &project).await.map_err(|e| ctx.error_page(e))?;
+    let mut response = see_other("/projects");
+    response.add_cookie(&flash_cookie("flash.project_deleted", &state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
+    Ok(response)
+}
+
+fn redirect_with_flash(ctx: &PageCtx, state: &AppState, name: &str, flash: &str) -> PageResult {
+    let mut response = see_other(&format!("/projects/{name}"));
+    response.add_cookie(&flash_cookie(flash, state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
+    Ok(response)
+}
+
