@@ -88,6 +88,26 @@ pub struct AccountsConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct DeployConfig {
+    /// Largest ZIP accepted from the portal, the API or the CLI.
+    pub max_upload_bytes: u64,
+    /// Most files and folders one upload may hold.
+    pub max_entries: usize,
+    /// Largest total size of an upload once unpacked (zip bombs stop here).
+    pub max_unpacked_bytes: u64,
+    /// Longest a build may run before it is killed.
+    pub build_timeout: Duration,
+    /// Memory cap of one build.
+    pub build_memory_mb: u64,
+    /// Builds running at once; the rest wait in the queue (a deadline rush cannot take the machine down).
+    pub max_concurrent_builds: usize,
+    /// Let builds reach the network (package registries). Runs never can, unless `app_outbound` is on.
+    pub build_network: bool,
+    /// Accept a host whose sandboxing is weaker than the full set (`slipway doctor` says what is missing).
+    pub allow_weak_isolation: bool,
+}
+
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
     pub data_dir: PathBuf,
@@ -111,6 +131,7 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub mail: MailConfig,
     pub accounts: AccountsConfig,
+    pub deploy: DeployConfig,
     /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
@@ -144,6 +165,20 @@ struct RawConfig {
     smtp: Option<RawSmtp>,
     mail: Option<RawMail>,
     accounts: Option<RawAccounts>,
+    deploy: Option<RawDeploy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeploy {
+    max_upload_mb: Option<u64>,
+    max_entries: Option<usize>,
+    max_unpacked_mb: Option<u64>,
+    build_timeout: Option<String>,
+    build_memory_mb: Option<u64>,
+    max_concurrent_builds: Option<usize>,
+    build_network: Option<bool>,
+    allow_weak_isolation: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,6 +269,16 @@ impl Config {
     pub fn outbox_dir(&self) -> PathBuf {
         self.data_dir.join("outbox")
     }
+
+    /// The artifact limits of this installation.
+    pub fn artifact_limits(&self) -> orchestrator::artifact::Limits {
+        orchestrator::artifact::Limits {
+            max_upload_bytes: self.deploy.max_upload_bytes,
+            max_entries: self.deploy.max_entries,
+            max_unpacked_bytes: self.deploy.max_unpacked_bytes,
+            max_entry_bytes: self.deploy.max_unpacked_bytes,
+        }
+    }
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -275,7 +320,7 @@ fn overlay_env(table: &mut toml::Table, env: &BTreeMap<String, String>) {
 /// The top-level keys of `slipway.toml`, the only ones `SLIPWAY_*` variables may set.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir", "portal_addr", "gateway_addr", "apps_domain", "public_url", "database_url", "redis_url", "redis_prefix", "secure_cookies", "allowed_email_domains", "secret_key", "log",
-    "smtp", "mail", "accounts",
+    "smtp", "mail", "accounts", "deploy",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -419,6 +464,23 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(invalid("accounts.login_max_failures", accounts.login_max_failures.min(accounts.login_max_per_ip), "login limits must be at least 1"));
     }
 
+    let raw_deploy = raw.deploy.unwrap_or_default();
+    let deploy = DeployConfig {
+        max_upload_bytes: raw_deploy.max_upload_mb.unwrap_or(100) * 1024 * 1024,
+        max_entries: raw_deploy.max_entries.unwrap_or(20_000),
+        max_unpacked_bytes: raw_deploy.max_unpacked_mb.unwrap_or(500) * 1024 * 1024,
+        build_timeout: duration("deploy.build_timeout", raw_deploy.build_timeout, "10m")?,
+        build_memory_mb: raw_deploy.build_memory_mb.unwrap_or(2048),
+        max_concurrent_builds: raw_deploy.max_concurrent_builds.unwrap_or(2),
+        build_network: raw_deploy.build_network.unwrap_or(true),
+        allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
+    };
+    for (key, value) in [("deploy.max_upload_mb", deploy.max_upload_bytes), ("deploy.max_unpacked_mb", deploy.max_unpacked_bytes), ("deploy.build_memory_mb", deploy.build_memory_mb), ("deploy.max_entries", deploy.max_entries as u64), ("deploy.max_concurrent_builds", deploy.max_concurrent_builds as u64)] {
+        if value == 0 {
+            return Err(invalid(key, 0, "must be at least 1"));
+        }
+    }
+
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());
     if let Some(key) = &secret_key {
         crate::crypto::SecretBox::from_base64(key).map_err(|e| invalid("secret_key", "(hidden)", e.to_string()))?;
@@ -437,6 +499,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         smtp,
         mail,
         accounts,
+        deploy,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
     })

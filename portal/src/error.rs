@@ -39,6 +39,9 @@ pub enum AppError {
     TokenUsed,
     #[error("this link is not valid")]
     TokenInvalid,
+    /// An upload or deploy refused for a reason the user can fix (a hostile ZIP, a missing file).
+    #[error("{message}")]
+    Rejected { code: &'static str, message: String },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -61,6 +64,7 @@ impl AppError {
             AppError::TokenExpired => "token_expired",
             AppError::TokenUsed => "token_used",
             AppError::TokenInvalid => "token_invalid",
+            AppError::Rejected { code, .. } => code,
             AppError::Unavailable(_) => "service_unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -113,6 +117,8 @@ impl ResponseError for AppError {
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::TokenExpired | AppError::TokenUsed => StatusCode::GONE,
             AppError::TokenInvalid | AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Rejected { code: "upload_too_large", .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod deploys;
 pub mod domain;
 pub mod error;
 pub mod i18n;

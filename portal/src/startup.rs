@@ -51,7 +51,8 @@ impl Application {
         };
         let worker = Worker::new(mail.clone(), db.clone(), transport, config.mail.clone())?;
         let secret_store = Arc::new(crate::secrets::SealedStore::new(db.clone(), secrets.clone()));
-        let state = AppState { domains: DomainPolicy::new(&config.accounts.allowed_email_domains), config: Arc::new(config), db, cache, secrets, mail, secret_store };
+        let artifacts = Arc::new(orchestrator::artifact::ArtifactStore::new(config.data_dir.join("artifacts")).map_err(|e| anyhow::anyhow!("cannot open the artifact store: {e}"))?);
+        let state = AppState { domains: DomainPolicy::new(&config.accounts.allowed_email_domains), config: Arc::new(config), db, cache, secrets, mail, secret_store, artifacts, builds: Arc::new(tokio::sync::Notify::new()) };
 
         let listener = TcpListener::bind(state.config.portal_addr).with_context(|| format!("cannot listen on portal_addr {}", state.config.portal_addr))?;
         let port = listener.local_addr()?.port();

@@ -19,4 +19,7 @@ pub struct AppState {
     pub mail: MailQueue,
     pub domains: DomainPolicy,
     pub secret_store: Arc<dyn SecretStore>,
+    pub artifacts: Arc<orchestrator::artifact::ArtifactStore>,
+    /// Wakes the build worker when a revision is queued.
+    pub builds: Arc<tokio::sync::Notify>,
 }

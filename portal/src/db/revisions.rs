@@ -88,3 +88,8 @@ pub fn set_status(conn: &mut PgConnection, revision_id: i64, status: &str, error
     diesel::update(revisions::table.find(revision_id)).set((revisions::status.eq(status), revisions::error.eq(error))).execute(conn)?;
     Ok(())
 }
+
+/// Stores the plan made at upload time, which the build follows.
+pub fn finish_plan(conn: &mut PgConnection, revision_id: i64, plan: serde_json::Value) -> Result<Revision, DbError> {
+    Ok(diesel::update(revisions::table.find(revision_id)).set(revisions::plan.eq(plan)).returning(Revision::as_returning()).get_result(conn)?)
+}

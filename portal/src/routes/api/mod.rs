@@ -44,6 +44,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{name}/env"),
     ("put", "/api/v1/projects/{name}/env/{key}"),
     ("delete", "/api/v1/projects/{name}/env/{key}"),
+    ("post", "/api/v1/projects/{name}/deployments"),
+    ("get", "/api/v1/projects/{name}/revisions"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");

@@ -19,7 +19,54 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}", web::delete().to(delete))
         .route("/projects/{name}/env", web::get().to(env))
         .route("/projects/{name}/env/{key}", web::put().to(set_env))
-        .route("/projects/{name}/env/{key}", web::delete().to(unset_env));
+        .route("/projects/{name}/env/{key}", web::delete().to(unset_env))
+        .route("/projects/{name}/deployments", web::post().to(deploy))
+        .route("/projects/{name}/revisions", web::get().to(revisions));
+}
+
+/// The upload's size cap for actix, a little above the configured maximum so that an oversized
+/// upload reaches `deploys::upload` and gets its clear `upload_too_large` error.
+pub fn upload_limit(state: &AppState) -> usize {
+    (state.config.deploy.max_upload_bytes as usize).saturating_add(1)
+}
+
+#[derive(Deserialize)]
+struct DeployQuery {
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// Body: the ZIP itself (`Content-Type: application/zip`).
+async fn deploy(req: actix_web::HttpRequest, state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>, query: web::Query<DeployQuery>, mut payload: web::Payload) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    let body = read_limited(&mut payload, upload_limit(&state)).await?;
+    let _ = req;
+    let source = match query.source.as_deref() {
+        Some("cli") => "cli",
+        _ => "api",
+    };
+    let revision = crate::deploys::upload(&state, &user, &project, body, source).await?;
+    Ok(HttpResponse::Accepted().json(crate::deploys::revision_json(&revision)))
+}
+
+/// Reads a request body up to `limit` bytes; more is refused without reading it all.
+pub async fn read_limited(payload: &mut web::Payload, limit: usize) -> Result<bytes::Bytes, AppError> {
+    use futures_util::StreamExt;
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| AppError::BadRequest(format!("the upload broke off: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(AppError::Rejected { code: "upload_too_large", message: format!("the upload is larger than {} bytes", limit.saturating_sub(1)) });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn revisions(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    let revisions = crate::deploys::revisions(&state, &project, 50).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revisions": revisions.iter().map(crate::deploys::revision_json).collect::<Vec<_>>() })))
 }
 
 pub fn project_json(state: &AppState, project: &Project) -> serde_json::Value {
