@@ -7,4 +7,5 @@
 pub mod artifact;
 pub mod duration;
 pub mod model;
+pub mod static_site;
 pub mod template;

@@ -63,6 +63,16 @@ pub enum Command {
     /// Set, unset and list a project's environment variables.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Serve a folder of static files (what a static app runs inside its sandbox).
+    #[command(hide = true)]
+    ServeStatic {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        spa: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,6 +223,7 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
         Command::Whoami => whoami(&env).await,
         Command::Projects(command) => projects(&env, command).await,
         Command::Env(command) => env_command(&env, command).await,
+        Command::ServeStatic { root, port, spa } => orchestrator::static_site::serve(root, std::net::SocketAddr::from(([0, 0, 0, 0], port)), spa).await,
     }
 }
 
