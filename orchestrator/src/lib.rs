@@ -6,6 +6,7 @@
 
 pub mod artifact;
 pub mod duration;
+pub mod gateway;
 pub mod model;
 pub mod static_site;
 pub mod template;

@@ -1,0 +1,25 @@
+//! The app gateway: the HTTP/1.1 reverse proxy that answers at `NAME.<apps domain>` (by default
+//! `http://NAME.localhost:8000`) and forwards each request to that app's server.
+//!
+//! - `route_table`: `Host` → app name, and the plain app → route map (pure).
+//! - `upstream`: the `Resolver` and `Connector` seams the rest of Slipway plugs into, with
+//!   `TableResolver` and `TcpConnector`.
+//! - `netns`: `NetnsConnector`, for apps listening inside their own network namespace.
+//! - `headers`: hop-by-hop, portal-cookie and `X-Forwarded-*` rewriting (pure).
+//! - `pages`: the HTML pages for unknown, crashed, starting and unreachable apps (pure).
+//! - `proxy`: `Gateway` and `serve`: the server, the upstream pool, upgrades and graceful shutdown.
+//!
+//! It deliberately does not start, stop or restart apps, wake them from zero, read Redis or terminate
+//! TLS: those belong to the runtime, the activator, the route-table adapter and the front proxy.
+
+pub mod headers;
+pub mod netns;
+pub mod pages;
+pub mod proxy;
+pub mod route_table;
+pub mod upstream;
+
+pub use netns::{NetnsConnector, NetnsError};
+pub use proxy::{serve, Gateway, GatewayConfig};
+pub use route_table::{app_for_host, HostMatch, Resolution, Route, RouteTable, UnavailableReason, Upstream};
+pub use upstream::{Connector, Resolver, TableResolver, TcpConnector, UpstreamError};
