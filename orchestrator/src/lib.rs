@@ -5,8 +5,11 @@
 //! It never depends on the portal and never opens the portal's database.
 
 pub mod artifact;
+pub mod build;
 pub mod duration;
 pub mod gateway;
 pub mod model;
+pub mod runtime;
+pub mod sandbox;
 pub mod static_site;
 pub mod template;

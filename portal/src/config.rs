@@ -136,6 +136,8 @@ pub struct Config {
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
     pub log: String,
+    /// The `slipway` binary that static apps run as their server; unset means this program.
+    pub slipway_binary: Option<PathBuf>,
 }
 
 /// Flags given on the command line; they win over the file and the environment.
@@ -162,6 +164,7 @@ struct RawConfig {
     allowed_email_domains: Option<StringList>,
     secret_key: Option<String>,
     log: Option<String>,
+    slipway_binary: Option<String>,
     smtp: Option<RawSmtp>,
     mail: Option<RawMail>,
     accounts: Option<RawAccounts>,
@@ -319,7 +322,7 @@ fn overlay_env(table: &mut toml::Table, env: &BTreeMap<String, String>) {
 
 /// The top-level keys of `slipway.toml`, the only ones `SLIPWAY_*` variables may set.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "data_dir", "portal_addr", "gateway_addr", "apps_domain", "public_url", "database_url", "redis_url", "redis_prefix", "secure_cookies", "allowed_email_domains", "secret_key", "log",
+    "data_dir", "portal_addr", "gateway_addr", "apps_domain", "public_url", "database_url", "redis_url", "redis_prefix", "secure_cookies", "allowed_email_domains", "secret_key", "log", "slipway_binary",
     "smtp", "mail", "accounts", "deploy",
 ];
 
@@ -502,6 +505,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         deploy,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
+        slipway_binary: raw.slipway_binary.map(PathBuf::from),
     })
 }
 

@@ -6,6 +6,7 @@
 //! to the pure modules (`domain`, `config` validation, `i18n`, `crypto`).
 
 pub mod accounts;
+pub mod build_worker;
 pub mod cache;
 pub mod cli;
 pub mod config;

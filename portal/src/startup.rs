@@ -25,6 +25,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: AppState,
     worker: Option<Worker>,
+    gateway_listener: Option<tokio::net::TcpListener>,
+    gateway_port: u16,
+    host: orchestrator::sandbox::HostSupport,
 }
 
 impl Application {
@@ -51,8 +54,25 @@ impl Application {
         };
         let worker = Worker::new(mail.clone(), db.clone(), transport, config.mail.clone())?;
         let secret_store = Arc::new(crate::secrets::SealedStore::new(db.clone(), secrets.clone()));
+        let host = orchestrator::sandbox::probe();
+        let missing = orchestrator::sandbox::missing_for_strong(&host);
+        if !missing.is_empty() {
+            if config.deploy.allow_weak_isolation {
+                tracing::warn!("sandboxing on this host is weaker than it should be ({}); accepted because deploy.allow_weak_isolation is on", missing.join("; "));
+            } else {
+                anyhow::bail!("sandboxing on this host is incomplete: {}. Run `slipway doctor` for details, fix the host, or set deploy.allow_weak_isolation = true to accept weaker isolation", missing.join("; "));
+            }
+        }
+        let slipway_binary = match &config.slipway_binary {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().context("cannot find this program's path (set slipway_binary)")?,
+        };
+        let data_dir = std::path::absolute(&config.data_dir).context("cannot resolve data_dir")?;
+        let runtime = orchestrator::runtime::LocalRuntime::new(host.clone(), orchestrator::runtime::LocalConfig::new(slipway_binary, data_dir.join("logs").join("apps")));
+        let gateway_listener = tokio::net::TcpListener::bind(config.gateway_addr).await.with_context(|| format!("cannot listen on gateway_addr {}", config.gateway_addr))?;
+        let gateway_port = gateway_listener.local_addr()?.port();
         let artifacts = Arc::new(orchestrator::artifact::ArtifactStore::new(config.data_dir.join("artifacts")).map_err(|e| anyhow::anyhow!("cannot open the artifact store: {e}"))?);
-        let state = AppState { domains: DomainPolicy::new(&config.accounts.allowed_email_domains), config: Arc::new(config), db, cache, secrets, mail, secret_store, artifacts, builds: Arc::new(tokio::sync::Notify::new()) };
+        let state = AppState { domains: DomainPolicy::new(&config.accounts.allowed_email_domains), config: Arc::new(config), db, cache, secrets, mail, secret_store, artifacts, builds: Arc::new(tokio::sync::Notify::new()), runtime };
 
         let listener = TcpListener::bind(state.config.portal_addr).with_context(|| format!("cannot listen on portal_addr {}", state.config.portal_addr))?;
         let port = listener.local_addr()?.port();
@@ -67,11 +87,15 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Self { port, server, state, worker: Some(worker) })
+        Ok(Self { port, server, state, worker: Some(worker), gateway_listener: Some(gateway_listener), gateway_port, host })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn gateway_port(&self) -> u16 {
+        self.gateway_port
     }
 
     pub fn state(&self) -> &AppState {
@@ -82,6 +106,13 @@ impl Application {
     pub async fn run_until_stopped(mut self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let worker = self.worker.take().expect("run_until_stopped is called once");
         let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+        let runtime = self.state.runtime.clone();
+        let gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
+        let gateway_listener = self.gateway_listener.take().expect("run_until_stopped is called once");
+        let gateway_task = tokio::spawn(orchestrator::gateway::serve(gateway_listener, gateway_config, runtime.clone(), orchestrator::gateway::NetnsConnector::new(), shutdown.clone()));
+        let builder = Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
+        let builder_task = tokio::spawn(builder.run(shutdown.clone()));
+        tokio::spawn(crate::build_worker::restore_live_apps(self.state.clone(), runtime.clone()));
         let handle = self.server.handle();
         let mut stop = shutdown.clone();
         let stopper = tokio::spawn(async move {
@@ -95,6 +126,11 @@ impl Application {
         self.server.await.context("portal server failed")?;
         stopper.abort();
         let _ = worker_task.await;
+        let _ = builder_task.await;
+        let _ = gateway_task.await;
+        for (app, _) in runtime.apps_status() {
+            runtime.stop(&app).await;
+        }
         Ok(())
     }
 }

@@ -22,4 +22,6 @@ pub struct AppState {
     pub artifacts: Arc<orchestrator::artifact::ArtifactStore>,
     /// Wakes the build worker when a revision is queued.
     pub builds: Arc<tokio::sync::Notify>,
+    /// Where apps run (sandboxes on this machine in the embedded shape).
+    pub runtime: Arc<orchestrator::runtime::LocalRuntime>,
 }

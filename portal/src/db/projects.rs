@@ -66,3 +66,7 @@ pub fn upsert_env(conn: &mut PgConnection, project_id: i64, name: &str, value: O
 pub fn delete_env(conn: &mut PgConnection, project_id: i64, name: &str) -> Result<bool, DbError> {
     Ok(diesel::delete(project_env::table.find((project_id, name))).execute(conn)? == 1)
 }
+
+pub fn find_by_id(conn: &mut PgConnection, project_id: i64) -> Result<Option<Project>, DbError> {
+    Ok(projects::table.find(project_id).select(Project::as_select()).first(conn).optional()?)
+}

@@ -93,3 +93,24 @@ pub fn set_status(conn: &mut PgConnection, revision_id: i64, status: &str, error
 pub fn finish_plan(conn: &mut PgConnection, revision_id: i64, plan: serde_json::Value) -> Result<Revision, DbError> {
     Ok(diesel::update(revisions::table.find(revision_id)).set(revisions::plan.eq(plan)).returning(Revision::as_returning()).get_result(conn)?)
 }
+
+/// Makes a revision the project's live one; the previous live revision becomes `retired`.
+pub fn make_live(conn: &mut PgConnection, project_id: i64, revision_id: i64) -> Result<(), DbError> {
+    conn.transaction(|conn| {
+        diesel::update(revisions::table.filter(revisions::project_id.eq(project_id)).filter(revisions::status.eq("live")).filter(revisions::id.ne(revision_id)))
+            .set(revisions::status.eq("retired"))
+            .execute(conn)?;
+        diesel::update(revisions::table.find(revision_id)).set((revisions::status.eq("live"), revisions::error.eq(None::<String>))).execute(conn)?;
+        super::projects::set_live_revision(conn, project_id, Some(revision_id))
+    })
+}
+
+/// Every project with its live revision.
+pub fn live_revisions(conn: &mut PgConnection) -> Result<Vec<(super::models::Project, Revision)>, DbError> {
+    use super::models::Project;
+    use super::schema::projects;
+    Ok(projects::table
+        .inner_join(revisions::table.on(projects::live_revision_id.eq(revisions::id.nullable())))
+        .select((Project::as_select(), Revision::as_select()))
+        .load(conn)?)
+}

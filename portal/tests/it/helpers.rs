@@ -145,6 +145,8 @@ impl Drop for SmtpServer {
 
 pub struct TestApp {
     pub address: String,
+    /// The app gateway's port: apps answer at `http://NAME.localhost:<gateway_port>`.
+    pub gateway_port: u16,
     pub database: TestDatabase,
     pub data_dir: PathBuf,
     pub jar: Arc<reqwest::cookie::Jar>,
@@ -186,18 +188,20 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let smtp = options.smtp.then(|| SmtpServer::start_on(smtp_port.expect("port chosen"), &data_dir.join("maildir")));
     let smtp_table = smtp_port.map(|p| format!("[smtp]\nhost = \"127.0.0.1\"\nport = {p}\nsecurity = \"none\"\ntimeout = \"2s\"\n")).unwrap_or_default();
     let config_text = format!(
-        "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:{port}\"\ngateway_addr = \"127.0.0.1:9\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\n{extra_top}\n\
+        "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:{port}\"\ngateway_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
          [mail]\nfrom = \"Slipway <no-reply@pusan.ac.kr>\"\nretry_base = \"200ms\"\nretry_max = \"1s\"\npoll_interval = \"100ms\"\n\
          [accounts]\n{extra_accounts}\n{smtp_table}",
         dir = data_dir.display(),
         prefix = uuid::Uuid::new_v4().simple(),
         extra_top = options.extra_top,
+        slipway = env!("CARGO_BIN_EXE_slipway"),
         extra_accounts = options.extra_accounts,
     );
     let config = Config::from_toml_str(&config_text, "test config").expect("test config is valid");
     let redis_url = options.redis_url.clone().unwrap_or_else(|| backends.redis_url.clone());
     let app = Application::build(config, &database.url, &redis_url).await.expect("the portal builds");
     let state = app.state().clone();
+    let gateway_port = app.gateway_port();
     let (shutdown, receiver) = watch::channel(false);
     tokio::spawn(app.run_until_stopped(receiver));
     let jar = Arc::new(reqwest::cookie::Jar::default());
@@ -206,7 +210,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         Some(server) => server.maildir.join("new"),
         None => data_dir.join("outbox"),
     };
-    TestApp { address: format!("http://127.0.0.1:{port}"), database, data_dir, jar, client, state, mail_dir, _smtp: smtp, shutdown }
+    TestApp { address: format!("http://127.0.0.1:{port}"), gateway_port, database, data_dir, jar, client, state, mail_dir, _smtp: smtp, shutdown }
 }
 
 impl Drop for TestApp {
@@ -349,6 +353,33 @@ impl TestApp {
         assert_eq!(response.status(), 201);
         let body: serde_json::Value = response.json().await.expect("json");
         body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// GET through the gateway as `NAME.localhost`.
+    pub async fn app_get(&self, name: &str, path: &str) -> reqwest::Response {
+        reqwest::Client::new().get(format!("http://127.0.0.1:{}{path}", self.gateway_port)).header("Host", format!("{name}.localhost")).send().await.expect("gateway request")
+    }
+
+    /// Creates a project over the API and deploys `zip` to it; returns the revision JSON.
+    pub async fn deploy_zip(&self, token: &str, name: &str, zip: Vec<u8>) -> (u16, serde_json::Value) {
+        let response = self.client.post(self.url(&format!("/api/v1/projects/{name}/deployments"))).bearer_auth(token).header("Content-Type", "application/zip").body(zip).send().await.expect("upload");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// Waits until revision `number` of `name` reaches a final status (`live` or `failed`).
+    pub async fn wait_for_revision(&self, token: &str, name: &str, number: i64) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let listing: serde_json::Value = self.client.get(self.url(&format!("/api/v1/projects/{name}/revisions"))).bearer_auth(token).send().await.expect("GET").json().await.expect("json");
+            if let Some(revision) = listing["revisions"].as_array().and_then(|r| r.iter().find(|r| r["number"] == number)) {
+                if matches!(revision["status"].as_str(), Some("live" | "failed" | "retired")) {
+                    return revision.clone();
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "revision {number} of {name} did not finish: {listing}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub fn db(&self) -> PgConnection {

@@ -5,6 +5,7 @@
 mod accounts;
 mod api;
 mod cli;
+mod deploys;
 mod helpers;
 mod mail;
 mod migrations;

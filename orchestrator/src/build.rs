@@ -1,0 +1,139 @@
+//! Running a revision's build: each command of its `BuildPlan` in a fresh sandbox over the
+//! project folder (writable), with the per-project dependency caches mounted, a memory cap and
+//! one wall-clock budget for the whole build. Output goes line by line to a `BuildLog`, which the
+//! caller persists and streams to the portal and the CLI.
+//!
+//! It does not decide what to build (the template's plan does) nor what happens after (the
+//! deploy worker's job).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use crate::sandbox::{Bind, HostSupport, Limits, Network, Sandbox, SandboxExit, SandboxSpec};
+use crate::template::BuildPlan;
+
+/// Where build output goes; lines arrive as they are printed.
+pub trait BuildLog: Send + Sync {
+    fn line(&self, line: &str);
+}
+
+pub struct BuildSpec<'a> {
+    /// Unique among running sandboxes, e.g. `build-quiz-r3`.
+    pub name: String,
+    /// The unpacked project, writable by `uid`.
+    pub app_dir: PathBuf,
+    /// Host folders for the plan's caches, by cache name; each is mounted at the cache's path.
+    pub cache_dirs: Vec<(String, PathBuf)>,
+    pub plan: &'a BuildPlan,
+    pub uid: u32,
+    pub gid: u32,
+    pub memory_bytes: u64,
+    pub cpu_millis: u32,
+    pub max_pids: u32,
+    pub timeout: Duration,
+    pub network: Network,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("step {step} (`{command}`) failed: {exit}")]
+    StepFailed { step: usize, command: String, exit: SandboxExit },
+    #[error("the build ran out of time after {} s", .0.as_secs())]
+    TimedOut(Duration),
+    #[error("the build sandbox could not start: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+}
+
+/// The environment every build step sees: the plan's build environment plus a writable HOME and
+/// a standard PATH (the sandbox starts with an empty environment).
+pub fn build_env(plan: &BuildPlan) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("HOME".to_owned(), "/tmp".to_owned()),
+        ("PATH".to_owned(), "/app/.venv/bin:/app/node_modules/.bin:/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+        ("CI".to_owned(), "true".to_owned()),
+    ];
+    env.extend(plan.build_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// Runs every step in order, stopping at the first failure.
+pub async fn run(spec: &BuildSpec<'_>, host: &HostSupport, log: &dyn BuildLog) -> Result<(), BuildError> {
+    let started = Instant::now();
+    let binds: Vec<Bind> = spec
+        .plan
+        .caches
+        .iter()
+        .filter_map(|cache| spec.cache_dirs.iter().find(|(name, _)| *name == cache.name).map(|(_, dir)| Bind { source: dir.clone(), dest: cache.path.clone(), writable: true }))
+        .collect();
+    for (step_idx, command) in spec.plan.build.iter().enumerate() {
+        let remaining = spec.timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(BuildError::TimedOut(spec.timeout));
+        }
+        log.line(&format!("$ {command}"));
+        let sandbox_spec = SandboxSpec {
+            name: format!("{}-s{step_idx}", spec.name),
+            app_dir: spec.app_dir.clone(),
+            app_writable: true,
+            data_dir: None,
+            extra_binds: binds.clone(),
+            argv: vec!["/bin/sh".to_owned(), "-c".to_owned(), command.clone()],
+            env: build_env(spec.plan),
+            workdir: "/app".to_owned(),
+            limits: Limits { memory_bytes: spec.memory_bytes, cpu_millis: spec.cpu_millis, max_pids: spec.max_pids, timeout: Some(remaining) },
+            network: spec.network,
+            uid: spec.uid,
+            gid: spec.gid,
+        };
+        let mut sandbox = Sandbox::spawn(&sandbox_spec, host).await?;
+        let stdout = sandbox.take_stdout();
+        let stderr = sandbox.take_stderr();
+        let (exit, _, _) = tokio::join!(sandbox.wait(), pump(stdout, log), pump(stderr, log));
+        let exit = exit?;
+        match exit {
+            SandboxExit::TimedOut { .. } => return Err(BuildError::TimedOut(spec.timeout)),
+            exit if exit.success() => {}
+            exit => return Err(BuildError::StepFailed { step: step_idx + 1, command: command.clone(), exit }),
+        }
+    }
+    log.line(&format!("build finished in {:.1} s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// Copies a stream to the log line by line (lossy UTF-8, long lines cut).
+pub async fn pump(stream: Option<impl AsyncRead + Unpin>, log: &dyn BuildLog) {
+    let Some(stream) = stream else { return };
+    let mut reader = BufReader::new(stream);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        match reader.read_until(b'\n', &mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buffer);
+                let line: String = text.trim_end_matches(['\n', '\r']).chars().take(4000).collect();
+                log.line(&line);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_env_has_a_home_a_path_and_the_plans_variables() {
+        let files: std::collections::BTreeMap<String, String> =
+            [("package.json".to_owned(), r#"{"scripts":{"start":"node server.js"}}"#.to_owned()), ("server.js".to_owned(), String::new())].into_iter().collect();
+        let plan = crate::template::plan(crate::template::get("node").expect("node template"), &files).expect("plan");
+        let env = build_env(&plan);
+        let get = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("HOME"), Some("/tmp"));
+        assert!(get("PATH").is_some_and(|p| p.contains("/usr/bin")));
+        assert_eq!(get("npm_config_cache"), Some("/cache/npm"));
+    }
+}
