@@ -202,7 +202,7 @@ async fn delete(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, pa
         let error = AppError::Validation(crate::domain::ValidationError::new("confirm_name_mismatch", "confirm_name", format!("type `{}` to confirm", project.name)).with("value", project.name.clone()));
         return project_page(&ctx, &state, &project, Some(&error)).await;
     }
-    projects::delete(&state, &project).await.map_err(|e| ctx.error_page(e))?;
+    crate::deploys::delete_project(&state, &project).await.map_err(|e| ctx.error_page(e))?;
     let mut response = see_other("/projects");
     response.add_cookie(&flash_cookie("flash.project_deleted", &state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
     Ok(response)
