@@ -66,7 +66,13 @@ pub async fn run(spec: &BuildSpec<'_>, host: &HostSupport, log: &dyn BuildLog) -
         .plan
         .caches
         .iter()
-        .filter_map(|cache| spec.cache_dirs.iter().find(|(name, _)| *name == cache.name).map(|(_, dir)| Bind { source: dir.clone(), dest: cache.path.clone(), writable: true }))
+        .filter_map(|cache| {
+            spec.cache_dirs.iter().find(|(name, _)| *name == cache.name).map(|(_, dir)| Bind {
+                source: dir.clone(),
+                dest: cache.path.clone(),
+                writable: true,
+            })
+        })
         .collect();
     for (step_idx, command) in spec.plan.build.iter().enumerate() {
         let remaining = spec.timeout.saturating_sub(started.elapsed());
@@ -83,7 +89,12 @@ pub async fn run(spec: &BuildSpec<'_>, host: &HostSupport, log: &dyn BuildLog) -
             argv: vec!["/bin/sh".to_owned(), "-c".to_owned(), command.clone()],
             env: build_env(spec.plan),
             workdir: "/app".to_owned(),
-            limits: Limits { memory_bytes: spec.memory_bytes, cpu_millis: spec.cpu_millis, max_pids: spec.max_pids, timeout: Some(remaining) },
+            limits: Limits {
+                memory_bytes: spec.memory_bytes,
+                cpu_millis: spec.cpu_millis,
+                max_pids: spec.max_pids,
+                timeout: Some(remaining),
+            },
             network: spec.network,
             uid: spec.uid,
             gid: spec.gid,
@@ -128,7 +139,9 @@ mod tests {
     #[test]
     fn build_env_has_a_home_a_path_and_the_plans_variables() {
         let files: std::collections::BTreeMap<String, String> =
-            [("package.json".to_owned(), r#"{"scripts":{"start":"node server.js"}}"#.to_owned()), ("server.js".to_owned(), String::new())].into_iter().collect();
+            [("package.json".to_owned(), r#"{"scripts":{"start":"node server.js"}}"#.to_owned()), ("server.js".to_owned(), String::new())]
+                .into_iter()
+                .collect();
         let plan = crate::template::plan(crate::template::get("node").expect("node template"), &files).expect("plan");
         let env = build_env(&plan);
         let get = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());

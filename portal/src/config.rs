@@ -259,12 +259,15 @@ impl Config {
 
     /// Parses a TOML document on its own (no environment, no flags): used by tests and `slipway config check`.
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
         Self::from_table(table, source_name)
     }
 
     fn from_table(table: toml::Table, source_name: &str) -> Result<Config, ConfigError> {
-        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
+        let raw = RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
         validate(raw)
     }
 
@@ -285,7 +288,8 @@ impl Config {
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.display().to_string(), message: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.display().to_string(), message: e.to_string() })?;
     text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { source_name: path.display().to_string(), message: e.to_string() })
 }
 
@@ -322,8 +326,23 @@ fn overlay_env(table: &mut toml::Table, env: &BTreeMap<String, String>) {
 
 /// The top-level keys of `slipway.toml`, the only ones `SLIPWAY_*` variables may set.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "data_dir", "portal_addr", "gateway_addr", "apps_domain", "public_url", "database_url", "redis_url", "redis_prefix", "secure_cookies", "allowed_email_domains", "secret_key", "log", "slipway_binary",
-    "smtp", "mail", "accounts", "deploy",
+    "data_dir",
+    "portal_addr",
+    "gateway_addr",
+    "apps_domain",
+    "public_url",
+    "database_url",
+    "redis_url",
+    "redis_prefix",
+    "secure_cookies",
+    "allowed_email_domains",
+    "secret_key",
+    "log",
+    "slipway_binary",
+    "smtp",
+    "mail",
+    "accounts",
+    "deploy",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -345,7 +364,11 @@ fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
-            !label.is_empty() && label.len() <= 63 && !label.starts_with('-') && !label.ends_with('-') && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
 }
 
@@ -369,7 +392,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| invalid("public_url", &public_url_text, "not an http(s) URL"))?;
     if public_url.host_str().map(str::to_lowercase).is_some_and(|h| h == apps_domain || h.ends_with(&format!(".{apps_domain}"))) {
-        return Err(invalid("public_url", &public_url, format!("the portal must not live under the apps domain `{apps_domain}`, or apps could read its cookies")));
+        return Err(invalid(
+            "public_url",
+            &public_url,
+            format!("the portal must not live under the apps domain `{apps_domain}`, or apps could read its cookies"),
+        ));
     }
     let secure_cookies = raw.secure_cookies.unwrap_or(public_url.scheme() == "https");
     let database_url = raw.database_url.filter(|s| !s.is_empty());
@@ -397,7 +424,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
     if allowed_email_domains.is_empty() {
-        return Err(invalid("allowed_email_domains", "[]", "list at least one university mail domain, e.g. allowed_email_domains = [\"pusan.ac.kr\"]"));
+        return Err(invalid(
+            "allowed_email_domains",
+            "[]",
+            "list at least one university mail domain, e.g. allowed_email_domains = [\"pusan.ac.kr\"]",
+        ));
     }
 
     let smtp = match raw.smtp {
@@ -444,7 +475,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         poll_interval: duration("mail.poll_interval", raw_mail.poll_interval, "2s")?,
     };
     if mail.retry_base.is_zero() || mail.retry_max < mail.retry_base {
-        return Err(invalid("mail.retry_max", orchestrator::duration::format(mail.retry_max), "must be at least mail.retry_base, which must be above zero"));
+        return Err(invalid(
+            "mail.retry_max",
+            orchestrator::duration::format(mail.retry_max),
+            "must be at least mail.retry_base, which must be above zero",
+        ));
     }
 
     let raw_accounts = raw.accounts.unwrap_or_default();
@@ -458,13 +493,22 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         login_window: duration("accounts.login_window", raw_accounts.login_window, "15m")?,
         resend_interval: duration("accounts.resend_interval", raw_accounts.resend_interval, "1m")?,
     };
-    for (key, value) in [("accounts.verification_ttl", accounts.verification_ttl), ("accounts.reset_ttl", accounts.reset_ttl), ("accounts.session_ttl", accounts.session_ttl), ("accounts.login_window", accounts.login_window)] {
+    for (key, value) in [
+        ("accounts.verification_ttl", accounts.verification_ttl),
+        ("accounts.reset_ttl", accounts.reset_ttl),
+        ("accounts.session_ttl", accounts.session_ttl),
+        ("accounts.login_window", accounts.login_window),
+    ] {
         if value < Duration::from_secs(1) {
             return Err(invalid(key, orchestrator::duration::format(value), "must be at least 1s"));
         }
     }
     if accounts.login_max_failures == 0 || accounts.login_max_per_ip == 0 {
-        return Err(invalid("accounts.login_max_failures", accounts.login_max_failures.min(accounts.login_max_per_ip), "login limits must be at least 1"));
+        return Err(invalid(
+            "accounts.login_max_failures",
+            accounts.login_max_failures.min(accounts.login_max_per_ip),
+            "login limits must be at least 1",
+        ));
     }
 
     let raw_deploy = raw.deploy.unwrap_or_default();
@@ -478,7 +522,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         build_network: raw_deploy.build_network.unwrap_or(true),
         allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
     };
-    for (key, value) in [("deploy.max_upload_mb", deploy.max_upload_bytes), ("deploy.max_unpacked_mb", deploy.max_unpacked_bytes), ("deploy.build_memory_mb", deploy.build_memory_mb), ("deploy.max_entries", deploy.max_entries as u64), ("deploy.max_concurrent_builds", deploy.max_concurrent_builds as u64)] {
+    for (key, value) in [
+        ("deploy.max_upload_mb", deploy.max_upload_bytes),
+        ("deploy.max_unpacked_mb", deploy.max_unpacked_bytes),
+        ("deploy.build_memory_mb", deploy.build_memory_mb),
+        ("deploy.max_entries", deploy.max_entries as u64),
+        ("deploy.max_concurrent_builds", deploy.max_concurrent_builds as u64),
+    ] {
         if value == 0 {
             return Err(invalid(key, 0, "must be at least 1"));
         }
@@ -561,7 +611,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("slipway-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("slipway.toml");
-        std::fs::write(&path, "portal_addr = \"127.0.0.1:9000\"\nallowed_email_domains = [\"a.ac.kr\"]\n[smtp]\nhost = \"mail.a.ac.kr\"\n").expect("write");
+        std::fs::write(&path, "portal_addr = \"127.0.0.1:9000\"\nallowed_email_domains = [\"a.ac.kr\"]\n[smtp]\nhost = \"mail.a.ac.kr\"\n")
+            .expect("write");
         let vars = env(&[
             ("SLIPWAY_PORTAL_ADDR", "127.0.0.1:9100"),
             ("SLIPWAY_ALLOWED_EMAIL_DOMAINS", "a.ac.kr, b.ac.kr"),

@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use super::{AppSpec, AppStatus, RuntimeError};
 use crate::gateway::{Resolution, Resolver, UnavailableReason, Upstream};
-use crate::sandbox::{Bind, HostSupport, Limits, Network, Netns, Sandbox, SandboxSpec};
+use crate::sandbox::{Bind, HostSupport, Limits, Netns, Network, Sandbox, SandboxSpec};
 use crate::template::Start;
 
 /// Where the platform's binary is mounted inside sandboxes (for `serve-static`).
@@ -52,7 +52,14 @@ pub struct LocalConfig {
 
 impl LocalConfig {
     pub fn new(static_server: PathBuf, logs_dir: PathBuf) -> Self {
-        Self { app_port: 8080, static_server, logs_dir, log_lines: 2000, log_file_bytes: 10 * 1024 * 1024, max_restart_backoff: Duration::from_secs(60) }
+        Self {
+            app_port: 8080,
+            static_server,
+            logs_dir,
+            log_lines: 2000,
+            log_file_bytes: 10 * 1024 * 1024,
+            max_restart_backoff: Duration::from_secs(60),
+        }
     }
 }
 
@@ -234,10 +241,13 @@ impl LocalRuntime {
     /// Every app's name and status, for `slipway status` and the admin view.
     pub fn apps_status(&self) -> Vec<(String, AppStatus)> {
         let names: Vec<String> = self.apps().keys().cloned().collect();
-        names.into_iter().map(|name| {
-            let status = self.status(&name);
-            (name, status)
-        }).collect()
+        names
+            .into_iter()
+            .map(|name| {
+                let status = self.status(&name);
+                (name, status)
+            })
+            .collect()
     }
 
     fn sandbox_spec(&self, spec: &AppSpec, instance_id: u64) -> SandboxSpec {
@@ -257,7 +267,14 @@ impl LocalRuntime {
             Start::Server { argv } => argv.clone(),
             Start::Static { root, spa_fallback } => {
                 extra_binds.push(Bind { source: self.config.static_server.clone(), dest: STATIC_SERVER_MOUNT.to_owned(), writable: false });
-                let mut argv = vec![STATIC_SERVER_MOUNT.to_owned(), "serve-static".to_owned(), "--root".to_owned(), format!("/app/{}", root.trim_start_matches('/')), "--port".to_owned(), port.to_string()];
+                let mut argv = vec![
+                    STATIC_SERVER_MOUNT.to_owned(),
+                    "serve-static".to_owned(),
+                    "--root".to_owned(),
+                    format!("/app/{}", root.trim_start_matches('/')),
+                    "--port".to_owned(),
+                    port.to_string(),
+                ];
                 if *spa_fallback {
                     argv.push("--spa".to_owned());
                 }
@@ -293,11 +310,20 @@ impl LocalRuntime {
         let netns_path = sandbox.netns_path();
         let netns = match sandbox.netns() {
             Some(netns) => netns.clone(),
-            None => Netns::open(&netns_path).map_err(|e| RuntimeError::Unhealthy { reason: format!("cannot open the app's network namespace: {e}"), log_tail: Vec::new() })?,
+            None => Netns::open(&netns_path).map_err(|e| RuntimeError::Unhealthy {
+                reason: format!("cannot open the app's network namespace: {e}"),
+                log_tail: Vec::new(),
+            })?,
         };
         let file = self.log_file(spec).await;
         let file = Arc::new(tokio::sync::Mutex::new(file));
-        for stream in [sandbox.take_stdout().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>), sandbox.take_stderr().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)].into_iter().flatten() {
+        for stream in [
+            sandbox.take_stdout().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            sandbox.take_stderr().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             tokio::spawn(pump_lines(stream, logs.clone(), file.clone(), self.config.log_file_bytes));
         }
         let (kill_sender, kill_receiver) = oneshot::channel::<()>();
@@ -312,7 +338,14 @@ impl LocalRuntime {
             };
             let _ = exit_sender.send(Some(exit));
         });
-        Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, kill: Mutex::new(Some(kill_sender)), exited: exit_receiver }))
+        Ok(Arc::new(Instance {
+            id: instance_id,
+            revision: spec.revision,
+            netns,
+            netns_path,
+            kill: Mutex::new(Some(kill_sender)),
+            exited: exit_receiver,
+        }))
     }
 
     async fn log_file(&self, spec: &AppSpec) -> Option<tokio::fs::File> {
@@ -342,7 +375,12 @@ impl LocalRuntime {
             }
             if started.elapsed() > grace {
                 return Err(RuntimeError::Unhealthy {
-                    reason: format!("the app did not answer on port {} within {} s (it must listen on 0.0.0.0 and the port in ${})", self.config.app_port, grace.as_secs(), spec.port_env.as_deref().unwrap_or("PORT")),
+                    reason: format!(
+                        "the app did not answer on port {} within {} s (it must listen on 0.0.0.0 and the port in ${})",
+                        self.config.app_port,
+                        grace.as_secs(),
+                        spec.port_env.as_deref().unwrap_or("PORT")
+                    ),
                     log_tail: tail(),
                 });
             }
@@ -419,16 +457,28 @@ impl LocalRuntime {
 
 /// One HTTP/1.1 GET inside the namespace; returns the status code.
 async fn probe(netns: &Netns, addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(2), netns.connect_async(addr)).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), netns.connect_async(addr))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slipway-health\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut head = [0u8; 64];
-    let n_read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let n_read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let text = std::str::from_utf8(&head[..n_read]).unwrap_or("");
-    text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
 }
 
-async fn pump_lines(stream: Box<dyn tokio::io::AsyncRead + Send + Unpin>, logs: Arc<LogRing>, file: Arc<tokio::sync::Mutex<Option<tokio::fs::File>>>, max_file_bytes: u64) {
+async fn pump_lines(
+    stream: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    logs: Arc<LogRing>,
+    file: Arc<tokio::sync::Mutex<Option<tokio::fs::File>>>,
+    max_file_bytes: u64,
+) {
     use tokio::io::AsyncBufReadExt;
     let mut reader = tokio::io::BufReader::new(stream);
     let mut buffer = Vec::new();
@@ -457,7 +507,10 @@ impl Resolver for LocalRuntime {
         let apps = self.apps();
         let Some(entry) = apps.get(app) else { return Resolution::NotFound };
         match (entry.state, &entry.current) {
-            (State::Running, Some(instance)) => Resolution::Ready(Upstream::InNetns { netns: instance.netns_path.clone(), addr: SocketAddr::from(([127, 0, 0, 1], self.config.app_port)) }),
+            (State::Running, Some(instance)) => Resolution::Ready(Upstream::InNetns {
+                netns: instance.netns_path.clone(),
+                addr: SocketAddr::from(([127, 0, 0, 1], self.config.app_port)),
+            }),
             (State::Crashed, _) => Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 },
             _ => Resolution::Unavailable { reason: UnavailableReason::Starting, retry_after_secs: 2 },
         }
