@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::sandbox::{Bind, HostSupport, Limits, Network, Sandbox, SandboxExit, SandboxSpec};
 use crate::template::BuildPlan;
@@ -114,21 +114,23 @@ pub async fn run(spec: &BuildSpec<'_>, host: &HostSupport, log: &dyn BuildLog) -
     Ok(())
 }
 
-/// Copies a stream to the log line by line (lossy UTF-8, long lines cut).
+/// The next line of a stream, without its line ending, as lossy UTF-8 cut at 4000 characters;
+/// `None` at the end of the stream. Shared by build logs and app logs.
+pub async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> Option<String> {
+    buffer.clear();
+    match reader.read_until(b'\n', buffer).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(String::from_utf8_lossy(buffer).trim_end_matches(['\n', '\r']).chars().take(4000).collect()),
+    }
+}
+
+/// Copies a stream to the log line by line.
 pub async fn pump(stream: Option<impl AsyncRead + Unpin>, log: &dyn BuildLog) {
     let Some(stream) = stream else { return };
     let mut reader = BufReader::new(stream);
     let mut buffer = Vec::new();
-    loop {
-        buffer.clear();
-        match reader.read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buffer);
-                let line: String = text.trim_end_matches(['\n', '\r']).chars().take(4000).collect();
-                log.line(&line);
-            }
-        }
+    while let Some(line) = next_line(&mut reader, &mut buffer).await {
+        log.line(&line);
     }
 }
 

@@ -100,6 +100,35 @@ async fn send_verification(state: &AppState, user: &User) -> Result<(), AppError
     Ok(())
 }
 
+/// A validated account about to be stored.
+struct Account {
+    email: EmailAddress,
+    display_name: DisplayName,
+    student_number: Option<StudentNumber>,
+    language: Language,
+    role: Role,
+    verified: bool,
+}
+
+/// Inserts the account; a taken address comes back as the unique violation.
+async fn insert_account(db: &Db, account: Account, password_hash: String) -> Result<User, DbError> {
+    db.run(move |conn| {
+        db::users::insert(
+            conn,
+            &NewUser {
+                email: account.email.as_str(),
+                password_hash: &password_hash,
+                display_name: account.display_name.as_str(),
+                student_number: account.student_number.as_ref().map(StudentNumber::as_str),
+                language: account.language.code(),
+                role: account.role.as_str(),
+                email_verified_at: account.verified.then(Utc::now),
+            },
+        )
+    })
+    .await
+}
+
 pub async fn sign_up(state: &AppState, form: SignUp, client: IpAddr) -> Result<(), AppError> {
     let email = EmailAddress::parse(&form.email)?;
     state.domains.check(&email)?;
@@ -108,26 +137,10 @@ pub async fn sign_up(state: &AppState, form: SignUp, client: IpAddr) -> Result<(
     let student_number = StudentNumber::parse_optional(&form.student_number)?;
     limit(state, &format!("signup:ip:{client}"), 20, Duration::from_secs(3600), "sign-ups from this address").await?;
 
+    let account =
+        Account { email: email.clone(), display_name, student_number, language: form.language, role: Role::Student, verified: false };
     let password_hash = hash_password(password.expose().to_owned()).await?;
-    let language = form.language;
-    let email_text = email.as_str().to_owned();
-    let inserted = state
-        .db
-        .run(move |conn| {
-            db::users::insert(
-                conn,
-                &NewUser {
-                    email: &email_text,
-                    password_hash: &password_hash,
-                    display_name: display_name.as_str(),
-                    student_number: student_number.as_ref().map(StudentNumber::as_str),
-                    language: language.code(),
-                    role: Role::Student.as_str(),
-                    email_verified_at: None,
-                },
-            )
-        })
-        .await;
+    let inserted = insert_account(&state.db, account, password_hash).await;
     match inserted {
         Ok(user) => send_verification(state, &user).await,
         Err(e) if e.is_unique_violation() => {
@@ -408,24 +421,9 @@ pub async fn create_verified_user(db: &Db, email: &str, password: &str, display_
     let email = EmailAddress::parse(email)?;
     let password = NewPassword::parse(password, &email)?;
     let display_name = DisplayName::parse(display_name)?;
+    let account = Account { email: email.clone(), display_name, student_number: None, language: Language::En, role, verified: true };
     let password_hash = hash_password(password.expose().to_owned()).await?;
-    let email_text = email.as_str().to_owned();
-    let inserted = db
-        .run(move |conn| {
-            db::users::insert(
-                conn,
-                &NewUser {
-                    email: &email_text,
-                    password_hash: &password_hash,
-                    display_name: display_name.as_str(),
-                    student_number: None,
-                    language: Language::En.code(),
-                    role: role.as_str(),
-                    email_verified_at: Some(Utc::now()),
-                },
-            )
-        })
-        .await;
+    let inserted = insert_account(db, account, password_hash).await;
     match inserted {
         Ok(user) => Ok(user),
         Err(e) if e.is_unique_violation() => {

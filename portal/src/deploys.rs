@@ -258,3 +258,39 @@ pub fn app_log_stream(
     });
     futures_util::StreamExt::chain(head, rest)
 }
+
+/// The answer to "show me the build log of revision `number`": a followed text stream. Shared by
+/// the API and the pages, which differ only in how they authenticate.
+pub async fn build_log_response(
+    state: &AppState,
+    user: &User,
+    name: &str,
+    number: i32,
+    follow: bool,
+) -> Result<actix_web::HttpResponse, AppError> {
+    let project = crate::projects::get(state, user, name).await?;
+    let project_id = project.id;
+    let revision =
+        state.db.run(move |conn| db::revisions::find_number(conn, project_id, number)).await?.ok_or(AppError::NotFound("revision"))?;
+    Ok(text_stream(build_log_stream(state.clone(), revision.id, follow)))
+}
+
+/// The answer to "show me the app's output".
+pub async fn app_log_response(
+    state: &AppState,
+    user: &User,
+    name: &str,
+    n_lines: usize,
+    follow: bool,
+) -> Result<actix_web::HttpResponse, AppError> {
+    let project = crate::projects::get(state, user, name).await?;
+    Ok(text_stream(app_log_stream(state, &project.name, n_lines.min(2000), follow)))
+}
+
+fn text_stream(stream: impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + 'static) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
+}

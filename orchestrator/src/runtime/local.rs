@@ -479,26 +479,18 @@ async fn pump_lines(
     file: Arc<tokio::sync::Mutex<Option<tokio::fs::File>>>,
     max_file_bytes: u64,
 ) {
-    use tokio::io::AsyncBufReadExt;
     let mut reader = tokio::io::BufReader::new(stream);
     let mut buffer = Vec::new();
-    loop {
-        buffer.clear();
-        match reader.read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let line: String = String::from_utf8_lossy(&buffer).trim_end_matches(['\n', '\r']).chars().take(4000).collect();
-                let mut guard = file.lock().await;
-                if let Some(file) = guard.as_mut() {
-                    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-                    if size < max_file_bytes {
-                        let _ = file.write_all(format!("{line}\n").as_bytes()).await;
-                    }
-                }
-                drop(guard);
-                logs.push(line);
+    while let Some(line) = crate::build::next_line(&mut reader, &mut buffer).await {
+        let mut guard = file.lock().await;
+        if let Some(file) = guard.as_mut() {
+            let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+            if size < max_file_bytes {
+                let _ = file.write_all(format!("{line}\n").as_bytes()).await;
             }
         }
+        drop(guard);
+        logs.push(line);
     }
 }
 

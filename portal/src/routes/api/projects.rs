@@ -42,17 +42,7 @@ async fn build_log(
     query: web::Query<FollowQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (name, number) = path.into_inner();
-    let project = projects::get(&state, &user, &name).await?;
-    let project_id = project.id;
-    let revision = state
-        .db
-        .run(move |conn| crate::db::revisions::find_number(conn, project_id, number))
-        .await?
-        .ok_or(AppError::NotFound("revision"))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(crate::deploys::build_log_stream(state.get_ref().clone(), revision.id, query.follow)))
+    crate::deploys::build_log_response(&state, &user, &name, number, query.follow).await
 }
 
 async fn status(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
@@ -67,12 +57,7 @@ async fn logs(
     path: web::Path<String>,
     query: web::Query<FollowQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
-    let lines = query.lines.unwrap_or(200).min(2000);
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(crate::deploys::app_log_stream(&state, &project.name, lines, query.follow)))
+    crate::deploys::app_log_response(&state, &user, &path, query.lines.unwrap_or(200), query.follow).await
 }
 
 #[derive(Deserialize, Default)]

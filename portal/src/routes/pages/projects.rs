@@ -109,17 +109,7 @@ async fn build_log_text(
 ) -> Result<HttpResponse, AppError> {
     let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
     let (name, number) = path.into_inner();
-    let project = projects::get(&state, user, &name).await?;
-    let project_id = project.id;
-    let revision = state
-        .db
-        .run(move |conn| crate::db::revisions::find_number(conn, project_id, number))
-        .await?
-        .ok_or(AppError::NotFound("revision"))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .streaming(crate::deploys::build_log_stream(state.get_ref().clone(), revision.id, query.follow)))
+    crate::deploys::build_log_response(&state, user, &name, number, query.follow).await
 }
 
 #[derive(Template)]
@@ -143,11 +133,7 @@ async fn logs_text(
     query: web::Query<FollowQuery>,
 ) -> Result<HttpResponse, AppError> {
     let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
-    let project = projects::get(&state, user, &path).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .streaming(crate::deploys::app_log_stream(&state, &project.name, 500, query.follow)))
+    crate::deploys::app_log_response(&state, user, &path, 500, query.follow).await
 }
 
 pub struct ProjectRow {
