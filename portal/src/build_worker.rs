@@ -236,7 +236,18 @@ pub async fn app_spec(
         resources: plan.resources.clone(),
         uid,
         gid: uid,
+        idle: idle_policy(&state.config.scaling),
     })
+}
+
+/// The idle tiers from the installation's scaling settings (`0` turns a tier off).
+pub fn idle_policy(scaling: &crate::config::ScalingConfig) -> orchestrator::runtime::IdlePolicy {
+    let tier = |after: Duration| (!after.is_zero()).then_some(after);
+    orchestrator::runtime::IdlePolicy {
+        freeze_after: tier(scaling.freeze_after),
+        stop_after: tier(scaling.idle),
+        max_connection_idle: scaling.max_connection_idle,
+    }
 }
 
 /// Starts every project's live revision (after a restart of `slipway up`).

@@ -107,6 +107,25 @@ pub struct DeployConfig {
     pub allow_weak_isolation: bool,
 }
 
+/// Scale-to-zero defaults; projects may set their own within these.
+#[derive(Debug, Clone)]
+pub struct ScalingConfig {
+    /// Idle this long and an app is frozen (memory kept, thawed in milliseconds). `0` turns freezing off.
+    pub freeze_after: Duration,
+    /// Idle this long and an app is stopped (a cold start next time). `0` keeps apps running.
+    pub idle: Duration,
+    /// How long a request waits for a waking app before it gets 503.
+    pub wake_timeout: Duration,
+    /// How long a browser waits before it sees the "starting" page, which reloads itself.
+    pub browser_wait: Duration,
+    /// Requests held per app while it wakes; more get 503 at once.
+    pub max_held_requests: usize,
+    /// An open connection with no new request keeps an app awake at most this long.
+    pub max_connection_idle: Duration,
+    /// User agents (substrings, case-insensitive) that never wake a stopped app.
+    pub no_wake_user_agents: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
@@ -132,6 +151,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub accounts: AccountsConfig,
     pub deploy: DeployConfig,
+    pub scaling: ScalingConfig,
     /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
@@ -169,6 +189,19 @@ struct RawConfig {
     mail: Option<RawMail>,
     accounts: Option<RawAccounts>,
     deploy: Option<RawDeploy>,
+    scaling: Option<RawScaling>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScaling {
+    freeze_after: Option<String>,
+    idle: Option<String>,
+    wake_timeout: Option<String>,
+    browser_wait: Option<String>,
+    max_held_requests: Option<usize>,
+    max_connection_idle: Option<String>,
+    no_wake_user_agents: Option<StringList>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -534,6 +567,29 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    let raw_scaling = raw.scaling.unwrap_or_default();
+    let scaling = ScalingConfig {
+        freeze_after: duration("scaling.freeze_after", raw_scaling.freeze_after, "60s")?,
+        idle: duration("scaling.idle", raw_scaling.idle, "5m")?,
+        wake_timeout: duration("scaling.wake_timeout", raw_scaling.wake_timeout, "30s")?,
+        browser_wait: duration("scaling.browser_wait", raw_scaling.browser_wait, "1s")?,
+        max_held_requests: raw_scaling.max_held_requests.unwrap_or(100),
+        max_connection_idle: duration("scaling.max_connection_idle", raw_scaling.max_connection_idle, "10m")?,
+        no_wake_user_agents: raw_scaling.no_wake_user_agents.map(StringList::into_vec).unwrap_or_else(|| {
+            ["uptimerobot", "pingdom", "statuscake", "googlebot", "bingbot", "yandexbot", "baiduspider", "ahrefsbot", "semrushbot"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        }),
+    };
+    if scaling.wake_timeout.is_zero() || scaling.max_held_requests == 0 {
+        return Err(invalid(
+            "scaling.wake_timeout",
+            orchestrator::duration::format(scaling.wake_timeout),
+            "wake_timeout and max_held_requests must be above zero",
+        ));
+    }
+
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());
     if let Some(key) = &secret_key {
         crate::crypto::SecretBox::from_base64(key).map_err(|e| invalid("secret_key", "(hidden)", e.to_string()))?;
@@ -553,6 +609,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         mail,
         accounts,
         deploy,
+        scaling,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
         slipway_binary: raw.slipway_binary.map(PathBuf::from),

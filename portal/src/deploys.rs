@@ -126,6 +126,7 @@ pub fn status_json(state: &AppState, project: &Project, live_number: Option<i32>
         "restarts": status.restarts,
         "last_exit": status.last_exit,
         "url": crate::routes::api::projects::app_url(state, &project.name),
+        "wakes": state.runtime.wakes(&project.name).iter().rev().take(10).collect::<Vec<_>>(),
     })
 }
 

@@ -141,13 +141,11 @@ impl Application {
         let runtime = self.state.runtime.clone();
         let gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
         let gateway_listener = self.gateway_listener.take().expect("run_until_stopped is called once");
-        let gateway_task = tokio::spawn(orchestrator::gateway::serve(
-            gateway_listener,
-            gateway_config,
-            runtime.clone(),
-            orchestrator::gateway::NetnsConnector::new(),
-            shutdown.clone(),
-        ));
+        let gateway = orchestrator::gateway::Gateway::new(gateway_config, runtime.clone(), orchestrator::gateway::NetnsConnector::new());
+        let gateway_task = tokio::spawn(gateway.clone().serve(gateway_listener, shutdown.clone()));
+        // The idle loop freezes and stops apps; the gateway's in-flight counts keep busy apps awake.
+        let in_flight = gateway.clone();
+        tokio::spawn(runtime.clone().idle_loop(move |app| in_flight.in_flight(app), shutdown.clone()));
         let builder =
             Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));

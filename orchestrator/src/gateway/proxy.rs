@@ -45,7 +45,7 @@ use tracing::{debug, info, warn};
 use super::headers;
 use super::pages::{self, Page};
 use super::route_table::{app_for_host, HostMatch, Resolution, UnavailableReason, Upstream};
-use super::upstream::{Connector, Resolver, UpstreamError};
+use super::upstream::{Connector, RequestHints, Resolver, UpstreamError};
 
 /// How the gateway behaves; `GatewayConfig::new(apps_domain)` gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +238,11 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             HostMatch::Apex => return page_response(pages::apex(&self.config.apps_domain)),
             HostMatch::Foreign => return page_response(pages::foreign_host(&host_text, &self.config.apps_domain)),
         };
-        let upstream = match self.resolver.resolve(&app).await {
+        let wants_html =
+            request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
+        let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let hints = RequestHints { wants_html, user_agent: &user_agent };
+        let upstream = match self.resolver.resolve(&app, &hints).await {
             Resolution::Ready(upstream) => upstream,
             Resolution::NotFound => return page_response(pages::unknown_app(&app, &self.config.apps_domain)),
             Resolution::Unavailable { reason, retry_after_secs } => {

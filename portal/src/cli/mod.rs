@@ -87,6 +87,12 @@ pub enum Command {
     },
     /// Put an earlier revision back live (default: the one before the live one).
     Rollback { name: String, revision: Option<i32> },
+    /// Put a project in the stopped tier now (or the frozen tier with --freeze).
+    Sleep {
+        name: String,
+        #[arg(long)]
+        freeze: bool,
+    },
     /// Report what isolation this host gives apps, and what is degraded.
     Doctor,
     /// Serve a folder of static files (what a static app runs inside its sandbox).
@@ -267,6 +273,11 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
             let body = serde_json::json!({ "revision": revision });
             let revision = api.post(&format!("/projects/{}/rollback", segment(&name)), &body).await?;
             println!("revision {} of {name} is live again", revision["number"]);
+            Ok(())
+        }
+        Command::Sleep { name, freeze } => {
+            let status = api(&env)?.post(&format!("/projects/{}/sleep", segment(&name)), &serde_json::json!({ "freeze": freeze })).await?;
+            println!("{name} is {}", status["state"].as_str().unwrap_or("?"));
             Ok(())
         }
         Command::Doctor => doctor(),

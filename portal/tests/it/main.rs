@@ -11,3 +11,4 @@ mod helpers;
 mod mail;
 mod migrations;
 mod projects;
+mod tiers;

@@ -125,7 +125,7 @@ struct Recorder {
 }
 
 impl Resolver for Recorder {
-    fn resolve(&self, app: &str) -> impl Future<Output = Resolution> + Send {
+    fn resolve(&self, app: &str, _hints: &RequestHints<'_>) -> impl Future<Output = Resolution> + Send {
         self.table.resolve(app)
     }
 

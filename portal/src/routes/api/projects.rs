@@ -25,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/revisions/{number}/log", web::get().to(build_log))
         .route("/projects/{name}/status", web::get().to(status))
         .route("/projects/{name}/logs", web::get().to(logs))
-        .route("/projects/{name}/rollback", web::post().to(rollback));
+        .route("/projects/{name}/rollback", web::post().to(rollback))
+        .route("/projects/{name}/sleep", web::post().to(sleep));
 }
 
 #[derive(Deserialize)]
@@ -244,4 +245,24 @@ async fn unset_env(
     let project = projects::get(&state, &user, &name).await?;
     projects::unset_env(&state, &project, &key).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, Default)]
+struct SleepBody {
+    #[serde(default)]
+    freeze: bool,
+}
+
+/// Puts the app in the frozen or stopped tier now (operators, tests and benchmarks use it).
+async fn sleep(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    body: Option<web::Json<SleepBody>>,
+) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    let freeze = body.map(|b| b.freeze).unwrap_or(false);
+    state.runtime.sleep(&project.name, freeze).await.map_err(|reason| AppError::Rejected { code: "cannot_sleep", message: reason })?;
+    let live = crate::deploys::live_number(&state, &project).await?;
+    Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
 }
