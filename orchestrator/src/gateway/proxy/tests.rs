@@ -125,8 +125,8 @@ struct Recorder {
 }
 
 impl Resolver for Recorder {
-    fn resolve(&self, app: &str, _hints: &RequestHints<'_>) -> impl Future<Output = Resolution> + Send {
-        self.table.resolve(app)
+    fn resolve(&self, app: &str, hints: &RequestHints<'_>) -> impl Future<Output = Resolution> + Send {
+        self.table.resolve(app, hints)
     }
 
     fn on_upstream_error(&self, app: &str, _upstream: &Upstream, error: &UpstreamError) {
