@@ -171,7 +171,8 @@ impl BuildWorker {
         }
         let deploy = &self.state.config.deploy;
         let spec = BuildSpec {
-            name: format!("build-{}-r{}", revision.project_id, revision.number),
+            // Cgroup names are host-wide; the revision's own id is not (every database counts from 1).
+            name: format!("build-{}-r{}-{}", revision.project_id, revision.number, &uuid::Uuid::new_v4().simple().to_string()[..12]),
             app_dir: app_dir.clone(),
             cache_dirs,
             plan: &plan,

@@ -222,7 +222,7 @@ pub fn build_log_stream(
                 let next = offset + chunk.len() as u64;
                 return Some((Ok(bytes::Bytes::from(chunk)), (state, path, next, finished)));
             }
-            if finished || !follow {
+            if finished || !follow || *state.stopping.borrow() {
                 return None;
             }
             let status = state.db.run(move |conn| db::revisions::find(conn, revision_id)).await.ok().flatten().map(|r| r.status);
@@ -245,14 +245,19 @@ pub fn app_log_stream(
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     let ring = state.runtime.logs(app);
     let tail: Vec<String> = ring.as_ref().map(|r| r.tail(n_lines)).unwrap_or_default();
-    let receiver = if follow { ring.map(|r| r.subscribe()) } else { None };
+    let receiver = if follow { ring.map(|r| (r.subscribe(), state.stopping.clone())) } else { None };
     let head = futures_util::stream::iter(tail.into_iter().map(|line| Ok(bytes::Bytes::from(format!("{line}\n")))));
     let rest = futures_util::stream::unfold(receiver, |receiver| async move {
-        let mut receiver = receiver?;
-        match receiver.recv().await {
-            Ok(line) => Some((Ok(bytes::Bytes::from(format!("{line}\n"))), Some(receiver))),
+        let (mut receiver, mut stopping) = receiver?;
+        // A follower ends when the server stops, so it never holds a shutdown up.
+        let next = tokio::select! {
+            next = receiver.recv() => next,
+            _ = stopping.wait_for(|stop| *stop) => return None,
+        };
+        match next {
+            Ok(line) => Some((Ok(bytes::Bytes::from(format!("{line}\n"))), Some((receiver, stopping)))),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n_missed)) => {
-                Some((Ok(bytes::Bytes::from(format!("[slipway] {n_missed} lines skipped\n"))), Some(receiver)))
+                Some((Ok(bytes::Bytes::from(format!("[slipway] {n_missed} lines skipped\n"))), Some((receiver, stopping))))
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }

@@ -22,6 +22,7 @@ use crate::state::AppState;
 
 pub struct Application {
     port: u16,
+    stopping: watch::Sender<bool>,
     server: actix_web::dev::Server,
     state: AppState,
     worker: Option<Worker>,
@@ -82,6 +83,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on gateway_addr {}", config.gateway_addr))?;
         let gateway_port = gateway_listener.local_addr()?.port();
+        let (stopping, stopping_receiver) = watch::channel(false);
         let artifacts = Arc::new(
             orchestrator::artifact::ArtifactStore::new(config.data_dir.join("artifacts"))
                 .map_err(|e| anyhow::anyhow!("cannot open the artifact store: {e}"))?,
@@ -97,6 +99,7 @@ impl Application {
             artifacts,
             builds: Arc::new(tokio::sync::Notify::new()),
             runtime,
+            stopping: stopping_receiver,
         };
 
         let listener = TcpListener::bind(state.config.portal_addr)
@@ -117,9 +120,11 @@ impl Application {
         })
         .workers(2)
         .disable_signals()
+        // Followed log streams end when stopping begins; nothing else should hold a stop for long.
+        .shutdown_timeout(5)
         .listen(listener)?
         .run();
-        Ok(Self { port, server, state, worker: Some(worker), gateway_listener: Some(gateway_listener), gateway_port, host })
+        Ok(Self { port, stopping, server, state, worker: Some(worker), gateway_listener: Some(gateway_listener), gateway_port, host })
     }
 
     pub fn port(&self) -> u16 {
@@ -152,12 +157,14 @@ impl Application {
         tokio::spawn(crate::build_worker::restore_live_apps(self.state.clone(), runtime.clone()));
         let handle = self.server.handle();
         let mut stop = shutdown.clone();
+        let stopping = self.stopping.clone();
         let stopper = tokio::spawn(async move {
             while !*stop.borrow() {
                 if stop.changed().await.is_err() {
                     break;
                 }
             }
+            let _ = stopping.send(true);
             handle.stop(true).await;
         });
         self.server.await.context("portal server failed")?;

@@ -24,4 +24,6 @@ pub struct AppState {
     pub builds: Arc<tokio::sync::Notify>,
     /// Where apps run (sandboxes on this machine in the embedded shape).
     pub runtime: Arc<orchestrator::runtime::LocalRuntime>,
+    /// Turns true when the server begins to stop; long-lived streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }

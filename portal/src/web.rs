@@ -256,6 +256,11 @@ impl PageCtx {
         if self.tr.t(&key) == key {
             return error.public_message();
         }
+        // A refused upload's own message names the entry or the missing file: keep it, in English
+        // where no better words exist, behind the translated sentence.
+        if let AppError::Rejected { message, .. } = error {
+            return if self.language == Language::En { message.clone() } else { format!("{} ({message})", self.tr.t(&key)) };
+        }
         let args: Vec<(&str, String)> = match error {
             AppError::Validation(e) => e.args.clone(),
             AppError::RateLimited { retry_after, .. } => vec![("minutes", retry_after.as_secs().div_ceil(60).max(1).to_string())],

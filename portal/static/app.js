@@ -43,6 +43,8 @@
     bar.hidden = false;
     bar.value = 0;
     status.textContent = status.dataset.uploading;
+    status.className = "hint upload-status";
+    status.removeAttribute("role");
     request.upload.addEventListener("progress", function (e) {
       if (e.lengthComputable) bar.value = Math.round((e.loaded / e.total) * 100);
     });
@@ -54,7 +56,8 @@
       } else {
         bar.hidden = true;
         status.textContent = (body.error && body.error.message) || status.dataset.failed;
-        status.className = "hint bad upload-status";
+        status.className = "error upload-status";
+        status.setAttribute("role", "alert");
       }
     });
     request.addEventListener("error", function () {

@@ -387,7 +387,9 @@ impl LocalRuntime {
             Start::Terminal { argv } => argv.clone(),
         };
         SandboxSpec {
-            name: format!("app-{}-r{}-i{instance_id}", spec.app, spec.revision),
+            // Cgroup names are host-wide: the process id keeps two runtimes on one host (tests, a
+            // second installation) from ever choosing the same name.
+            name: format!("app-{}-r{}-p{}-i{instance_id}", spec.app, spec.revision, std::process::id()),
             app_dir: spec.app_dir.clone(),
             app_writable: false,
             data_dir: Some(spec.data_dir.clone()),

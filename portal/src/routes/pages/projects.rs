@@ -31,20 +31,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The upload from the project page's script: the ZIP as the body, the CSRF token in a header.
 /// Answers JSON (the revision, or the error) because a script reads it.
-async fn upload(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    viewer: Viewer,
-    path: web::Path<String>,
-    mut payload: web::Payload,
-) -> Result<HttpResponse, AppError> {
-    let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
-    let submitted = req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()).unwrap_or("");
-    check_csrf(&req, submitted)?;
-    let project = projects::get(&state, user, &path).await?;
-    let body = crate::routes::api::projects::read_limited(&mut payload, crate::routes::api::projects::upload_limit(&state)).await?;
-    let revision = crate::deploys::upload(&state, user, &project, body, "upload").await?;
-    Ok(HttpResponse::Accepted().json(crate::deploys::revision_json(&revision)))
+async fn upload(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, mut payload: web::Payload) -> HttpResponse {
+    let ctx = PageCtx::new(&req, &viewer);
+    let result = async {
+        let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
+        let submitted = req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()).unwrap_or("");
+        check_csrf(&req, submitted)?;
+        let project = projects::get(&state, user, &path).await?;
+        let body = crate::routes::api::projects::read_limited(&mut payload, crate::routes::api::projects::upload_limit(&state)).await?;
+        crate::deploys::upload(&state, user, &project, body, "upload").await
+    }
+    .await;
+    match result {
+        Ok(revision) => HttpResponse::Accepted().json(crate::deploys::revision_json(&revision)),
+        Err(error) => json_error(&ctx, &error),
+    }
 }
 
 #[derive(Deserialize)]
@@ -216,18 +217,32 @@ struct NameQuery {
     name: String,
 }
 
-/// JSON for the create form's as-you-type check (session-authenticated, read-only).
-async fn availability(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    viewer: Viewer,
-    query: web::Query<NameQuery>,
-) -> Result<HttpResponse, AppError> {
-    let _ = req;
+/// JSON for the create form's as-you-type check (session-authenticated, read-only), with the
+/// message in the viewer's language.
+async fn availability(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, query: web::Query<NameQuery>) -> HttpResponse {
+    let ctx = PageCtx::new(&req, &viewer);
     if viewer.user.is_none() {
-        return Err(AppError::Unauthorized);
+        return json_error(&ctx, &AppError::Unauthorized);
     }
-    Ok(HttpResponse::Ok().json(projects::availability(&state, &query.name).await?))
+    match projects::availability(&state, &query.name).await {
+        Ok(mut availability) => {
+            if let Some(code) = availability.code {
+                let error = AppError::Validation(crate::domain::ValidationError::new(code, "name", availability.message.clone().unwrap_or_default()).with("value", availability.name.clone()));
+                availability.message = Some(ctx.error_message(&error));
+            }
+            HttpResponse::Ok().json(availability)
+        }
+        Err(error) => json_error(&ctx, &error),
+    }
+}
+
+/// An error as JSON for the pages' scripts: the API's shape, the message in the viewer's language.
+fn json_error(ctx: &PageCtx, error: &AppError) -> HttpResponse {
+    use actix_web::ResponseError;
+    if error.status_code().is_server_error() {
+        let _ = error.error_response();
+    }
+    HttpResponse::build(error.status_code()).json(serde_json::json!({ "error": { "code": error.code(), "message": ctx.error_message(error) } }))
 }
 
 #[derive(Template)]
