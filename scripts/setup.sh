@@ -22,11 +22,14 @@ need pkg-config command -v pkg-config
 need gcc command -v cc
 need git command -v git
 need curl command -v curl
+# Toolchains the framework templates build and run with (static sites need none; Java and Go
+# are optional: `apt-get install default-jdk-headless maven golang-go` adds them).
+need python3-venv /usr/bin/python3 -c 'import ensurepip, venv'
+need nodejs command -v node
+need npm command -v npm
 if [ "$mode" = test ]; then
   need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
   need chromium test -x /usr/bin/chromium
-  need nodejs command -v node
-  need npm command -v npm
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

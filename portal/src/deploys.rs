@@ -92,3 +92,126 @@ pub fn revision_json(revision: &Revision) -> serde_json::Value {
         "build_finished_at": revision.build_finished_at,
     })
 }
+
+/// The project's status as the API, the CLI and the project page show it.
+pub fn status_json(state: &AppState, project: &Project, live_number: Option<i32>) -> serde_json::Value {
+    let status = state.runtime.status(&project.name);
+    serde_json::json!({
+        "name": project.name,
+        "state": status.state,
+        "revision": live_number,
+        "running_revision": status.revision,
+        "instances": status.instances,
+        "restarts": status.restarts,
+        "last_exit": status.last_exit,
+        "url": crate::routes::api::projects::app_url(state, &project.name),
+    })
+}
+
+pub async fn live_number(state: &AppState, project: &Project) -> Result<Option<i32>, AppError> {
+    let Some(revision_id) = project.live_revision_id else { return Ok(None) };
+    Ok(state.db.run(move |conn| db::revisions::find(conn, revision_id)).await?.map(|r| r.number))
+}
+
+/// Puts an earlier revision back: the given number, or the newest built one before the live one.
+/// It starts beside the live revision and takes over once healthy, like any deploy.
+pub async fn rollback(state: &AppState, project: &Project, number: Option<i32>) -> Result<Revision, AppError> {
+    let project_id = project.id;
+    let live = live_number(state, project).await?;
+    let candidates = state.db.run(move |conn| db::revisions::list(conn, project_id, 1000)).await?;
+    let target = match number {
+        Some(number) => candidates.into_iter().find(|r| r.number == number).ok_or(AppError::NotFound("revision"))?,
+        None => candidates
+            .into_iter()
+            .find(|r| r.status == "retired" && live.is_none_or(|live| r.number < live))
+            .ok_or_else(|| AppError::Rejected { code: "nothing_to_roll_back_to", message: "there is no earlier working revision to go back to".to_owned() })?,
+    };
+    if !matches!(target.status.as_str(), "retired" | "live" | "built") {
+        return Err(AppError::Rejected { code: "revision_not_built", message: format!("revision {} is {}; only revisions that built can go live", target.number, target.status) });
+    }
+    let plan: orchestrator::template::BuildPlan = target.plan.clone().and_then(|p| serde_json::from_value(p).ok()).ok_or_else(|| anyhow::anyhow!("revision {} has no plan", target.number))?;
+    let data_dir = std::path::absolute(&state.config.data_dir).map_err(anyhow::Error::from)?;
+    let app_dir = crate::build_worker::revision_dir(&data_dir, project.id, target.number);
+    if !app_dir.exists() {
+        return Err(AppError::Rejected { code: "revision_files_gone", message: format!("the built files of revision {} are no longer kept; deploy it again", target.number) });
+    }
+    let spec = crate::build_worker::app_spec(state, project, target.number, &plan, app_dir, &data_dir).await.map_err(|e| anyhow::anyhow!(e))?;
+    state.runtime.deploy(spec).await.map_err(|e| AppError::Rejected { code: "rollback_unhealthy", message: e.to_string() })?;
+    let revision_id = target.id;
+    state.db.run(move |conn| db::revisions::make_live(conn, project_id, revision_id)).await?;
+    Ok(state.db.run(move |conn| db::revisions::find(conn, revision_id)).await?.unwrap_or(target))
+}
+
+/// Stops the app, removes its files, data, caches and logs, then the project itself.
+pub async fn delete_project(state: &AppState, project: &Project) -> Result<(), AppError> {
+    state.runtime.stop(&project.name).await;
+    let data_dir = std::path::absolute(&state.config.data_dir).map_err(anyhow::Error::from)?;
+    let project_key = project.id.to_string();
+    let dirs = [
+        data_dir.join("apps").join(&project_key),
+        data_dir.join("volumes").join(&project_key),
+        data_dir.join("cache").join(&project_key),
+        data_dir.join("logs").join("apps").join(&project.name),
+    ];
+    tokio::task::spawn_blocking(move || {
+        for dir in dirs {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("could not remove {}: {e}", dir.display());
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("cleanup failed: {e}"))?;
+    crate::projects::delete(state, project).await
+}
+
+/// A text stream of a revision's build log, following it while the build runs.
+pub fn build_log_stream(state: AppState, revision_id: i64, follow: bool) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    let path = crate::build_worker::build_log_path(&std::path::absolute(&state.config.data_dir).unwrap_or_else(|_| state.config.data_dir.clone()), revision_id);
+    futures_util::stream::unfold((state, path, 0u64, false), move |(state, path, offset, finished)| async move {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        loop {
+            let mut chunk = Vec::new();
+            if let Ok(mut file) = tokio::fs::File::open(&path).await {
+                if file.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
+                    let _ = file.take(64 * 1024).read_to_end(&mut chunk).await;
+                }
+            }
+            if !chunk.is_empty() {
+                let next = offset + chunk.len() as u64;
+                return Some((Ok(bytes::Bytes::from(chunk)), (state, path, next, finished)));
+            }
+            if finished || !follow {
+                return None;
+            }
+            let status = state.db.run(move |conn| db::revisions::find(conn, revision_id)).await.ok().flatten().map(|r| r.status);
+            let still_running = matches!(status.as_deref(), Some("queued" | "building" | "built"));
+            if !still_running {
+                // One more read catches lines written just before the status changed.
+                return Some((Ok(bytes::Bytes::new()), (state, path, offset, true)));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    })
+}
+
+/// The app's recent output, then (with `follow`) new lines as they come.
+pub fn app_log_stream(state: &AppState, app: &str, n_lines: usize, follow: bool) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    let ring = state.runtime.logs(app);
+    let tail: Vec<String> = ring.as_ref().map(|r| r.tail(n_lines)).unwrap_or_default();
+    let receiver = if follow { ring.map(|r| r.subscribe()) } else { None };
+    let head = futures_util::stream::iter(tail.into_iter().map(|line| Ok(bytes::Bytes::from(format!("{line}\n")))));
+    let rest = futures_util::stream::unfold(receiver, |receiver| async move {
+        let mut receiver = receiver?;
+        loop {
+            match receiver.recv().await {
+                Ok(line) => return Some((Ok(bytes::Bytes::from(format!("{line}\n"))), Some(receiver))),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n_missed)) => return Some((Ok(bytes::Bytes::from(format!("[slipway] {n_missed} lines skipped\n"))), Some(receiver))),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    futures_util::StreamExt::chain(head, rest)
+}

@@ -106,6 +106,8 @@ mod tests {
             include_str!("../templates/admin_users.html"),
             include_str!("../templates/projects.html"),
             include_str!("../templates/project.html"),
+            include_str!("../templates/revision.html"),
+            include_str!("../templates/logs.html"),
             include_str!("routes/pages/projects.rs"),
             include_str!("routes/pages/mod.rs"),
             include_str!("routes/pages/accounts.rs"),

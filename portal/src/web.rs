@@ -175,6 +175,13 @@ impl PageCtx {
         self.tr.fill(key, &[(name, value)])
     }
 
+    /// The translated name of an app or revision state (`running`, `failed`, ...).
+    pub fn state_label(&self, state: &str) -> String {
+        let key = format!("state.{state}");
+        let text = self.tr.t(&key);
+        if text == key { state.to_owned() } else { text.to_owned() }
+    }
+
     /// The translated name of a role (`student`, `professor`, `admin`).
     pub fn role_label(&self, role: &str) -> &'static str {
         match role {

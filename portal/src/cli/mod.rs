@@ -63,6 +63,32 @@ pub enum Command {
     /// Set, unset and list a project's environment variables.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Deploy a folder or a .zip to a project: upload, follow the build, print the URL or the error.
+    Deploy {
+        name: String,
+        path: PathBuf,
+        /// Return once the upload is queued instead of following the build.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show a project's state, live revision, instances and URL.
+    Status {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the app's output; -f keeps following it.
+    Logs {
+        name: String,
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long, default_value_t = 200)]
+        lines: usize,
+    },
+    /// Put an earlier revision back live (default: the one before the live one).
+    Rollback { name: String, revision: Option<i32> },
+    /// Report what isolation this host gives apps, and what is degraded.
+    Doctor,
     /// Serve a folder of static files (what a static app runs inside its sandbox).
     #[command(hide = true)]
     ServeStatic {
@@ -223,6 +249,17 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
         Command::Whoami => whoami(&env).await,
         Command::Projects(command) => projects(&env, command).await,
         Command::Env(command) => env_command(&env, command).await,
+        Command::Deploy { name, path, no_wait } => deploy(&env, &name, &path, no_wait).await,
+        Command::Status { name, json } => status(&env, &name, json).await,
+        Command::Logs { name, follow, lines } => logs(&env, &name, follow, lines).await,
+        Command::Rollback { name, revision } => {
+            let api = api(&env)?;
+            let body = serde_json::json!({ "revision": revision });
+            let revision = api.post(&format!("/projects/{}/rollback", segment(&name)), &body).await?;
+            println!("revision {} of {name} is live again", revision["number"]);
+            Ok(())
+        }
+        Command::Doctor => doctor(),
         Command::ServeStatic { root, port, spa } => orchestrator::static_site::serve(root, std::net::SocketAddr::from(([0, 0, 0, 0], port)), spa).await,
     }
 }
@@ -417,6 +454,94 @@ async fn env_command(env: &Env, command: EnvCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn deploy(env: &Env, name: &str, path: &std::path::Path, no_wait: bool) -> anyhow::Result<()> {
+    let api = api(env)?;
+    let limits = orchestrator::artifact::Limits::default();
+    let zip = if path.is_dir() {
+        eprintln!("packing {}", path.display());
+        let folder = path.to_owned();
+        tokio::task::spawn_blocking(move || orchestrator::artifact::pack_dir(&folder, &limits)).await?.map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    eprintln!("uploading {:.1} MB to {}", zip.len() as f64 / 1_048_576.0, api.portal);
+    let revision = api
+        .send(api.request(reqwest::Method::POST, &format!("/projects/{}/deployments?source=cli", segment(name))).header("Content-Type", "application/zip").body(zip))
+        .await?;
+    let number = revision["number"].as_i64().context("the portal's answer has no revision number")?;
+    eprintln!("revision {number} queued ({} template)", revision["template"].as_str().unwrap_or("?"));
+    if no_wait {
+        return Ok(());
+    }
+    let response = api.request(reqwest::Method::GET, &format!("/projects/{}/revisions/{number}/log?follow=true", segment(name))).send().await?;
+    if !response.status().is_success() {
+        return Err(api_error(response).await);
+    }
+    let mut response = response;
+    while let Some(chunk) = response.chunk().await? {
+        use std::io::Write;
+        std::io::stdout().write_all(&chunk)?;
+    }
+    let listing = api.get(&format!("/projects/{}/revisions", segment(name))).await?;
+    let revision = listing["revisions"].as_array().into_iter().flatten().find(|r| r["number"] == number).cloned().unwrap_or_default();
+    match revision["status"].as_str() {
+        Some("live") => {
+            let status = api.get(&format!("/projects/{}/status", segment(name))).await?;
+            println!("{name} is live: {}", status["url"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        other => bail!("revision {number} did not go live ({}): {}", other.unwrap_or("unknown"), revision["error"].as_str().unwrap_or("no reason given")),
+    }
+}
+
+async fn status(env: &Env, name: &str, json: bool) -> anyhow::Result<()> {
+    let status = api(env)?.get(&format!("/projects/{}/status", segment(name))).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!("{name}: {}", status["state"].as_str().unwrap_or("?"));
+        println!("  revision   {}", status["revision"].as_i64().map(|n| n.to_string()).unwrap_or_else(|| "none".to_owned()));
+        println!("  instances  {}", status["instances"]);
+        println!("  url        {}", status["url"].as_str().unwrap_or(""));
+        if let Some(exit) = status["last_exit"].as_str() {
+            println!("  last exit  {exit}");
+        }
+    }
+    Ok(())
+}
+
+async fn logs(env: &Env, name: &str, follow: bool, lines: usize) -> anyhow::Result<()> {
+    let api = api(env)?;
+    let mut response = api.request(reqwest::Method::GET, &format!("/projects/{}/logs?follow={follow}&lines={lines}", segment(name))).send().await?;
+    if !response.status().is_success() {
+        return Err(api_error(response).await);
+    }
+    while let Some(chunk) = response.chunk().await? {
+        use std::io::Write;
+        std::io::stdout().write_all(&chunk)?;
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+fn doctor() -> anyhow::Result<()> {
+    let host = orchestrator::sandbox::probe();
+    for check in orchestrator::sandbox::doctor_report(&host) {
+        let mark = if check.ok { "ok  " } else if check.required { "FAIL" } else { "warn" };
+        println!("{mark} {:<28} {}", check.name, check.detail);
+        if let (false, Some(consequence)) = (check.ok, &check.degraded_consequence) {
+            println!("     {:<28} {consequence}", "");
+        }
+    }
+    let missing = orchestrator::sandbox::missing_for_strong(&host);
+    if missing.is_empty() {
+        println!("\nthis host gives apps full isolation");
+        Ok(())
+    } else {
+        bail!("isolation is incomplete: {}; `slipway up` refuses to run apps unless deploy.allow_weak_isolation = true", missing.join("; "))
+    }
 }
 
 async fn whoami(env: &Env) -> anyhow::Result<()> {

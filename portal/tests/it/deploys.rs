@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, text, TestApp};
 
 fn example(name: &str) -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
@@ -43,4 +43,46 @@ async fn a_python_app_builds_in_a_sandbox_and_serves() {
     assert_eq!(done["status"], "live", "{done}");
     let page = app.app_get("hello-py", "/").await;
     assert_eq!(page.status(), 200);
+}
+
+#[tokio::test]
+async fn the_project_page_uploads_shows_revisions_logs_and_rolls_back() {
+    let app = spawn_app().await;
+    app.signed_in_user("pageuser@pusan.ac.kr").await;
+    assert_eq!(app.post_form("/projects", &[("name", "page-site"), ("template", "static")]).await.status(), 303);
+    let csrf = app.csrf_for(&app.client, &app.jar).await;
+    let upload = |zip: Vec<u8>, csrf: String| app.client.post(app.url("/projects/page-site/upload")).header("Content-Type", "application/zip").header("X-CSRF-Token", csrf).body(zip).send();
+
+    let forged = upload(example("static-hello"), "forged".to_owned()).await.expect("POST");
+    assert_eq!(forged.status(), 403, "the upload needs the CSRF header");
+    let first = upload(example("static-hello"), csrf.clone()).await.expect("POST");
+    assert_eq!(first.status(), 202);
+    // Wait for it through the page's own text stream (the build log follows until the build ends).
+    let log = app.get("/projects/page-site/revisions/1/log.txt?follow=true").await.text().await.expect("log");
+    assert!(log.contains("[slipway] building revision 1") && log.contains("is live"), "{log}");
+    let page = text(app.get("/projects/page-site").await).await;
+    assert!(page.contains("data-testid=\"app-state\">running") && page.contains("data-testid=\"revisions\""), "{page}");
+
+    let second_site = app.data_dir.join("second");
+    std::fs::create_dir_all(&second_site).expect("mkdir");
+    std::fs::write(second_site.join("index.html"), "second edition").expect("write");
+    let zip = orchestrator::artifact::pack_dir(&second_site, &orchestrator::artifact::Limits::default()).expect("pack");
+    assert_eq!(upload(zip, csrf.clone()).await.expect("POST").status(), 202);
+    let log = app.get("/projects/page-site/revisions/2/log.txt?follow=true").await.text().await.expect("log");
+    assert!(log.contains("is live"), "{log}");
+    assert!(app.app_get("page-site", "/").await.text().await.expect("body").contains("second edition"));
+
+    let revision_page = text(app.get("/projects/page-site/revisions/2").await).await;
+    assert!(revision_page.contains("data-testid=\"revision-status\">live"), "{revision_page}");
+    let logs = app.get("/projects/page-site/logs.txt").await.text().await.expect("logs");
+    assert!(logs.contains("revision 2 is live"), "{logs}");
+
+    let rolled = app.post_form("/projects/page-site/rollback", &[("revision", "1")]).await;
+    assert_eq!(rolled.status(), 303);
+    assert!(app.app_get("page-site", "/").await.text().await.expect("body").contains("Hello from Slipway"));
+
+    let bad = upload(b"definitely not a zip".to_vec(), csrf).await.expect("POST");
+    assert_eq!(bad.status(), 422);
+    let body: serde_json::Value = bad.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_a_zip");
 }

@@ -5,6 +5,7 @@
 mod accounts;
 mod api;
 mod cli;
+mod cli_deploy;
 mod deploys;
 mod helpers;
 mod hostile;

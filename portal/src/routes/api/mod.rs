@@ -46,6 +46,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/projects/{name}/env/{key}"),
     ("post", "/api/v1/projects/{name}/deployments"),
     ("get", "/api/v1/projects/{name}/revisions"),
+    ("get", "/api/v1/projects/{name}/revisions/{number}/log"),
+    ("get", "/api/v1/projects/{name}/status"),
+    ("get", "/api/v1/projects/{name}/logs"),
+    ("post", "/api/v1/projects/{name}/rollback"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");

@@ -21,7 +21,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/env/{key}", web::put().to(set_env))
         .route("/projects/{name}/env/{key}", web::delete().to(unset_env))
         .route("/projects/{name}/deployments", web::post().to(deploy))
-        .route("/projects/{name}/revisions", web::get().to(revisions));
+        .route("/projects/{name}/revisions", web::get().to(revisions))
+        .route("/projects/{name}/revisions/{number}/log", web::get().to(build_log))
+        .route("/projects/{name}/status", web::get().to(status))
+        .route("/projects/{name}/logs", web::get().to(logs))
+        .route("/projects/{name}/rollback", web::post().to(rollback));
+}
+
+#[derive(Deserialize)]
+struct FollowQuery {
+    #[serde(default)]
+    follow: bool,
+    lines: Option<usize>,
+}
+
+async fn build_log(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<(String, i32)>, query: web::Query<FollowQuery>) -> Result<HttpResponse, AppError> {
+    let (name, number) = path.into_inner();
+    let project = projects::get(&state, &user, &name).await?;
+    let project_id = project.id;
+    let revision = state.db.run(move |conn| crate::db::revisions::find_number(conn, project_id, number)).await?.ok_or(AppError::NotFound("revision"))?;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").insert_header(("X-Accel-Buffering", "no")).streaming(crate::deploys::build_log_stream(state.get_ref().clone(), revision.id, query.follow)))
+}
+
+async fn status(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    let live = crate::deploys::live_number(&state, &project).await?;
+    Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
+}
+
+async fn logs(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>, query: web::Query<FollowQuery>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    let lines = query.lines.unwrap_or(200).min(2000);
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").insert_header(("X-Accel-Buffering", "no")).streaming(crate::deploys::app_log_stream(&state, &project.name, lines, query.follow)))
+}
+
+#[derive(Deserialize, Default)]
+struct RollbackBody {
+    revision: Option<i32>,
+}
+
+async fn rollback(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>, body: Option<web::Json<RollbackBody>>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    let revision = crate::deploys::rollback(&state, &project, body.and_then(|b| b.revision)).await?;
+    Ok(HttpResponse::Ok().json(crate::deploys::revision_json(&revision)))
 }
 
 /// The upload's size cap for actix, a little above the configured maximum so that an oversized
@@ -140,7 +182,7 @@ async fn update(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::P
 
 async fn delete(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let project = projects::get(&state, &user, &path).await?;
-    projects::delete(&state, &project).await?;
+    crate::deploys::delete_project(&state, &project).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -20,7 +20,97 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/template", web::post().to(set_template))
         .route("/projects/{name}/env", web::post().to(set_env))
         .route("/projects/{name}/env/{key}/delete", web::post().to(unset_env))
-        .route("/projects/{name}/delete", web::post().to(delete));
+        .route("/projects/{name}/delete", web::post().to(delete))
+        .route("/projects/{name}/upload", web::post().to(upload))
+        .route("/projects/{name}/rollback", web::post().to(rollback))
+        .route("/projects/{name}/revisions/{number}", web::get().to(revision_page))
+        .route("/projects/{name}/revisions/{number}/log.txt", web::get().to(build_log_text))
+        .route("/projects/{name}/logs", web::get().to(logs_page))
+        .route("/projects/{name}/logs.txt", web::get().to(logs_text));
+}
+
+/// The upload from the project page's script: the ZIP as the body, the CSRF token in a header.
+/// Answers JSON (the revision, or the error) because a script reads it.
+async fn upload(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, mut payload: web::Payload) -> Result<HttpResponse, AppError> {
+    let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
+    let submitted = req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    check_csrf(&req, submitted)?;
+    let project = projects::get(&state, user, &path).await?;
+    let body = crate::routes::api::projects::read_limited(&mut payload, crate::routes::api::projects::upload_limit(&state)).await?;
+    let revision = crate::deploys::upload(&state, user, &project, body, "upload").await?;
+    Ok(HttpResponse::Accepted().json(crate::deploys::revision_json(&revision)))
+}
+
+#[derive(Deserialize)]
+struct RollbackForm {
+    csrf_token: String,
+    revision: i32,
+}
+
+async fn rollback(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, form: web::Form<RollbackForm>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    match crate::deploys::rollback(&state, &project, Some(form.revision)).await {
+        Ok(_) => redirect_with_flash(&ctx, &state, &project.name, "flash.rolled_back"),
+        Err(error) => project_page(&ctx, &state, &project, Some(&error)).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "revision.html")]
+struct RevisionPage<'a> {
+    page: &'a PageCtx,
+    project: &'a Project,
+    revision: crate::db::models::Revision,
+    finished: bool,
+}
+
+async fn revision_page(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<(String, i32)>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    let (name, number) = path.into_inner();
+    let project = projects::get(&state, user, &name).await.map_err(|e| ctx.error_page(e))?;
+    let project_id = project.id;
+    let revision = state.db.run(move |conn| crate::db::revisions::find_number(conn, project_id, number)).await.map_err(|e| ctx.error_page(e.into()))?.ok_or_else(|| ctx.error_page(AppError::NotFound("revision")))?;
+    let finished = !matches!(revision.status.as_str(), "queued" | "building" | "built");
+    Ok(ctx.ok(&RevisionPage { page: &ctx, project: &project, revision, finished }))
+}
+
+#[derive(Deserialize)]
+struct FollowQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+async fn build_log_text(state: web::Data<AppState>, viewer: Viewer, path: web::Path<(String, i32)>, query: web::Query<FollowQuery>) -> Result<HttpResponse, AppError> {
+    let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
+    let (name, number) = path.into_inner();
+    let project = projects::get(&state, user, &name).await?;
+    let project_id = project.id;
+    let revision = state.db.run(move |conn| crate::db::revisions::find_number(conn, project_id, number)).await?.ok_or(AppError::NotFound("revision"))?;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").insert_header(("Cache-Control", "no-store")).streaming(crate::deploys::build_log_stream(state.get_ref().clone(), revision.id, query.follow)))
+}
+
+#[derive(Template)]
+#[template(path = "logs.html")]
+struct LogsPage<'a> {
+    page: &'a PageCtx,
+    project: &'a Project,
+}
+
+async fn logs_page(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    Ok(ctx.ok(&LogsPage { page: &ctx, project: &project }))
+}
+
+async fn logs_text(state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, query: web::Query<FollowQuery>) -> Result<HttpResponse, AppError> {
+    let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
+    let project = projects::get(&state, user, &path).await?;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").insert_header(("Cache-Control", "no-store")).streaming(crate::deploys::app_log_stream(&state, &project.name, 500, query.follow)))
 }
 
 pub struct ProjectRow {
@@ -113,11 +203,28 @@ struct ProjectPage<'a> {
     env: Vec<EnvView>,
     templates: Vec<(&'static str, &'static str)>,
     error: Option<String>,
+    status: orchestrator::runtime::AppStatus,
+    live: Option<i32>,
+    revisions: Vec<crate::db::models::Revision>,
+    max_upload_mb: u64,
 }
 
 async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error: Option<&AppError>) -> PageResult {
     let env = projects::env_view(state, project).await.map_err(|e| ctx.error_page(e))?;
-    let page = ProjectPage { page: ctx, project, url: app_url(state, &project.name), env, templates: template_choices(), error: error.map(|e| ctx.error_message(e)) };
+    let revisions = crate::deploys::revisions(state, project, 20).await.map_err(|e| ctx.error_page(e))?;
+    let live = revisions.iter().find(|r| Some(r.id) == project.live_revision_id).map(|r| r.number);
+    let page = ProjectPage {
+        page: ctx,
+        project,
+        url: app_url(state, &project.name),
+        env,
+        templates: template_choices(),
+        error: error.map(|e| ctx.error_message(e)),
+        status: state.runtime.status(&project.name),
+        live,
+        revisions,
+        max_upload_mb: state.config.deploy.max_upload_bytes / (1024 * 1024),
+    };
     Ok(match error {
         Some(error) => ctx.render_error(error, &page),
         None => ctx.ok(&page),
@@ -202,7 +309,7 @@ async fn delete(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, pa
         let error = AppError::Validation(crate::domain::ValidationError::new("confirm_name_mismatch", "confirm_name", format!("type `{}` to confirm", project.name)).with("value", project.name.clone()));
         return project_page(&ctx, &state, &project, Some(&error)).await;
     }
-    projects::delete(&state, &project).await.map_err(|e| ctx.error_page(e))?;
+    crate::deploys::delete_project(&state, &project).await.map_err(|e| ctx.error_page(e))?;
     let mut response = see_other("/projects");
     response.add_cookie(&flash_cookie("flash.project_deleted", &state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
     Ok(response)
