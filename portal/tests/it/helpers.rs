@@ -162,6 +162,16 @@ impl Drop for SmtpServer {
     }
 }
 
+/// A browser-like client: its own cookie jar, no redirects followed.
+///
+/// Idle connections are dropped after 2 s, below actix's 5 s keep-alive: otherwise, on a busy
+/// machine, a request can go out on a pooled connection at the moment the portal closes it, and
+/// fails with `IncompleteMessage` (a POST is never retried). `hostile_zips` hit that reliably
+/// with the CPU saturated.
+fn test_client(jar: Arc<reqwest::cookie::Jar>) -> reqwest::Client {
+    reqwest::Client::builder().cookie_provider(jar).redirect(reqwest::redirect::Policy::none()).pool_idle_timeout(Duration::from_secs(2)).build().expect("client")
+}
+
 pub struct TestApp {
     pub address: String,
     /// The app gateway's port: apps answer at `http://NAME.localhost:<gateway_port>`.
@@ -228,7 +238,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let (shutdown, receiver) = watch::channel(false);
     tokio::spawn(app.run_until_stopped(receiver));
     let jar = Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client = test_client(jar.clone());
     let mail_dir = match &smtp {
         Some(server) => server.maildir.join("new"),
         None => data_dir.join("outbox"),
@@ -277,7 +287,7 @@ impl TestApp {
     /// A client with its own cookie jar (another browser) for the same portal.
     pub fn new_browser(&self) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
         let jar = Arc::new(reqwest::cookie::Jar::default());
-        let client = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let client = test_client(jar.clone());
         (client, jar)
     }
 
