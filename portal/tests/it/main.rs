@@ -10,6 +10,7 @@ mod deploys;
 mod helpers;
 mod hostile;
 mod hostile_zips;
+mod lifecycle;
 mod mail;
 mod migrations;
 mod projects;

@@ -1,6 +1,9 @@
 //! Every template, end to end: its sample app from `examples/` is zipped with `pack_dir`, uploaded
 //! over the API, built in a sandbox and answers through the gateway at `NAME.localhost`.
 //!
+//! The plain Python sample goes through `slipway deploy NAME FOLDER` instead, so the CLI's packing
+//! and its following of the build are covered for a template that builds.
+//!
 //! What cannot run on this machine is asserted as it behaves today: Maven cannot download its
 //! plugins here (so the Java test uploads a ready-made jar, built in the test with `javac` and
 //! `jar`), Go is not installed, and a console program is not a server. Only one test installs
@@ -60,11 +63,22 @@ async fn a_flask_app_installs_flask_and_gunicorn_from_pypi_and_is_served_by_guni
 }
 
 #[tokio::test]
-async fn a_plain_python_server_is_started_with_python_main_py_and_answers() {
-    let (app, _token, revision) = deploy_example("t-py-plain@pusan.ac.kr", "tpl-py-plain", "python", "python-plain").await;
-    assert_eq!(revision["template"], "python");
+async fn a_plain_python_server_deploys_from_its_folder_with_the_cli_and_answers() {
+    let app = spawn_app().await;
+    let token = app.api_token("t-py-plain@pusan.ac.kr").await;
+    app.create_project(&token, "tpl-py-plain", "python").await;
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-plain");
+    let mut deploy = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+    deploy.args(["deploy", "tpl-py-plain"]).arg(&folder).env("SLIPWAY_PORTAL", &app.address).env("SLIPWAY_TOKEN", &token).env_remove("XDG_CONFIG_HOME");
+    let output = tokio::task::spawn_blocking(move || deploy.output().expect("run slipway deploy")).await.expect("join");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "slipway deploy failed: {stdout}{stderr}");
+    assert!(stderr.contains("revision 1 queued (python template)"), "{stderr}");
+    // The build log streams to stdout while the CLI waits.
+    assert!(stdout.contains("$ python3 -m venv .venv") && stdout.contains("tpl-py-plain is live: http://tpl-py-plain.localhost:"), "{stdout}");
     assert_eq!(get_ok(&app, "tpl-py-plain", "/").await, "Hello from Slipway (plain Python)\n");
     assert_eq!(app.app_get("tpl-py-plain", "/elsewhere").await.status(), 404);
+    assert_eq!(app.revisions(&token, "tpl-py-plain").await[0]["source"], "cli");
 }
 
 #[tokio::test]
