@@ -49,12 +49,7 @@ impl Default for Limits {
     /// one upload from filling a node's disk: 100 MiB zipped, 20 000 entries, 500 MiB unpacked
     /// and 200 MiB for any single file.
     fn default() -> Self {
-        Limits {
-            max_upload_bytes: 100 * MIB,
-            max_entries: 20_000,
-            max_unpacked_bytes: 500 * MIB,
-            max_entry_bytes: 200 * MIB,
-        }
+        Limits { max_upload_bytes: 100 * MIB, max_entries: 20_000, max_unpacked_bytes: 500 * MIB, max_entry_bytes: 200 * MIB }
     }
 }
 
@@ -155,9 +150,7 @@ impl ArtifactError {
             ArtifactError::BadEntryName { .. } => "bad_entry_name",
             ArtifactError::SpecialEntry { .. } => "special_entry",
             ArtifactError::SymlinkEscape { .. } | ArtifactError::ThroughSymlink { .. } => "symlink_escape",
-            ArtifactError::DuplicateEntry { .. }
-            | ArtifactError::DuplicateNames
-            | ArtifactError::PathConflict { .. } => "duplicate_entry",
+            ArtifactError::DuplicateEntry { .. } | ArtifactError::DuplicateNames | ArtifactError::PathConflict { .. } => "duplicate_entry",
             ArtifactError::DestinationExists { .. } => "destination_exists",
             ArtifactError::BadArtifactId { .. } => "bad_artifact_id",
             ArtifactError::NotFound { .. } => "artifact_not_found",
@@ -302,8 +295,7 @@ fn plan(archive: &mut ZipArchive<Cursor<&[u8]>>, limits: &Limits) -> Result<Plan
     let mut entries = Vec::new();
     let mut declared_total: u64 = 0;
     for index in 0..archive.len() {
-        let entry =
-            archive.by_index_data(index).map_err(|error| ArtifactError::NotAZip { reason: error.to_string() })?;
+        let entry = archive.by_index_data(index).map_err(|error| ArtifactError::NotAZip { reason: error.to_string() })?;
         let decoded = entry.name().map_err(|error| ArtifactError::NotAZip { reason: error.to_string() })?;
         let name = printable(&decoded);
         let path = entry_path(entry.name_raw(), &decoded, &name)?;
@@ -338,10 +330,7 @@ fn plan(archive: &mut ZipArchive<Cursor<&[u8]>>, limits: &Limits) -> Result<Plan
         match kind {
             Kind::Dir => {}
             Kind::Symlink { .. } if declared > MAX_LINK_TARGET => {
-                return Err(ArtifactError::BadEntryName {
-                    entry: name,
-                    reason: "its symlink target is longer than 4096 bytes",
-                });
+                return Err(ArtifactError::BadEntryName { entry: name, reason: "its symlink target is longer than 4096 bytes" });
             }
             Kind::File { .. } | Kind::Symlink { .. } => {
                 let method = entry.compression();
@@ -352,11 +341,7 @@ fn plan(archive: &mut ZipArchive<Cursor<&[u8]>>, limits: &Limits) -> Result<Plan
         }
         if matches!(kind, Kind::File { .. }) {
             if declared > limits.max_entry_bytes {
-                return Err(ArtifactError::EntryTooLarge {
-                    entry: name,
-                    size: declared,
-                    limit: limits.max_entry_bytes,
-                });
+                return Err(ArtifactError::EntryTooLarge { entry: name, size: declared, limit: limits.max_entry_bytes });
             }
             declared_total = declared_total.saturating_add(declared);
             if declared_total > limits.max_unpacked_bytes {
@@ -385,10 +370,7 @@ fn entry_path(raw: &[u8], decoded: &str, name: &str) -> Result<Vec<String>, Arti
     // The raw bytes are checked as well as the decoded name: names that are not UTF-8 are decoded
     // as CP437, which turns control bytes into harmless-looking symbols.
     if raw.iter().any(|&b| b < 0x20 || b == 0x7f) || decoded.chars().any(char::is_control) {
-        return Err(ArtifactError::BadEntryName {
-            entry: name.to_owned(),
-            reason: "its name contains a control character",
-        });
+        return Err(ArtifactError::BadEntryName { entry: name.to_owned(), reason: "its name contains a control character" });
     }
     if decoded.is_empty() {
         return Err(ArtifactError::BadEntryName { entry: name.to_owned(), reason: "its name is empty" });
@@ -398,10 +380,7 @@ fn entry_path(raw: &[u8], decoded: &str, name: &str) -> Result<Vec<String>, Arti
         return Err(ArtifactError::AbsolutePath { entry: name.to_owned() });
     }
     if normalized.len() > MAX_PATH_BYTES {
-        return Err(ArtifactError::BadEntryName {
-            entry: name.to_owned(),
-            reason: "its path is longer than 4096 bytes",
-        });
+        return Err(ArtifactError::BadEntryName { entry: name.to_owned(), reason: "its path is longer than 4096 bytes" });
     }
     let mut path = Vec::new();
     for component in normalized.split('/') {
@@ -411,10 +390,7 @@ fn entry_path(raw: &[u8], decoded: &str, name: &str) -> Result<Vec<String>, Arti
             // writes them, and refusing them all leaves nothing to get wrong.
             ".." => return Err(ArtifactError::ZipSlip { entry: name.to_owned() }),
             _ if component.len() > MAX_COMPONENT_BYTES => {
-                return Err(ArtifactError::BadEntryName {
-                    entry: name.to_owned(),
-                    reason: "a part of its path is longer than 255 bytes",
-                });
+                return Err(ArtifactError::BadEntryName { entry: name.to_owned(), reason: "a part of its path is longer than 255 bytes" });
             }
             _ => path.push(component.to_owned()),
         }
@@ -497,40 +473,21 @@ fn check_paths(entries: &[Planned]) -> Result<(Slots, BTreeSet<Vec<String>>), Ar
             (Some(_), _) => return Err(ArtifactError::DuplicateEntry { entry: entry.name.clone() }),
         }
     }
-    let dirs = slots
-        .iter()
-        .filter(|(_, slot)| matches!(slot, Slot::Dir | Slot::ImpliedDir))
-        .map(|(path, _)| path.clone())
-        .collect();
+    let dirs = slots.iter().filter(|(_, slot)| matches!(slot, Slot::Dir | Slot::ImpliedDir)).map(|(path, _)| path.clone()).collect();
     Ok((slots, dirs))
 }
 
-fn read_link_target(
-    archive: &mut ZipArchive<Cursor<&[u8]>>,
-    index: usize,
-    name: &str,
-    declared: u64,
-) -> Result<String, ArtifactError> {
-    let mut reader = archive
-        .by_index(index)
-        .map_err(|error| ArtifactError::CorruptEntry { entry: name.to_owned(), reason: error.to_string() })?;
+fn read_link_target(archive: &mut ZipArchive<Cursor<&[u8]>>, index: usize, name: &str, declared: u64) -> Result<String, ArtifactError> {
+    let mut reader =
+        archive.by_index(index).map_err(|error| ArtifactError::CorruptEntry { entry: name.to_owned(), reason: error.to_string() })?;
     let mut target = Vec::new();
     // Reading one byte past the limit tells a long target from one of exactly the limit.
-    reader
-        .by_ref()
-        .take(MAX_LINK_TARGET + 1)
-        .read_to_end(&mut target)
-        .map_err(|error| read_error(name, declared, &error))?;
+    reader.by_ref().take(MAX_LINK_TARGET + 1).read_to_end(&mut target).map_err(|error| read_error(name, declared, &error))?;
     if target.len() as u64 > MAX_LINK_TARGET {
-        return Err(ArtifactError::BadEntryName {
-            entry: name.to_owned(),
-            reason: "its symlink target is longer than 4096 bytes",
-        });
+        return Err(ArtifactError::BadEntryName { entry: name.to_owned(), reason: "its symlink target is longer than 4096 bytes" });
     }
-    let target = String::from_utf8(target).map_err(|_| ArtifactError::BadEntryName {
-        entry: name.to_owned(),
-        reason: "its symlink target is not valid UTF-8",
-    })?;
+    let target = String::from_utf8(target)
+        .map_err(|_| ArtifactError::BadEntryName { entry: name.to_owned(), reason: "its symlink target is not valid UTF-8" })?;
     Ok(target)
 }
 
@@ -538,21 +495,13 @@ fn read_link_target(
 /// inside the project. Backslashes count as separators, as in entry names. `is_symlink` says
 /// whether a path inside the project is itself a symlink: stepping through one is refused,
 /// because only then does this purely lexical walk match what the kernel will do.
-fn check_link_target(
-    link: &[String],
-    target: &str,
-    name: &str,
-    is_symlink: impl Fn(&[String]) -> bool,
-) -> Result<(), ArtifactError> {
+fn check_link_target(link: &[String], target: &str, name: &str, is_symlink: impl Fn(&[String]) -> bool) -> Result<(), ArtifactError> {
     let escape = || ArtifactError::SymlinkEscape { entry: name.to_owned(), target: printable(target) };
     if target.is_empty() {
         return Err(ArtifactError::BadEntryName { entry: name.to_owned(), reason: "its symlink target is empty" });
     }
     if target.chars().any(char::is_control) {
-        return Err(ArtifactError::BadEntryName {
-            entry: name.to_owned(),
-            reason: "its symlink target contains a control character",
-        });
+        return Err(ArtifactError::BadEntryName { entry: name.to_owned(), reason: "its symlink target contains a control character" });
     }
     let normalized = target.replace('\\', "/");
     if normalized.starts_with('/') || has_drive_letter(&normalized) {
@@ -575,12 +524,7 @@ fn check_link_target(
 
 /// Writes the plan into `root` (an empty folder): folders first, then files, then symlinks, so
 /// nothing is ever written through a link. Returns the files written and their bytes.
-fn extract(
-    archive: &mut ZipArchive<Cursor<&[u8]>>,
-    plan: &Plan,
-    root: &Path,
-    limits: &Limits,
-) -> Result<(usize, u64), ArtifactError> {
+fn extract(archive: &mut ZipArchive<Cursor<&[u8]>>, plan: &Plan, root: &Path, limits: &Limits) -> Result<(usize, u64), ArtifactError> {
     for dir in &plan.dirs {
         let path = join(root, dir);
         fs::create_dir(&path).map_err(io_error(&path))?;
@@ -590,8 +534,7 @@ fn extract(
     for planned in &plan.entries {
         let Kind::File { executable } = planned.kind else { continue };
         let path = join(root, &planned.path);
-        let mut file =
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io_error(&path))?;
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io_error(&path))?;
         let mut reader = archive
             .by_index(planned.index)
             .map_err(|error| ArtifactError::CorruptEntry { entry: planned.name.clone(), reason: error.to_string() })?;
@@ -604,17 +547,10 @@ fn extract(
             Err(CopyError::Read(error)) => return Err(read_error(&planned.name, planned.declared, &error)),
             Err(CopyError::Write(error)) => return Err(ArtifactError::Io { path, source: error }),
             Err(CopyError::OverCap { read }) if limits.max_entry_bytes <= remaining => {
-                return Err(ArtifactError::EntryTooLarge {
-                    entry: planned.name.clone(),
-                    size: read,
-                    limit: limits.max_entry_bytes,
-                });
+                return Err(ArtifactError::EntryTooLarge { entry: planned.name.clone(), size: read, limit: limits.max_entry_bytes });
             }
             Err(CopyError::OverCap { read }) => {
-                return Err(ArtifactError::TooLarge {
-                    size: n_bytes.saturating_add(read),
-                    limit: limits.max_unpacked_bytes,
-                });
+                return Err(ArtifactError::TooLarge { size: n_bytes.saturating_add(read), limit: limits.max_unpacked_bytes });
             }
         };
         let mode = if executable { 0o755 } else { 0o644 };
@@ -765,18 +701,11 @@ impl Drop for Scratch {
 pub fn pack_dir(src: &Path, limits: &Limits) -> Result<Vec<u8>, ArtifactError> {
     let meta = fs::metadata(src).map_err(io_error(src))?;
     if !meta.is_dir() {
-        return Err(ArtifactError::Io {
-            path: src.to_owned(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "not a folder"),
-        });
+        return Err(ArtifactError::Io { path: src.to_owned(), source: io::Error::new(io::ErrorKind::InvalidInput, "not a folder") });
     }
     let mut packer = Packer { writer: ZipWriter::new(Cursor::new(Vec::new())), limits, n_entries: 0, n_bytes: 0 };
     packer.add_dir(src, &[])?;
-    let bytes = packer
-        .writer
-        .finish()
-        .map_err(|error| ArtifactError::Io { path: src.to_owned(), source: zip_io(error) })?
-        .into_inner();
+    let bytes = packer.writer.finish().map_err(|error| ArtifactError::Io { path: src.to_owned(), source: zip_io(error) })?.into_inner();
     let mut archive = open_archive(&bytes, limits)?;
     plan(&mut archive, limits)?;
     Ok(bytes)
@@ -841,10 +770,10 @@ impl Packer<'_> {
             } else if file_type.is_symlink() {
                 self.count_entry()?;
                 let target = fs::read_link(&path).map_err(io_error(&path))?;
-                let target = target.into_os_string().into_string().map_err(|_| ArtifactError::BadEntryName {
-                    entry: entry.clone(),
-                    reason: "its symlink target is not valid UTF-8",
-                })?;
+                let target = target
+                    .into_os_string()
+                    .into_string()
+                    .map_err(|_| ArtifactError::BadEntryName { entry: entry.clone(), reason: "its symlink target is not valid UTF-8" })?;
                 check_link_target(&child_rel, &target, &entry, |_| false)?;
                 self.writer
                     .add_symlink(&entry, &target, Self::options(0o777))
@@ -874,9 +803,7 @@ impl Packer<'_> {
         }
         let mode = if meta.permissions().mode() & 0o100 != 0 { 0o755 } else { 0o644 };
         let options = Self::options(mode).large_file(meta.len() >= u64::from(u32::MAX));
-        self.writer
-            .start_file(entry, options)
-            .map_err(|error| ArtifactError::Io { path: path.to_owned(), source: zip_io(error) })?;
+        self.writer.start_file(entry, options).map_err(|error| ArtifactError::Io { path: path.to_owned(), source: zip_io(error) })?;
         // The file may grow while it is read, so the cap applies to the bytes, not the metadata.
         let written = match copy_capped(&mut file, &mut self.writer, cap) {
             Ok(written) => written,
@@ -1325,8 +1252,7 @@ mod tests {
         check(&zip_of(&[("a", "1"), ("b", "2"), ("c", "3"), (".DS_Store", "")]), &limits, "too_many_entries");
         let (_fx, report) = {
             let fx = fixture();
-            let report =
-                unpack_zip(&zip_of(&[("a", "1"), ("b", "2"), ("c", "3")]), &fx.dest, &limits).expect("at the limit");
+            let report = unpack_zip(&zip_of(&[("a", "1"), ("b", "2"), ("c", "3")]), &fx.dest, &limits).expect("at the limit");
             (fx, report)
         };
         assert_eq!(report.n_files, 3);
@@ -1378,9 +1304,7 @@ mod tests {
 
     #[test]
     fn caps_streamed_bytes_whatever_the_headers_say() {
-        for (available, cap, outcome) in
-            [(4096u64, 4096u64, Some(4096u64)), (10_000, 4096, None), (0, 0, Some(0)), (1, 0, None)]
-        {
+        for (available, cap, outcome) in [(4096u64, 4096u64, Some(4096u64)), (10_000, 4096, None), (0, 0, Some(0)), (1, 0, None)] {
             let mut sink = Vec::new();
             let result = copy_capped(&mut io::repeat(7).take(available), &mut sink, cap);
             match (result, outcome) {
@@ -1427,10 +1351,7 @@ mod tests {
         let mut zip = zip_of(&[("a.txt", "hello")]);
         set_compression_method(&mut zip, 12);
         let error = check(&zip, &Limits::default(), "unsupported_compression");
-        assert_eq!(
-            error.to_string(),
-            "entry `a.txt` uses the Bzip2 compression method; re-create the archive with deflate"
-        );
+        assert_eq!(error.to_string(), "entry `a.txt` uses the Bzip2 compression method; re-create the archive with deflate");
     }
 
     #[test]
@@ -1480,10 +1401,7 @@ mod tests {
             .finish();
         let (fx, report) = unpack_ok(&zip);
         assert_eq!(report, UnpackReport { n_files: 2, n_bytes: 7, stripped_prefix: Some("myproj".to_owned()) });
-        assert_eq!(
-            tree(&fx.dest),
-            expected(&[("package.json", "file 644 {}"), ("src", "dir 755"), ("src/index.js", "file 644 run()")])
-        );
+        assert_eq!(tree(&fx.dest), expected(&[("package.json", "file 644 {}"), ("src", "dir 755"), ("src/index.js", "file 644 run()")]));
     }
 
     #[test]
@@ -1503,16 +1421,10 @@ mod tests {
     fn keeps_nested_folders_when_there_are_two_top_level_entries() {
         let (fx, report) = unpack_ok(&zip_of(&[("a/x", "1"), ("b/y", "2")]));
         assert_eq!(report.stripped_prefix, None);
-        assert_eq!(
-            tree(&fx.dest),
-            expected(&[("a", "dir 755"), ("a/x", "file 644 1"), ("b", "dir 755"), ("b/y", "file 644 2")])
-        );
+        assert_eq!(tree(&fx.dest), expected(&[("a", "dir 755"), ("a/x", "file 644 1"), ("b", "dir 755"), ("b/y", "file 644 2")]));
         let (fx, report) = unpack_ok(&zip_of(&[("myproj/x", "1"), ("README", "2")]));
         assert_eq!(report.stripped_prefix, None);
-        assert_eq!(
-            tree(&fx.dest),
-            expected(&[("README", "file 644 2"), ("myproj", "dir 755"), ("myproj/x", "file 644 1")])
-        );
+        assert_eq!(tree(&fx.dest), expected(&[("README", "file 644 2"), ("myproj", "dir 755"), ("myproj/x", "file 644 1")]));
         let (fx, report) = unpack_ok(&zip_of(&[("package.json", "{}")]));
         assert_eq!(report.stripped_prefix, None);
         assert_eq!(tree(&fx.dest), expected(&[("package.json", "file 644 {}")]));
@@ -1571,10 +1483,7 @@ mod tests {
     fn messages_name_the_entry_and_the_bad_value() {
         let cases: [(Vec<u8>, &str); 4] = [
             (zip_of(&[("../../etc/passwd", "x")]), "entry `../../etc/passwd` escapes the project folder"),
-            (
-                Builder::new().symlink("link", "/etc/passwd").finish(),
-                "symlink `link` points to `/etc/passwd`, outside the project folder",
-            ),
+            (Builder::new().symlink("link", "/etc/passwd").finish(), "symlink `link` points to `/etc/passwd`, outside the project folder"),
             (zip_of(&[("a\0b", "x")]), "entry `a\\u{0}b` is not allowed: its name contains a control character"),
             (zip_of(&[("C:\\x", "x")]), "entry `C:\\x` has an absolute path"),
         ];
@@ -1650,8 +1559,7 @@ mod tests {
     fn check_id(text: &str, valid: bool) {
         use serde::Deserialize as _;
         assert_eq!(ArtifactId::parse(text).is_ok(), valid, "id {text:?}");
-        let deserialized =
-            ArtifactId::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text));
+        let deserialized = ArtifactId::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text));
         assert_eq!(deserialized.is_ok(), valid, "deserializing {text:?}");
     }
 
@@ -1729,10 +1637,7 @@ mod tests {
         );
         let mut archive = ZipArchive::new(Cursor::new(&zip[..])).expect("archive");
         let names: Vec<String> = archive.file_names().map(|n| n.expect("name").into_owned()).collect();
-        assert_eq!(
-            names,
-            ["empty/", "main.js", "package.json", "run.sh", "src/", "src/app.js", "src/lib/", "src/lib/util.js"]
-        );
+        assert_eq!(names, ["empty/", "main.js", "package.json", "run.sh", "src/", "src/app.js", "src/lib/", "src/lib/util.js"]);
         assert_eq!(archive.by_name("run.sh").expect("entry").compression(), CompressionMethod::Deflated);
     }
 

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::sandbox::{Bind, HostSupport, Limits, Network, Sandbox, SandboxExit, SandboxSpec};
 use crate::template::BuildPlan;
@@ -66,7 +66,13 @@ pub async fn run(spec: &BuildSpec<'_>, host: &HostSupport, log: &dyn BuildLog) -
         .plan
         .caches
         .iter()
-        .filter_map(|cache| spec.cache_dirs.iter().find(|(name, _)| *name == cache.name).map(|(_, dir)| Bind { source: dir.clone(), dest: cache.path.clone(), writable: true }))
+        .filter_map(|cache| {
+            spec.cache_dirs.iter().find(|(name, _)| *name == cache.name).map(|(_, dir)| Bind {
+                source: dir.clone(),
+                dest: cache.path.clone(),
+                writable: true,
+            })
+        })
         .collect();
     for (step_idx, command) in spec.plan.build.iter().enumerate() {
         let remaining = spec.timeout.saturating_sub(started.elapsed());
@@ -83,7 +89,12 @@ pub async fn run(spec: &BuildSpec<'_>, host: &HostSupport, log: &dyn BuildLog) -
             argv: vec!["/bin/sh".to_owned(), "-c".to_owned(), command.clone()],
             env: build_env(spec.plan),
             workdir: "/app".to_owned(),
-            limits: Limits { memory_bytes: spec.memory_bytes, cpu_millis: spec.cpu_millis, max_pids: spec.max_pids, timeout: Some(remaining) },
+            limits: Limits {
+                memory_bytes: spec.memory_bytes,
+                cpu_millis: spec.cpu_millis,
+                max_pids: spec.max_pids,
+                timeout: Some(remaining),
+            },
             network: spec.network,
             uid: spec.uid,
             gid: spec.gid,
@@ -103,21 +114,23 @@ pub async fn run(spec: &BuildSpec<'_>, host: &HostSupport, log: &dyn BuildLog) -
     Ok(())
 }
 
-/// Copies a stream to the log line by line (lossy UTF-8, long lines cut).
+/// The next line of a stream, without its line ending, as lossy UTF-8 cut at 4000 characters;
+/// `None` at the end of the stream. Shared by build logs and app logs.
+pub async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> Option<String> {
+    buffer.clear();
+    match reader.read_until(b'\n', buffer).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(String::from_utf8_lossy(buffer).trim_end_matches(['\n', '\r']).chars().take(4000).collect()),
+    }
+}
+
+/// Copies a stream to the log line by line.
 pub async fn pump(stream: Option<impl AsyncRead + Unpin>, log: &dyn BuildLog) {
     let Some(stream) = stream else { return };
     let mut reader = BufReader::new(stream);
     let mut buffer = Vec::new();
-    loop {
-        buffer.clear();
-        match reader.read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buffer);
-                let line: String = text.trim_end_matches(['\n', '\r']).chars().take(4000).collect();
-                log.line(&line);
-            }
-        }
+    while let Some(line) = next_line(&mut reader, &mut buffer).await {
+        log.line(&line);
     }
 }
 
@@ -128,7 +141,9 @@ mod tests {
     #[test]
     fn build_env_has_a_home_a_path_and_the_plans_variables() {
         let files: std::collections::BTreeMap<String, String> =
-            [("package.json".to_owned(), r#"{"scripts":{"start":"node server.js"}}"#.to_owned()), ("server.js".to_owned(), String::new())].into_iter().collect();
+            [("package.json".to_owned(), r#"{"scripts":{"start":"node server.js"}}"#.to_owned()), ("server.js".to_owned(), String::new())]
+                .into_iter()
+                .collect();
         let plan = crate::template::plan(crate::template::get("node").expect("node template"), &files).expect("plan");
         let env = build_env(&plan);
         let get = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());

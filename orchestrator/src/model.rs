@@ -16,10 +16,65 @@ pub const MAX_APP_NAME_LEN: usize = 40;
 
 /// Names that would collide with platform hosts or confuse visitors.
 pub const RESERVED_APP_NAMES: &[&str] = &[
-    "www", "api", "admin", "portal", "app", "apps", "auth", "login", "logout", "signup", "account", "accounts", "static", "assets", "cdn", "mail", "smtp",
-    "imap", "pop", "ftp", "ssh", "git", "status", "metrics", "health", "healthz", "dashboard", "console", "terminal", "gateway", "activator", "traefik",
-    "nomad", "consul", "vault", "grafana", "prometheus", "slipway", "help", "docs", "support", "security", "root", "system", "localhost", "test", "dev",
-    "staging", "internal", "ns", "ns1", "ns2", "dns", "mx", "webmail", "autoconfig", "autodiscover", "acme", "well-known",
+    "www",
+    "api",
+    "admin",
+    "portal",
+    "app",
+    "apps",
+    "auth",
+    "login",
+    "logout",
+    "signup",
+    "account",
+    "accounts",
+    "static",
+    "assets",
+    "cdn",
+    "mail",
+    "smtp",
+    "imap",
+    "pop",
+    "ftp",
+    "ssh",
+    "git",
+    "status",
+    "metrics",
+    "health",
+    "healthz",
+    "dashboard",
+    "console",
+    "terminal",
+    "gateway",
+    "activator",
+    "traefik",
+    "nomad",
+    "consul",
+    "vault",
+    "grafana",
+    "prometheus",
+    "slipway",
+    "help",
+    "docs",
+    "support",
+    "security",
+    "root",
+    "system",
+    "localhost",
+    "test",
+    "dev",
+    "staging",
+    "internal",
+    "ns",
+    "ns1",
+    "ns2",
+    "dns",
+    "mx",
+    "webmail",
+    "autoconfig",
+    "autodiscover",
+    "acme",
+    "well-known",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,7 +160,8 @@ mod tests {
     use super::*;
 
     fn check(raw: &str, expected: Result<&str, &str>) {
-        let got = AppName::parse(raw).map(|n| n.as_str().to_owned()).map_err(|e| format!("{e:?}").split('(').next().unwrap_or("").to_owned());
+        let got =
+            AppName::parse(raw).map(|n| n.as_str().to_owned()).map_err(|e| format!("{e:?}").split('(').next().unwrap_or("").to_owned());
         assert_eq!(got, expected.map(str::to_owned).map_err(str::to_owned), "input {raw:?}");
     }
 

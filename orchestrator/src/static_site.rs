@@ -107,7 +107,12 @@ pub fn resolve_file(root: &Path, request_path: &str, spa_fallback: bool) -> Opti
 
 async fn handle(root: Arc<PathBuf>, spa_fallback: bool, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = |status: StatusCode, content_type: &str, body: Bytes| {
-        Response::builder().status(status).header("content-type", content_type).header("x-content-type-options", "nosniff").body(Full::new(body)).expect("static headers are valid")
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("x-content-type-options", "nosniff")
+            .body(Full::new(body))
+            .expect("static headers are valid")
     };
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut reply = response(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", Bytes::from_static(b"method not allowed\n"));

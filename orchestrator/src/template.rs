@@ -30,20 +30,11 @@ use serde::{Deserialize, Serialize};
 const SOURCES: &[(&str, &str)] = &[
     ("go", include_str!("../../jobspecs/templates/go.toml")),
     ("java", include_str!("../../jobspecs/templates/java.toml")),
-    (
-        "python",
-        include_str!("../../jobspecs/templates/python.toml"),
-    ),
+    ("python", include_str!("../../jobspecs/templates/python.toml")),
     ("vite", include_str!("../../jobspecs/templates/vite.toml")),
     ("node", include_str!("../../jobspecs/templates/node.toml")),
-    (
-        "static",
-        include_str!("../../jobspecs/templates/static.toml"),
-    ),
-    (
-        "console",
-        include_str!("../../jobspecs/templates/console.toml"),
-    ),
+    ("static", include_str!("../../jobspecs/templates/static.toml")),
+    ("console", include_str!("../../jobspecs/templates/console.toml")),
 ];
 
 /// Files larger than this are not read by [`ProjectDir`]: manifests are small, and a student's
@@ -141,10 +132,7 @@ pub enum Finder {
     /// A path stored in a JSON file (package.json's `main`), if that file exists in the project.
     JsonFile { file: String, key: String },
     /// `module:variable` of the first top-level `variable = Factory(...)` in the files.
-    PythonApp {
-        files: Vec<String>,
-        factories: Vec<String>,
-    },
+    PythonApp { files: Vec<String>, factories: Vec<String> },
     /// The command of a Procfile line for this process type (`web: gunicorn app:app`).
     Procfile(String),
 }
@@ -317,14 +305,8 @@ pub struct DetectError {
 }
 
 fn describe_no_match(looked_for: &[Clue], chosen_by_hand: &[String]) -> String {
-    let clues: Vec<String> = looked_for
-        .iter()
-        .map(|c| format!("{} ({})", c.looks_for, c.name))
-        .collect();
-    let mut message = format!(
-        "no template matches this project: Slipway looks at the top of the project for {}",
-        join_words(&clues, "or")
-    );
+    let clues: Vec<String> = looked_for.iter().map(|c| format!("{} ({})", c.looks_for, c.name)).collect();
+    let mut message = format!("no template matches this project: Slipway looks at the top of the project for {}", join_words(&clues, "or"));
     if !chosen_by_hand.is_empty() {
         message.push_str(&format!(
             "; the {} template is never picked automatically, so choose it yourself",
@@ -357,24 +339,15 @@ pub trait ProjectFiles {
 /// exist when some file lies inside them.
 impl ProjectFiles for BTreeMap<String, String> {
     fn exists(&self, rel: &str) -> bool {
-        self.contains_key(rel)
-            || self.keys().any(|path| {
-                path.strip_prefix(rel)
-                    .is_some_and(|rest| rest.starts_with('/'))
-            })
+        self.contains_key(rel) || self.keys().any(|path| path.strip_prefix(rel).is_some_and(|rest| rest.starts_with('/')))
     }
 
     fn read_to_string(&self, rel: &str) -> io::Result<String> {
-        self.get(rel)
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, rel.to_owned()))
+        self.get(rel).cloned().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, rel.to_owned()))
     }
 
     fn list_root(&self) -> Vec<String> {
-        let names: BTreeSet<&str> = self
-            .keys()
-            .filter_map(|path| path.split('/').next())
-            .collect();
+        let names: BTreeSet<&str> = self.keys().filter_map(|path| path.split('/').next()).collect();
         names.into_iter().map(str::to_owned).collect()
     }
 }
@@ -416,23 +389,15 @@ impl ProjectFiles for ProjectDir {
     }
 
     fn read_to_string(&self, rel: &str) -> io::Result<String> {
-        let path = self
-            .resolve(rel)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, rel.to_owned()))?;
+        let path = self.resolve(rel).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, rel.to_owned()))?;
         let file = std::fs::File::open(&path)?;
         if !file.metadata()?.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "it is a folder, not a file",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is a folder, not a file"));
         }
         let mut text = String::new();
         file.take(MAX_READ_BYTES + 1).read_to_string(&mut text)?;
         if text.len() as u64 > MAX_READ_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "it is larger than 1 MiB",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "it is larger than 1 MiB"));
         }
         Ok(text)
     }
@@ -460,13 +425,9 @@ pub fn all() -> &'static [Template] {
             .map(|(id, text)| {
                 // The built-in files are parsed and validated by the tests, so this cannot fail in
                 // a binary whose tests passed.
-                let template = Template::from_toml(text).unwrap_or_else(|error| {
-                    panic!("built-in template file `{id}.toml` is broken: {error}")
-                });
-                assert_eq!(
-                    &template.id, id,
-                    "built-in template file `{id}.toml` declares another id"
-                );
+                let template =
+                    Template::from_toml(text).unwrap_or_else(|error| panic!("built-in template file `{id}.toml` is broken: {error}"));
+                assert_eq!(&template.id, id, "built-in template file `{id}.toml` declares another id");
                 template
             })
             .collect()
@@ -480,29 +441,17 @@ pub fn get(id: &str) -> Option<&'static Template> {
 
 /// The first template, in detection order, whose `[detect]` holds for the project.
 pub fn detect(files: &dyn ProjectFiles) -> Result<&'static Template, DetectError> {
-    let found = all().iter().find(|template| {
-        template
-            .detect
-            .as_ref()
-            .is_some_and(|detect| Probe::new(template, files).holds(&detect.when))
-    });
+    let found =
+        all().iter().find(|template| template.detect.as_ref().is_some_and(|detect| Probe::new(template, files).holds(&detect.when)));
     found.ok_or_else(|| DetectError {
         looked_for: all()
             .iter()
             .filter_map(|t| {
                 let detect = t.detect.as_ref()?;
-                Some(Clue {
-                    template: t.id.clone(),
-                    name: t.name.clone(),
-                    looks_for: detect.looks_for.clone(),
-                })
+                Some(Clue { template: t.id.clone(), name: t.name.clone(), looks_for: detect.looks_for.clone() })
             })
             .collect(),
-        chosen_by_hand: all()
-            .iter()
-            .filter(|t| t.detect.is_none())
-            .map(|t| t.name.clone())
-            .collect(),
+        chosen_by_hand: all().iter().filter(|t| t.detect.is_none()).map(|t| t.name.clone()).collect(),
     })
 }
 
@@ -512,17 +461,10 @@ pub fn plan(template: &Template, files: &dyn ProjectFiles) -> Result<BuildPlan, 
     let unmet_rules: Vec<Requirement> = template
         .requires
         .iter()
-        .filter(|rule| {
-            rule.when.as_ref().is_none_or(|when| probe.holds(when)) && !probe.holds(&rule.check)
-        })
-        .map(|rule| Requirement {
-            message: rule.message.clone(),
-        })
+        .filter(|rule| rule.when.as_ref().is_none_or(|when| probe.holds(when)) && !probe.holds(&rule.check))
+        .map(|rule| Requirement { message: rule.message.clone() })
         .collect();
-    let start = template
-        .start
-        .iter()
-        .find_map(|variant| probe.start(variant));
+    let start = template.start.iter().find_map(|variant| probe.start(variant));
     let build: Vec<String> = template
         .build
         .iter()
@@ -531,21 +473,14 @@ pub fn plan(template: &Template, files: &dyn ProjectFiles) -> Result<BuildPlan, 
         .collect();
 
     // Unreadable or malformed files come first: they usually explain the rules that failed.
-    let mut unmet: Vec<Requirement> = probe
-        .problems
-        .take()
-        .into_iter()
-        .map(|message| Requirement { message })
-        .collect();
+    let mut unmet: Vec<Requirement> = probe.problems.take().into_iter().map(|message| Requirement { message }).collect();
     unmet.extend(unmet_rules);
     let Some((start, runtime)) = start.filter(|_| unmet.is_empty()) else {
         if unmet.is_empty() {
-            let message = template.start_missing.clone().unwrap_or_else(|| {
-                format!(
-                    "the {} template found no way to start this project",
-                    template.name
-                )
-            });
+            let message = template
+                .start_missing
+                .clone()
+                .unwrap_or_else(|| format!("the {} template found no way to start this project", template.name));
             unmet.push(Requirement { message });
         }
         return Err(unmet);
@@ -572,59 +507,33 @@ pub fn plan(template: &Template, files: &dyn ProjectFiles) -> Result<BuildPlan, 
 impl Template {
     /// Parses and validates one template file.
     pub fn from_toml(text: &str) -> Result<Template, TemplateError> {
-        let template: Template = toml::from_str(text).map_err(|error| TemplateError::Syntax {
-            reason: error.to_string(),
-        })?;
+        let template: Template = toml::from_str(text).map_err(|error| TemplateError::Syntax { reason: error.to_string() })?;
         template.validate()?;
         Ok(template)
     }
 
     /// Catches the mistakes a template author can make that parsing alone does not.
     fn validate(&self) -> Result<(), TemplateError> {
-        let invalid = |reason: String| {
-            Err(TemplateError::Invalid {
-                id: self.id.clone(),
-                reason,
-            })
-        };
-        if self.id.is_empty()
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return invalid(format!(
-                "the id `{}` may only use lowercase letters, digits and -",
-                self.id
-            ));
+        let invalid = |reason: String| Err(TemplateError::Invalid { id: self.id.clone(), reason });
+        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return invalid(format!("the id `{}` may only use lowercase letters, digits and -", self.id));
         }
         if self.start.is_empty() {
             return invalid("it has no [[start]] variant".to_owned());
         }
         match (self.interactive, &self.port_env, &self.health) {
             (true, None, None) | (false, Some(_), Some(_)) => {}
-            (true, _, _) => {
-                return invalid(
-                    "an interactive template has no port_env and no [health]".to_owned(),
-                )
-            }
-            (false, _, _) => {
-                return invalid("a server template needs port_env and [health]".to_owned())
-            }
+            (true, _, _) => return invalid("an interactive template has no port_env and no [health]".to_owned()),
+            (false, _, _) => return invalid("a server template needs port_env and [health]".to_owned()),
         }
         if let Some(health) = &self.health {
             if !health.path.starts_with('/') {
-                return invalid(format!(
-                    "the health path `{}` must start with /",
-                    health.path
-                ));
+                return invalid(format!("the health path `{}` must start with /", health.path));
             }
         }
         for name in self.find.keys() {
             if !is_identifier(name) {
-                return invalid(format!(
-                    "the [find] name `{name}` must be lowercase letters, digits and _"
-                ));
+                return invalid(format!("the [find] name `{name}` must be lowercase letters, digits and _"));
             }
         }
 
@@ -645,9 +554,7 @@ impl Template {
             conditions.extend(&variant.when);
             let number = index + 1;
             match (&variant.exec, &variant.shell, &variant.static_site) {
-                (Some(argv), None, None) if !argv.is_empty() => {
-                    texts.extend(argv.iter().map(String::as_str))
-                }
+                (Some(argv), None, None) if !argv.is_empty() => texts.extend(argv.iter().map(String::as_str)),
                 (None, Some(line), None) => texts.push(line),
                 (None, None, Some(site)) if !self.interactive => {
                     let inside = clean_relative(&site.root).is_some_and(|clean| clean == site.root);
@@ -675,9 +582,7 @@ impl Template {
         }
         for finder in self.find.values().flatten() {
             match finder {
-                Finder::FirstFile(files) | Finder::PythonApp { files, .. } => {
-                    patterns.extend(files.iter().map(String::as_str))
-                }
+                Finder::FirstFile(files) | Finder::PythonApp { files, .. } => patterns.extend(files.iter().map(String::as_str)),
                 Finder::JsonFile { file, .. } => patterns.push(file),
                 Finder::Procfile(_) => {}
             }
@@ -685,11 +590,7 @@ impl Template {
         for text in texts {
             match placeholders(text) {
                 Some(names) => found_names.extend(names),
-                None => {
-                    return invalid(format!(
-                        "`{text}` has a {{{{ that does not enclose a [find] name"
-                    ))
-                }
+                None => return invalid(format!("`{text}` has a {{{{ that does not enclose a [find] name")),
             }
         }
         if let Some(pattern) = patterns.into_iter().find(|p| !is_valid_pattern(p)) {
@@ -698,31 +599,16 @@ impl Template {
                  part only"
             ));
         }
-        if let Some(name) = found_names
-            .into_iter()
-            .find(|name| !self.find.contains_key(*name))
-        {
-            return invalid(format!(
-                "it uses the value `{name}`, which no [find] entry defines"
-            ));
+        if let Some(name) = found_names.into_iter().find(|name| !self.find.contains_key(*name)) {
+            return invalid(format!("it uses the value `{name}`, which no [find] entry defines"));
         }
 
         for cache in &self.caches {
             if !cache.path.starts_with('/') || cache.env.is_empty() {
-                return invalid(format!(
-                    "cache `{}` needs an absolute path and at least one variable",
-                    cache.name
-                ));
+                return invalid(format!("cache `{}` needs an absolute path and at least one variable", cache.name));
             }
-            if let Some(key) = cache
-                .env
-                .keys()
-                .find(|key| self.env.build.contains_key(*key))
-            {
-                return invalid(format!(
-                    "the variable `{key}` is set both by cache `{}` and by [env.build]",
-                    cache.name
-                ));
+            if let Some(key) = cache.env.keys().find(|key| self.env.build.contains_key(*key)) {
+                return invalid(format!("the variable `{key}` is set both by cache `{}` and by [env.build]", cache.name));
             }
         }
         Ok(())
@@ -734,12 +620,8 @@ impl Condition {
         match self {
             Condition::File(pattern) => patterns.push(pattern),
             Condition::Found(name) => found.push(name),
-            Condition::NpmDependency(_)
-            | Condition::NpmScript(_)
-            | Condition::PythonDependency(_) => {}
-            Condition::All(all) | Condition::Any(all) => {
-                all.iter().for_each(|c| c.collect_names(patterns, found))
-            }
+            Condition::NpmDependency(_) | Condition::NpmScript(_) | Condition::PythonDependency(_) => {}
+            Condition::All(all) | Condition::Any(all) => all.iter().for_each(|c| c.collect_names(patterns, found)),
             Condition::Not(inner) => inner.collect_names(patterns, found),
         }
     }
@@ -769,34 +651,21 @@ struct Probe<'a> {
 
 impl<'a> Probe<'a> {
     fn new(template: &'a Template, files: &'a dyn ProjectFiles) -> Self {
-        Self {
-            template,
-            files,
-            found: RefCell::default(),
-            problems: RefCell::default(),
-        }
+        Self { template, files, found: RefCell::default(), problems: RefCell::default() }
     }
 
     fn holds(&self, condition: &Condition) -> bool {
         match condition {
             Condition::File(pattern) => !self.expand(pattern).is_empty(),
-            Condition::NpmDependency(name) => self.json("package.json").is_some_and(|package| {
-                ["dependencies", "devDependencies"]
-                    .iter()
-                    .any(|section| package[section].get(name).is_some())
-            }),
-            Condition::NpmScript(name) => self.json("package.json").is_some_and(|package| {
-                package["scripts"][name]
-                    .as_str()
-                    .is_some_and(|s| !s.trim().is_empty())
-            }),
+            Condition::NpmDependency(name) => self
+                .json("package.json")
+                .is_some_and(|package| ["dependencies", "devDependencies"].iter().any(|section| package[section].get(name).is_some())),
+            Condition::NpmScript(name) => {
+                self.json("package.json").is_some_and(|package| package["scripts"][name].as_str().is_some_and(|s| !s.trim().is_empty()))
+            }
             Condition::PythonDependency(spec) => match parse_requirement(spec) {
                 Some((name, extras)) => {
-                    self.python_dependencies()
-                        .iter()
-                        .any(|(listed, listed_extras)| {
-                            *listed == name && extras.is_subset(listed_extras)
-                        })
+                    self.python_dependencies().iter().any(|(listed, listed_extras)| *listed == name && extras.is_subset(listed_extras))
                 }
                 None => false,
             },
@@ -814,11 +683,7 @@ impl<'a> Probe<'a> {
             None => (pattern, None),
         };
         if !first.contains('*') {
-            return if self.files.exists(pattern) {
-                vec![pattern.to_owned()]
-            } else {
-                Vec::new()
-            };
+            return if self.files.exists(pattern) { vec![pattern.to_owned()] } else { Vec::new() };
         }
         let mut names = self.files.list_root();
         names.sort();
@@ -836,16 +701,10 @@ impl<'a> Probe<'a> {
     /// A file's text without a byte-order mark; `None` when it is missing or unreadable.
     fn read(&self, rel: &str) -> Option<String> {
         match self.files.read_to_string(rel) {
-            Ok(text) => Some(
-                text.strip_prefix('\u{feff}')
-                    .map(str::to_owned)
-                    .unwrap_or(text),
-            ),
+            Ok(text) => Some(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => None,
             Err(error) => {
-                self.problems
-                    .borrow_mut()
-                    .insert(format!("`{rel}` could not be read: {error}"));
+                self.problems.borrow_mut().insert(format!("`{rel}` could not be read: {error}"));
                 None
             }
         }
@@ -856,9 +715,7 @@ impl<'a> Probe<'a> {
         match serde_json::from_str(&text) {
             Ok(value) => Some(value),
             Err(error) => {
-                self.problems
-                    .borrow_mut()
-                    .insert(format!("`{rel}` is not valid JSON: {error}"));
+                self.problems.borrow_mut().insert(format!("`{rel}` is not valid JSON: {error}"));
                 None
             }
         }
@@ -874,34 +731,15 @@ impl<'a> Probe<'a> {
             match toml::from_str::<toml::Table>(&text) {
                 Ok(pyproject) => {
                     // PEP 621 lists requirement strings; Poetry lists names as keys.
-                    let pep621 = pyproject
-                        .get("project")
-                        .and_then(|p| p.get("dependencies"))
-                        .and_then(|d| d.as_array());
-                    listed.extend(
-                        pep621
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|d| d.as_str())
-                            .filter_map(parse_requirement),
-                    );
-                    let poetry = pyproject
-                        .get("tool")
-                        .and_then(|t| t.get("poetry"))
-                        .and_then(|p| p.get("dependencies"))
-                        .and_then(|d| d.as_table());
-                    listed.extend(
-                        poetry
-                            .into_iter()
-                            .flat_map(|d| d.keys())
-                            .filter_map(|k| parse_requirement(k)),
-                    );
+                    let pep621 = pyproject.get("project").and_then(|p| p.get("dependencies")).and_then(|d| d.as_array());
+                    listed.extend(pep621.into_iter().flatten().filter_map(|d| d.as_str()).filter_map(parse_requirement));
+                    let poetry =
+                        pyproject.get("tool").and_then(|t| t.get("poetry")).and_then(|p| p.get("dependencies")).and_then(|d| d.as_table());
+                    listed.extend(poetry.into_iter().flat_map(|d| d.keys()).filter_map(|k| parse_requirement(k)));
                 }
                 Err(error) => {
                     let reason = error.message().to_owned();
-                    self.problems
-                        .borrow_mut()
-                        .insert(format!("`pyproject.toml` is not valid TOML: {reason}"));
+                    self.problems.borrow_mut().insert(format!("`pyproject.toml` is not valid TOML: {reason}"));
                 }
             }
         }
@@ -913,56 +751,31 @@ impl<'a> Probe<'a> {
         if let Some(known) = self.found.borrow().get(name) {
             return known.clone();
         }
-        let finders = self
-            .template
-            .find
-            .get(name)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let finders = self.template.find.get(name).map(Vec::as_slice).unwrap_or_default();
         let value = finders.iter().find_map(|finder| self.run_finder(finder));
-        self.found
-            .borrow_mut()
-            .insert(name.to_owned(), value.clone());
+        self.found.borrow_mut().insert(name.to_owned(), value.clone());
         value
     }
 
     fn run_finder(&self, finder: &Finder) -> Option<Found> {
         match finder {
-            Finder::FirstFile(patterns) => patterns
-                .iter()
-                .find_map(|p| self.expand(p).into_iter().next())
-                .map(|path| Found {
-                    text: path,
-                    is_path: true,
-                }),
+            Finder::FirstFile(patterns) => {
+                patterns.iter().find_map(|p| self.expand(p).into_iter().next()).map(|path| Found { text: path, is_path: true })
+            }
             Finder::JsonFile { file, key } => {
                 let json = self.json(file)?;
-                let value = key
-                    .split('.')
-                    .try_fold(&json, |value, part| value.get(part))?
-                    .as_str()?;
+                let value = key.split('.').try_fold(&json, |value, part| value.get(part))?.as_str()?;
                 let path = clean_relative(value)?;
-                self.files.exists(&path).then_some(Found {
-                    text: path,
-                    is_path: true,
-                })
+                self.files.exists(&path).then_some(Found { text: path, is_path: true })
             }
-            Finder::PythonApp { files, factories } => {
-                files.iter().flat_map(|p| self.expand(p)).find_map(|path| {
-                    let module = python_module(&path)?;
-                    let variable = find_app_assignment(&self.read(&path)?, factories)?;
-                    Some(Found {
-                        text: format!("{module}:{variable}"),
-                        is_path: false,
-                    })
-                })
-            }
+            Finder::PythonApp { files, factories } => files.iter().flat_map(|p| self.expand(p)).find_map(|path| {
+                let module = python_module(&path)?;
+                let variable = find_app_assignment(&self.read(&path)?, factories)?;
+                Some(Found { text: format!("{module}:{variable}"), is_path: false })
+            }),
             Finder::Procfile(kind) => {
                 let command = procfile_command(&self.read("Procfile")?, kind)?;
-                Some(Found {
-                    text: command,
-                    is_path: false,
-                })
+                Some(Found { text: command, is_path: false })
             }
         }
     }
@@ -991,39 +804,20 @@ impl<'a> Probe<'a> {
             return None;
         }
         let argv = if let Some(exec) = &variant.exec {
-            exec.iter()
-                .map(|arg| self.substitute(arg, Quoting::Verbatim))
-                .collect::<Option<Vec<_>>>()?
+            exec.iter().map(|arg| self.substitute(arg, Quoting::Verbatim)).collect::<Option<Vec<_>>>()?
         } else if let Some(line) = &variant.shell {
-            vec![
-                "sh".to_owned(),
-                "-c".to_owned(),
-                self.substitute(line, Quoting::Shell)?,
-            ]
+            vec!["sh".to_owned(), "-c".to_owned(), self.substitute(line, Quoting::Shell)?]
         } else {
-            let site = variant
-                .static_site
-                .as_ref()
-                .expect("validation allows exactly one kind of start");
-            let start = Start::Static {
-                root: site.root.clone(),
-                spa_fallback: site.spa_fallback,
-            };
+            let site = variant.static_site.as_ref().expect("validation allows exactly one kind of start");
+            let start = Start::Static { root: site.root.clone(), spa_fallback: site.spa_fallback };
             return Some((start, self.runtime_of(variant)));
         };
-        let start = if self.template.interactive {
-            Start::Terminal { argv }
-        } else {
-            Start::Server { argv }
-        };
+        let start = if self.template.interactive { Start::Terminal { argv } } else { Start::Server { argv } };
         Some((start, self.runtime_of(variant)))
     }
 
     fn runtime_of(&self, variant: &StartVariant) -> Runtime {
-        variant
-            .runtime
-            .clone()
-            .unwrap_or_else(|| self.template.runtime.clone())
+        variant.runtime.clone().unwrap_or_else(|| self.template.runtime.clone())
     }
 }
 
@@ -1045,9 +839,7 @@ fn placeholders(text: &str) -> Option<Vec<&str>> {
 
 fn is_identifier(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Patterns are relative, stay inside the project, and use `*` in their first part only, which
@@ -1055,9 +847,7 @@ fn is_identifier(name: &str) -> bool {
 fn is_valid_pattern(pattern: &str) -> bool {
     let parts: Vec<&str> = pattern.split('/').collect();
     !pattern.contains('\\')
-        && parts
-            .iter()
-            .all(|part| !part.is_empty() && *part != "." && *part != "..")
+        && parts.iter().all(|part| !part.is_empty() && *part != "." && *part != "..")
         && parts.iter().skip(1).all(|part| !part.contains('*'))
 }
 
@@ -1070,8 +860,7 @@ fn glob_match(pattern: &str, name: &str) -> bool {
             Some((c, rest)) => name.first() == Some(c) && wildcard(rest, &name[1..]),
         }
     }
-    (pattern.starts_with('.') || !name.starts_with('.'))
-        && wildcard(pattern.as_bytes(), name.as_bytes())
+    (pattern.starts_with('.') || !name.starts_with('.')) && wildcard(pattern.as_bytes(), name.as_bytes())
 }
 
 /// A path a student wrote (package.json's `main`) as a clean relative path inside the project, or
@@ -1081,10 +870,7 @@ fn clean_relative(raw: &str) -> Option<String> {
     if raw.starts_with('/') || raw.contains('\\') || raw.contains('\0') {
         return None;
     }
-    let parts: Vec<&str> = raw
-        .split('/')
-        .filter(|part| !part.is_empty() && *part != ".")
-        .collect();
+    let parts: Vec<&str> = raw.split('/').filter(|part| !part.is_empty() && *part != ".").collect();
     if parts.is_empty() || parts.contains(&"..") || parts[0].starts_with('-') {
         return None;
     }
@@ -1112,20 +898,12 @@ fn parse_requirement(line: &str) -> Option<(String, BTreeSet<String>)> {
     if line.is_empty() || line.starts_with('-') || line.contains("://") {
         return None;
     }
-    let end = line
-        .find(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
-        .unwrap_or(line.len());
+    let end = line.find(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c))).unwrap_or(line.len());
     if end == 0 {
         return None;
     }
     let extras = match line[end..].trim_start().strip_prefix('[') {
-        Some(rest) => rest
-            .split(']')
-            .next()
-            .unwrap_or_default()
-            .split(',')
-            .map(normalise_python_name)
-            .collect(),
+        Some(rest) => rest.split(']').next().unwrap_or_default().split(',').map(normalise_python_name).collect(),
         None => BTreeSet::new(),
     };
     Some((normalise_python_name(&line[..end]), extras))
@@ -1153,8 +931,7 @@ fn python_module(path: &str) -> Option<String> {
         parts.pop();
     }
     let importable = |part: &&str| {
-        part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
     parts.iter().all(importable).then(|| parts.join("."))
 }
@@ -1173,15 +950,10 @@ fn find_app_assignment(source: &str, factories: &[String]) -> Option<String> {
         if let Some(annotated) = rest.strip_prefix(':') {
             rest = &annotated[annotated.find('=')?..];
         }
-        let value = rest
-            .strip_prefix('=')
-            .filter(|v| !v.starts_with('='))?
-            .trim_start();
+        let value = rest.strip_prefix('=').filter(|v| !v.starts_with('='))?.trim_start();
         let callee = value[..value.find('(')?].trim_end();
         let dotted = !callee.is_empty()
-            && callee.split('.').all(|part| {
-                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            });
+            && callee.split('.').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
         let factory = callee.rsplit('.').next()?;
         (dotted && factories.iter().any(|f| f == factory)).then(|| variable.to_owned())
     })
@@ -1201,10 +973,7 @@ mod tests {
 
     /// An in-memory project from `(path, content)` pairs.
     fn project(files: &[(&str, &str)]) -> BTreeMap<String, String> {
-        files
-            .iter()
-            .map(|(path, text)| (path.to_string(), text.to_string()))
-            .collect()
+        files.iter().map(|(path, text)| (path.to_string(), text.to_string())).collect()
     }
 
     fn template(id: &str) -> &'static Template {
@@ -1220,9 +989,7 @@ mod tests {
     }
 
     fn shell(line: &str) -> Start {
-        Start::Server {
-            argv: argv(&["sh", "-c", line]),
-        }
+        Start::Server { argv: argv(&["sh", "-c", line]) }
     }
 
     /// The server command the python template plans for a WSGI app with gunicorn.
@@ -1235,9 +1002,7 @@ mod tests {
 
     /// The server command the python template plans for an ASGI app.
     fn uvicorn(app: &str) -> Start {
-        shell(&format!(
-            "exec .venv/bin/python -m uvicorn --host \"${{HOST:-0.0.0.0}}\" --port \"$PORT\" {app}"
-        ))
+        shell(&format!("exec .venv/bin/python -m uvicorn --host \"${{HOST:-0.0.0.0}}\" --port \"$PORT\" {app}"))
     }
 
     const EXPRESS_PACKAGE: &str = r#"{ "name": "shop", "scripts": { "start": "node server.js" },
@@ -1259,10 +1024,7 @@ mod tests {
             assert_eq!(parsed.id, *id, "{id}.toml declares another id");
         }
         let ids: Vec<&str> = all().iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            ["go", "java", "python", "vite", "node", "static", "console"]
-        );
+        assert_eq!(ids, ["go", "java", "python", "vite", "node", "static", "console"]);
         let readme = include_str!("../../jobspecs/templates/README.md");
         assert!(
             readme.contains(
@@ -1272,25 +1034,11 @@ mod tests {
             "jobspecs/templates/README.md must state the detection order that SOURCES uses"
         );
         for t in all() {
-            for message in t
-                .requires
-                .iter()
-                .map(|r| &r.message)
-                .chain(&t.start_missing)
-            {
-                assert!(
-                    message.starts_with(|c: char| c.is_lowercase()),
-                    "{}: {message}",
-                    t.id
-                );
+            for message in t.requires.iter().map(|r| &r.message).chain(&t.start_missing) {
+                assert!(message.starts_with(|c: char| c.is_lowercase()), "{}: {message}", t.id);
             }
             for cache in &t.caches {
-                assert!(
-                    cache.env.values().any(|v| v.contains(&cache.path)),
-                    "{}: cache {} env",
-                    t.id,
-                    cache.name
-                );
+                assert!(cache.env.values().any(|v| v.contains(&cache.path)), "{}: cache {} env", t.id, cache.name);
             }
         }
     }
@@ -1308,136 +1056,29 @@ mod tests {
     fn each_template_is_detected_from_a_realistic_project_in_the_documented_order() {
         fn check(files: &[(&str, &str)], expected: &str) {
             let got = detect(&project(files)).map(|t| t.id.as_str());
-            assert_eq!(
-                got,
-                Ok(expected),
-                "files {:?}",
-                files.iter().map(|f| f.0).collect::<Vec<_>>()
-            );
+            assert_eq!(got, Ok(expected), "files {:?}", files.iter().map(|f| f.0).collect::<Vec<_>>());
         }
-        check(
-            &[
-                ("index.html", "<h1>hi</h1>"),
-                ("style.css", ""),
-                ("js/app.js", ""),
-            ],
-            "static",
-        );
-        check(
-            &[
-                ("package.json", EXPRESS_PACKAGE),
-                ("server.js", ""),
-                ("public/index.html", ""),
-            ],
-            "node",
-        );
-        check(
-            &[
-                ("package.json", r#"{"main": "index.js"}"#),
-                ("index.js", ""),
-            ],
-            "node",
-        );
-        check(
-            &[
-                ("package.json", VITE_PACKAGE),
-                ("index.html", ""),
-                ("src/main.js", ""),
-            ],
-            "vite",
-        );
+        check(&[("index.html", "<h1>hi</h1>"), ("style.css", ""), ("js/app.js", "")], "static");
+        check(&[("package.json", EXPRESS_PACKAGE), ("server.js", ""), ("public/index.html", "")], "node");
+        check(&[("package.json", r#"{"main": "index.js"}"#), ("index.js", "")], "node");
+        check(&[("package.json", VITE_PACKAGE), ("index.html", ""), ("src/main.js", "")], "vite");
         // A Vite project found by its config file even though package.json names no vite.
-        check(
-            &[
-                ("package.json", r#"{"scripts": {"build": "x"}}"#),
-                ("vite.config.ts", ""),
-                ("index.html", ""),
-            ],
-            "vite",
-        );
-        check(
-            &[
-                ("requirements.txt", "flask\n"),
-                ("app.py", FLASK_APP),
-                ("templates/index.html", ""),
-            ],
-            "python",
-        );
-        check(
-            &[
-                ("requirements.txt", "fastapi[standard]\n"),
-                ("main.py", FASTAPI_APP),
-            ],
-            "python",
-        );
-        check(
-            &[
-                ("manage.py", ""),
-                ("requirements.txt", "django\n"),
-                ("mysite/wsgi.py", ""),
-            ],
-            "python",
-        );
-        check(
-            &[
-                ("pyproject.toml", "[project]\nname = 'x'\n"),
-                ("src/x/__init__.py", ""),
-            ],
-            "python",
-        );
+        check(&[("package.json", r#"{"scripts": {"build": "x"}}"#), ("vite.config.ts", ""), ("index.html", "")], "vite");
+        check(&[("requirements.txt", "flask\n"), ("app.py", FLASK_APP), ("templates/index.html", "")], "python");
+        check(&[("requirements.txt", "fastapi[standard]\n"), ("main.py", FASTAPI_APP)], "python");
+        check(&[("manage.py", ""), ("requirements.txt", "django\n"), ("mysite/wsgi.py", "")], "python");
+        check(&[("pyproject.toml", "[project]\nname = 'x'\n"), ("src/x/__init__.py", "")], "python");
         check(&[("main.py", PLAIN_SERVER)], "python");
         // A Python app with a front page at the top is still a Python app.
-        check(
-            &[
-                ("requirements.txt", ""),
-                ("main.py", PLAIN_SERVER),
-                ("index.html", ""),
-            ],
-            "python",
-        );
+        check(&[("requirements.txt", ""), ("main.py", PLAIN_SERVER), ("index.html", "")], "python");
         // Go, Java and Python projects often carry a package.json for front-end tooling.
-        check(
-            &[
-                ("requirements.txt", "flask"),
-                ("app.py", FLASK_APP),
-                ("package.json", VITE_PACKAGE),
-                ("vite.config.js", ""),
-            ],
-            "python",
-        );
-        check(
-            &[("pom.xml", "<project/>"), ("src/main/java/App.java", "")],
-            "java",
-        );
-        check(
-            &[
-                ("build.gradle.kts", ""),
-                ("gradlew", ""),
-                ("settings.gradle.kts", ""),
-            ],
-            "java",
-        );
+        check(&[("requirements.txt", "flask"), ("app.py", FLASK_APP), ("package.json", VITE_PACKAGE), ("vite.config.js", "")], "python");
+        check(&[("pom.xml", "<project/>"), ("src/main/java/App.java", "")], "java");
+        check(&[("build.gradle.kts", ""), ("gradlew", ""), ("settings.gradle.kts", "")], "java");
         check(&[("server-all.jar", "")], "java");
-        check(
-            &[("pom.xml", "<project/>"), ("package.json", EXPRESS_PACKAGE)],
-            "java",
-        );
-        check(
-            &[
-                ("go.mod", "module hello\n"),
-                ("main.go", ""),
-                ("static/index.html", ""),
-            ],
-            "go",
-        );
-        check(
-            &[
-                ("go.mod", "module hello\n"),
-                ("main.go", ""),
-                ("package.json", VITE_PACKAGE),
-            ],
-            "go",
-        );
+        check(&[("pom.xml", "<project/>"), ("package.json", EXPRESS_PACKAGE)], "java");
+        check(&[("go.mod", "module hello\n"), ("main.go", ""), ("static/index.html", "")], "go");
+        check(&[("go.mod", "module hello\n"), ("main.go", ""), ("package.json", VITE_PACKAGE)], "go");
         // A hidden jar (an editor's backup) does not make a project Java.
         check(&[(".old.jar", ""), ("index.html", "")], "static");
     }
@@ -1455,28 +1096,15 @@ mod tests {
 
     #[test]
     fn a_project_nothing_matches_hears_what_every_template_looks_for() {
-        let error = detect(&project(&[
-            ("README.md", "my project"),
-            ("src/index.html", ""),
-        ]))
-        .expect_err("nothing matches");
+        let error = detect(&project(&[("README.md", "my project"), ("src/index.html", "")])).expect_err("nothing matches");
         let message = error.to_string();
         for t in all() {
             match &t.detect {
-                Some(d) => assert!(
-                    message.contains(&format!("{} ({})", d.looks_for, t.name)),
-                    "{message}"
-                ),
-                None => assert!(
-                    message.contains(&format!("the {} template is never picked", t.name)),
-                    "{message}"
-                ),
+                Some(d) => assert!(message.contains(&format!("{} ({})", d.looks_for, t.name)), "{message}"),
+                None => assert!(message.contains(&format!("the {} template is never picked", t.name)), "{message}"),
             }
         }
-        assert!(
-            message.starts_with("no template matches this project: Slipway looks at the top"),
-            "{message}"
-        );
+        assert!(message.starts_with("no template matches this project: Slipway looks at the top"), "{message}");
         assert_eq!(error.looked_for.len(), all().len() - 1);
     }
 
@@ -1484,151 +1112,54 @@ mod tests {
     fn every_requirement_message_appears_when_its_files_are_missing() {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut check = |id: &str, files: &[(&str, &str)], expected: &[&str]| {
-            let unmet =
-                plan(template(id), &project(files)).expect_err("the project lacks something");
+            let unmet = plan(template(id), &project(files)).expect_err("the project lacks something");
             let messages: Vec<&str> = unmet.iter().map(|r| r.message.as_str()).collect();
             assert_eq!(messages.len(), expected.len(), "{id}: {messages:#?}");
             for (message, part) in messages.iter().zip(expected) {
-                assert!(
-                    message.contains(part),
-                    "{id}: `{message}` should mention `{part}`"
-                );
+                assert!(message.contains(part), "{id}: `{message}` should mention `{part}`");
             }
             seen.extend(messages.iter().map(|m| m.to_string()));
         };
-        check(
-            "node",
-            &[("package.json", r#"{"name": "x"}"#), ("app.js", "")],
-            &["a `start` script or a `main` file"],
-        );
-        check(
-            "node",
-            &[("package.json", r#"{"main": "gone.js"}"#)],
-            &["a `start` script or a `main` file"],
-        );
-        check(
-            "node",
-            &[("app.js", "")],
-            &["needs a package.json", "a `start` script or a `main` file"],
-        );
-        check(
-            "vite",
-            &[("package.json", r#"{"devDependencies": {"vite": "7"}}"#)],
-            &["a `build` script"],
-        );
-        check(
-            "vite",
-            &[("index.html", "")],
-            &["needs a package.json", "a `build` script"],
-        );
-        check(
-            "python",
-            &[("app.py", FLASK_APP)],
-            &["needs a requirements.txt (or a pyproject.toml)"],
-        );
-        check(
-            "python",
-            &[("requirements.txt", "flask"), ("hello.py", "")],
-            &["needs a way to start"],
-        );
-        check(
-            "python",
-            &[("templates/index.html", "")],
-            &["requirements.txt", "a way to start"],
-        );
-        check(
-            "python",
-            &[("requirements.txt", "fastapi\n"), ("main.py", FASTAPI_APP)],
-            &["needs `uvicorn`"],
-        );
-        check(
-            "static",
-            &[("site/index.html", ""), ("style.css", "")],
-            &["needs an index.html at the top"],
-        );
-        check(
-            "java",
-            &[("src/main/java/App.java", "")],
-            &["a Maven pom.xml, a Gradle build"],
-        );
-        check(
-            "java",
-            &[("build.gradle", "")],
-            &["with its `gradlew` wrapper"],
-        );
+        check("node", &[("package.json", r#"{"name": "x"}"#), ("app.js", "")], &["a `start` script or a `main` file"]);
+        check("node", &[("package.json", r#"{"main": "gone.js"}"#)], &["a `start` script or a `main` file"]);
+        check("node", &[("app.js", "")], &["needs a package.json", "a `start` script or a `main` file"]);
+        check("vite", &[("package.json", r#"{"devDependencies": {"vite": "7"}}"#)], &["a `build` script"]);
+        check("vite", &[("index.html", "")], &["needs a package.json", "a `build` script"]);
+        check("python", &[("app.py", FLASK_APP)], &["needs a requirements.txt (or a pyproject.toml)"]);
+        check("python", &[("requirements.txt", "flask"), ("hello.py", "")], &["needs a way to start"]);
+        check("python", &[("templates/index.html", "")], &["requirements.txt", "a way to start"]);
+        check("python", &[("requirements.txt", "fastapi\n"), ("main.py", FASTAPI_APP)], &["needs `uvicorn`"]);
+        check("static", &[("site/index.html", ""), ("style.css", "")], &["needs an index.html at the top"]);
+        check("java", &[("src/main/java/App.java", "")], &["a Maven pom.xml, a Gradle build"]);
+        check("java", &[("build.gradle", "")], &["with its `gradlew` wrapper"]);
         check("go", &[("main.go", "package main")], &["needs a go.mod"]);
-        check(
-            "go",
-            &[("go.mod", "module x"), ("cmd/server/main.go", "")],
-            &["the .go files of `package main`"],
-        );
+        check("go", &[("go.mod", "module x"), ("cmd/server/main.go", "")], &["the .go files of `package main`"]);
         check("console", &[("README.md", "")], &["needs a program to run"]);
         // Requirements hold, yet nothing says how to start: a wsgi.py without a recognisable app.
-        check(
-            "python",
-            &[("requirements.txt", ""), ("wsgi.py", "print('hi')")],
-            &["found no way to start"],
-        );
+        check("python", &[("requirements.txt", ""), ("wsgi.py", "print('hi')")], &["found no way to start"]);
 
-        let declared: BTreeSet<String> = all()
-            .iter()
-            .flat_map(|t| {
-                t.requires
-                    .iter()
-                    .map(|r| r.message.clone())
-                    .chain(t.start_missing.clone())
-            })
-            .collect();
+        let declared: BTreeSet<String> =
+            all().iter().flat_map(|t| t.requires.iter().map(|r| r.message.clone()).chain(t.start_missing.clone())).collect();
         let untested: Vec<&String> = declared.difference(&seen).collect();
-        assert!(
-            untested.is_empty(),
-            "requirement messages no case shows: {untested:#?}"
-        );
+        assert!(untested.is_empty(), "requirement messages no case shows: {untested:#?}");
     }
 
     #[test]
     fn plans_resolve_the_start_from_what_the_project_contains() {
         fn check(id: &str, files: &[(&str, &str)], expected: Start) {
             let got = plan(template(id), &project(files)).map(|p| p.start);
-            assert_eq!(
-                got,
-                Ok(expected),
-                "{id}: {:?}",
-                files.iter().map(|f| f.0).collect::<Vec<_>>()
-            );
+            assert_eq!(got, Ok(expected), "{id}: {:?}", files.iter().map(|f| f.0).collect::<Vec<_>>());
         }
+        check("python", &[("requirements.txt", "Flask==3.1\ngunicorn>=23 # server\n"), ("app.py", FLASK_APP)], gunicorn("app:app"));
         check(
             "python",
-            &[
-                ("requirements.txt", "Flask==3.1\ngunicorn>=23 # server\n"),
-                ("app.py", FLASK_APP),
-            ],
-            gunicorn("app:app"),
-        );
-        check(
-            "python",
-            &[
-                ("requirements.txt", "django\ngunicorn\n"),
-                ("manage.py", ""),
-                ("mysite/wsgi.py", "application = get_wsgi_application()\n"),
-            ],
+            &[("requirements.txt", "django\ngunicorn\n"), ("manage.py", ""), ("mysite/wsgi.py", "application = get_wsgi_application()\n")],
             gunicorn("mysite.wsgi:application"),
         );
+        check("python", &[("requirements.txt", "fastapi\nuvicorn[standard]\n"), ("main.py", FASTAPI_APP)], uvicorn("main:app"));
         check(
             "python",
-            &[
-                ("requirements.txt", "fastapi\nuvicorn[standard]\n"),
-                ("main.py", FASTAPI_APP),
-            ],
-            uvicorn("main:app"),
-        );
-        check(
-            "python",
-            &[
-                ("requirements.txt", "fastapi[standard]"),
-                ("app/main.py", FASTAPI_APP),
-                ("app/__init__.py", ""),
-            ],
+            &[("requirements.txt", "fastapi[standard]"), ("app/main.py", FASTAPI_APP), ("app/__init__.py", "")],
             uvicorn("app.main:app"),
         );
         check(
@@ -1641,138 +1172,46 @@ mod tests {
         );
         check(
             "python",
-            &[
-                ("requirements.txt", "Django>=5\n"),
-                ("manage.py", ""),
-                ("mysite/wsgi.py", "application = get_wsgi_application()\n"),
-            ],
-            shell(
-                "exec .venv/bin/python manage.py runserver --noreload \"${HOST:-0.0.0.0}:$PORT\"",
-            ),
+            &[("requirements.txt", "Django>=5\n"), ("manage.py", ""), ("mysite/wsgi.py", "application = get_wsgi_application()\n")],
+            shell("exec .venv/bin/python manage.py runserver --noreload \"${HOST:-0.0.0.0}:$PORT\""),
         );
         check(
             "python",
-            &[
-                ("requirements.txt", "flask\n"),
-                ("Procfile", "release: true\nweb: gunicorn -w 4 app:app\n"),
-                ("app.py", FLASK_APP),
-            ],
+            &[("requirements.txt", "flask\n"), ("Procfile", "release: true\nweb: gunicorn -w 4 app:app\n"), ("app.py", FLASK_APP)],
             shell("export PATH=\"$PWD/.venv/bin:$PATH\"; gunicorn -w 4 app:app"),
         );
-        check(
-            "python",
-            &[("requirements.txt", ""), ("main.py", PLAIN_SERVER)],
-            server(&[".venv/bin/python", "main.py"]),
-        );
+        check("python", &[("requirements.txt", ""), ("main.py", PLAIN_SERVER)], server(&[".venv/bin/python", "main.py"]));
         // gunicorn listed, but the app is not Flask or Django: the script runs itself.
         check(
             "python",
-            &[
-                ("requirements.txt", "gunicorn"),
-                ("server.py", PLAIN_SERVER),
-                ("app.py", ""),
-            ],
+            &[("requirements.txt", "gunicorn"), ("server.py", PLAIN_SERVER), ("app.py", "")],
             server(&[".venv/bin/python", "app.py"]),
         );
 
-        check(
-            "node",
-            &[("package.json", EXPRESS_PACKAGE), ("server.js", "")],
-            server(&["npm", "start"]),
-        );
-        check(
-            "node",
-            &[
-                ("package.json", r#"{"main": "./src/app.js"}"#),
-                ("src/app.js", ""),
-            ],
-            server(&["node", "src/app.js"]),
-        );
-        check(
-            "node",
-            &[("package.json", r#"{"name": "x"}"#), ("index.js", "")],
-            server(&["node", "index.js"]),
-        );
+        check("node", &[("package.json", EXPRESS_PACKAGE), ("server.js", "")], server(&["npm", "start"]));
+        check("node", &[("package.json", r#"{"main": "./src/app.js"}"#), ("src/app.js", "")], server(&["node", "src/app.js"]));
+        check("node", &[("package.json", r#"{"name": "x"}"#), ("index.js", "")], server(&["node", "index.js"]));
         // A main that leaves the project is ignored, not followed.
-        check(
-            "node",
-            &[
-                ("package.json", r#"{"main": "../../etc/passwd"}"#),
-                ("server.js", ""),
-            ],
-            server(&["node", "server.js"]),
-        );
+        check("node", &[("package.json", r#"{"main": "../../etc/passwd"}"#), ("server.js", "")], server(&["node", "server.js"]));
 
-        let dist = Start::Static {
-            root: "dist".to_owned(),
-            spa_fallback: true,
-        };
-        check(
-            "vite",
-            &[("package.json", VITE_PACKAGE), ("index.html", "")],
-            dist,
-        );
-        check(
-            "static",
-            &[("index.html", "")],
-            Start::Static {
-                root: ".".to_owned(),
-                spa_fallback: false,
-            },
-        );
+        let dist = Start::Static { root: "dist".to_owned(), spa_fallback: true };
+        check("vite", &[("package.json", VITE_PACKAGE), ("index.html", "")], dist);
+        check("static", &[("index.html", "")], Start::Static { root: ".".to_owned(), spa_fallback: false });
 
-        let java = |jar: &str| {
-            server(&[
-                "java",
-                "-XX:MaxRAMPercentage=75",
-                "-XX:+UseSerialGC",
-                "-jar",
-                jar,
-            ])
-        };
-        check(
-            "java",
-            &[("pom.xml", "<project/>")],
-            java(".slipway/app.jar"),
-        );
-        check(
-            "java",
-            &[("build.gradle", ""), ("gradlew", "")],
-            java(".slipway/app.jar"),
-        );
+        let java = |jar: &str| server(&["java", "-XX:MaxRAMPercentage=75", "-XX:+UseSerialGC", "-jar", jar]);
+        check("java", &[("pom.xml", "<project/>")], java(".slipway/app.jar"));
+        check("java", &[("build.gradle", ""), ("gradlew", "")], java(".slipway/app.jar"));
         check("java", &[("b.jar", ""), ("a.jar", "")], java("a.jar"));
-        check(
-            "go",
-            &[("go.mod", "module x"), ("main.go", "")],
-            server(&["./app"]),
-        );
+        check("go", &[("go.mod", "module x"), ("main.go", "")], server(&["./app"]));
 
         let terminal = |words: &[&str]| Start::Terminal { argv: argv(words) };
-        check(
-            "console",
-            &[("main.py", "input()")],
-            terminal(&[".venv/bin/python", "main.py"]),
-        );
-        check(
-            "console",
-            &[("package.json", r#"{"main": "quiz.js"}"#), ("quiz.js", "")],
-            terminal(&["node", "quiz.js"]),
-        );
-        check(
-            "console",
-            &[("package.json", r#"{"scripts": {"start": "tsx quiz.ts"}}"#)],
-            terminal(&["npm", "start", "--silent"]),
-        );
+        check("console", &[("main.py", "input()")], terminal(&[".venv/bin/python", "main.py"]));
+        check("console", &[("package.json", r#"{"main": "quiz.js"}"#), ("quiz.js", "")], terminal(&["node", "quiz.js"]));
+        check("console", &[("package.json", r#"{"scripts": {"start": "tsx quiz.ts"}}"#)], terminal(&["npm", "start", "--silent"]));
         check(
             "console",
             &[("Procfile", "console: ./game\n"), ("main.py", "")],
-            Start::Terminal {
-                argv: argv(&[
-                    "sh",
-                    "-c",
-                    "export PATH=\"$PWD/.venv/bin:$PWD/node_modules/.bin:$PATH\"; ./game",
-                ]),
-            },
+            Start::Terminal { argv: argv(&["sh", "-c", "export PATH=\"$PWD/.venv/bin:$PWD/node_modules/.bin:$PATH\"; ./game"]) },
         );
     }
 
@@ -1780,191 +1219,87 @@ mod tests {
     fn plans_install_dependencies_at_build_time_as_the_project_asks() {
         fn check(id: &str, files: &[(&str, &str)], expected: &[&str]) {
             let got = plan(template(id), &project(files)).map(|p| p.build);
-            assert_eq!(
-                got,
-                Ok(argv(expected)),
-                "{id}: {:?}",
-                files.iter().map(|f| f.0).collect::<Vec<_>>()
-            );
+            assert_eq!(got, Ok(argv(expected)), "{id}: {:?}", files.iter().map(|f| f.0).collect::<Vec<_>>());
         }
+        check("node", &[("package.json", EXPRESS_PACKAGE), ("package-lock.json", "{}")], &["npm ci --no-audit --no-fund"]);
         check(
             "node",
-            &[
-                ("package.json", EXPRESS_PACKAGE),
-                ("package-lock.json", "{}"),
-            ],
-            &["npm ci --no-audit --no-fund"],
-        );
-        check(
-            "node",
-            &[(
-                "package.json",
-                r#"{"scripts": {"start": "node dist/server.js", "build": "tsc"}}"#,
-            )],
+            &[("package.json", r#"{"scripts": {"start": "node dist/server.js", "build": "tsc"}}"#)],
             &["npm install --no-audit --no-fund", "npm run build"],
         );
-        check(
-            "vite",
-            &[("package.json", VITE_PACKAGE)],
-            &["npm install --no-audit --no-fund", "npm run build"],
-        );
+        check("vite", &[("package.json", VITE_PACKAGE)], &["npm install --no-audit --no-fund", "npm run build"]);
         let compile = ".venv/bin/python -m compileall -q -x '/\\.venv/' .";
         check(
             "python",
             &[("requirements.txt", "flask"), ("app.py", FLASK_APP)],
-            &[
-                "python3 -m venv .venv",
-                ".venv/bin/python -m pip install -r requirements.txt",
-                compile,
-            ],
+            &["python3 -m venv .venv", ".venv/bin/python -m pip install -r requirements.txt", compile],
         );
         check(
             "python",
-            &[
-                (
-                    "pyproject.toml",
-                    "[project]\nname = 'x'\ndependencies = ['flask']\n",
-                ),
-                ("app.py", FLASK_APP),
-            ],
-            &[
-                "python3 -m venv .venv",
-                ".venv/bin/python -m pip install .",
-                compile,
-            ],
+            &[("pyproject.toml", "[project]\nname = 'x'\ndependencies = ['flask']\n"), ("app.py", FLASK_APP)],
+            &["python3 -m venv .venv", ".venv/bin/python -m pip install .", compile],
         );
         check("static", &[("index.html", "")], &[]);
-        check(
-            "go",
-            &[("go.mod", "module x"), ("main.go", "")],
-            &["go build -o app ."],
-        );
+        check("go", &[("go.mod", "module x"), ("main.go", "")], &["go build -o app ."]);
         check("java", &[("app.jar", "")], &[]);
         let maven = plan(template("java"), &project(&[("pom.xml", "")])).expect("a pom is enough");
         assert_eq!(maven.build[0], "mvn -q -B -DskipTests package");
-        assert!(
-            maven.build[1].ends_with("cp \"$jar\" .slipway/app.jar"),
-            "{}",
-            maven.build[1]
-        );
+        assert!(maven.build[1].ends_with("cp \"$jar\" .slipway/app.jar"), "{}", maven.build[1]);
         check(
             "console",
             &[("main.py", ""), ("requirements.txt", "rich")],
-            &[
-                "python3 -m venv .venv",
-                ".venv/bin/python -m pip install -r requirements.txt",
-            ],
+            &["python3 -m venv .venv", ".venv/bin/python -m pip install -r requirements.txt"],
         );
         check("console", &[("index.js", "")], &[]);
     }
 
     #[test]
     fn plans_carry_port_health_caches_resources_and_runtime() {
-        let node = plan(
-            template("node"),
-            &project(&[("package.json", EXPRESS_PACKAGE)]),
-        )
-        .expect("valid node project");
+        let node = plan(template("node"), &project(&[("package.json", EXPRESS_PACKAGE)])).expect("valid node project");
         assert_eq!(node.template, "node");
         assert_eq!(node.port_env.as_deref(), Some("PORT"));
-        assert_eq!(
-            node.env.get("NODE_ENV").map(String::as_str),
-            Some("production")
-        );
-        assert_eq!(
-            node.build_env.get("npm_config_cache").map(String::as_str),
-            Some("/cache/npm")
-        );
-        assert_eq!(
-            node.caches
-                .iter()
-                .map(|c| c.path.as_str())
-                .collect::<Vec<_>>(),
-            ["/cache/npm"]
-        );
+        assert_eq!(node.env.get("NODE_ENV").map(String::as_str), Some("production"));
+        assert_eq!(node.build_env.get("npm_config_cache").map(String::as_str), Some("/cache/npm"));
+        assert_eq!(node.caches.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["/cache/npm"]);
         let health = node.health.expect("servers are health-checked");
         assert_eq!((health.path.as_str(), health.healthy_below), ("/", 500));
         assert_eq!(node.runtime.image, "node:22-slim");
         assert_eq!(node.runtime.embedded, ["node", "npm"]);
 
-        let go = plan(template("go"), &project(&[("go.mod", ""), ("main.go", "")]))
-            .expect("valid go project");
+        let go = plan(template("go"), &project(&[("go.mod", ""), ("main.go", "")])).expect("valid go project");
         assert_eq!(go.runtime.build_image.as_deref(), Some("golang:1.23"));
         assert_eq!(go.runtime.image, "debian:bookworm-slim");
-        assert_eq!(
-            go.build_env.get("GOMODCACHE").map(String::as_str),
-            Some("/cache/go/mod")
-        );
-        assert_eq!(
-            go.build_env.get("CGO_ENABLED").map(String::as_str),
-            Some("0")
-        );
+        assert_eq!(go.build_env.get("GOMODCACHE").map(String::as_str), Some("/cache/go/mod"));
+        assert_eq!(go.build_env.get("CGO_ENABLED").map(String::as_str), Some("0"));
 
-        let java =
-            plan(template("java"), &project(&[("pom.xml", "")])).expect("valid java project");
-        assert_eq!(
-            java.build_env.get("MAVEN_OPTS").map(String::as_str),
-            Some("-Dmaven.repo.local=/cache/maven")
-        );
+        let java = plan(template("java"), &project(&[("pom.xml", "")])).expect("valid java project");
+        assert_eq!(java.build_env.get("MAVEN_OPTS").map(String::as_str), Some("-Dmaven.repo.local=/cache/maven"));
         assert!(java.resources.memory_mb >= 512, "the JVM needs room");
 
-        let python = plan(
-            template("python"),
-            &project(&[("requirements.txt", ""), ("main.py", "")]),
-        )
-        .expect("valid");
-        assert_eq!(
-            python.build_env.get("PIP_CACHE_DIR").map(String::as_str),
-            Some("/cache/pip")
-        );
+        let python = plan(template("python"), &project(&[("requirements.txt", ""), ("main.py", "")])).expect("valid");
+        assert_eq!(python.build_env.get("PIP_CACHE_DIR").map(String::as_str), Some("/cache/pip"));
         assert_eq!(python.runtime.image, "python:3.12-slim");
 
-        let console = plan(
-            template("console"),
-            &project(&[("quiz.js", ""), ("package.json", r#"{"main":"quiz.js"}"#)]),
-        )
-        .expect("valid console project");
+        let console = plan(template("console"), &project(&[("quiz.js", ""), ("package.json", r#"{"main":"quiz.js"}"#)]))
+            .expect("valid console project");
         assert_eq!((console.port_env, console.health), (None, None));
-        assert_eq!(
-            console.runtime.image, "node:22-slim",
-            "a Node console program runs on Node's image"
-        );
+        assert_eq!(console.runtime.image, "node:22-slim", "a Node console program runs on Node's image");
         for t in all() {
-            assert!(
-                t.resources.memory_mb > 0
-                    && t.resources.cpu_millicores > 0
-                    && t.resources.max_processes > 0,
-                "{}",
-                t.id
-            );
+            assert!(t.resources.memory_mb > 0 && t.resources.cpu_millicores > 0 && t.resources.max_processes > 0, "{}", t.id);
         }
     }
 
     #[test]
     fn a_plan_survives_a_json_round_trip_for_storage_with_its_revision() {
-        let flask = project(&[
-            ("requirements.txt", "flask\ngunicorn\n"),
-            ("app.py", FLASK_APP),
-        ]);
+        let flask = project(&[("requirements.txt", "flask\ngunicorn\n"), ("app.py", FLASK_APP)]);
         let vite = project(&[("package.json", VITE_PACKAGE)]);
         for (id, files) in [("python", flask), ("vite", vite)] {
             let planned = plan(template(id), &files).expect("valid project");
             let stored = serde_json::to_string(&planned).expect("plans serialise");
-            assert_eq!(
-                serde_json::from_str::<BuildPlan>(&stored).ok(),
-                Some(planned),
-                "{id}"
-            );
+            assert_eq!(serde_json::from_str::<BuildPlan>(&stored).ok(), Some(planned), "{id}");
         }
-        let stored = serde_json::to_value(Start::Static {
-            root: "dist".to_owned(),
-            spa_fallback: true,
-        })
-        .expect("serialises");
-        assert_eq!(
-            stored,
-            serde_json::json!({ "kind": "static", "root": "dist", "spa_fallback": true })
-        );
+        let stored = serde_json::to_value(Start::Static { root: "dist".to_owned(), spa_fallback: true }).expect("serialises");
+        assert_eq!(stored, serde_json::json!({ "kind": "static", "root": "dist", "spa_fallback": true }));
     }
 
     #[test]
@@ -1975,20 +1310,10 @@ mod tests {
         }
         check(
             "node",
-            &[
-                (
-                    "package.json",
-                    "{ \"scripts\": { \"start\": \"node .\" }, }",
-                ),
-                ("index.js", ""),
-            ],
+            &[("package.json", "{ \"scripts\": { \"start\": \"node .\" }, }"), ("index.js", "")],
             "`package.json` is not valid JSON: ",
         );
-        check(
-            "python",
-            &[("pyproject.toml", "[project\n"), ("main.py", FASTAPI_APP)],
-            "`pyproject.toml` is not valid TOML: ",
-        );
+        check("python", &[("pyproject.toml", "[project\n"), ("main.py", FASTAPI_APP)], "`pyproject.toml` is not valid TOML: ");
         // A byte-order mark, as Windows editors write, is not a mistake.
         let with_bom = format!("\u{feff}{EXPRESS_PACKAGE}");
         assert!(plan(template("node"), &project(&[("package.json", &with_bom)])).is_ok());
@@ -1999,78 +1324,21 @@ mod tests {
         fn check(files: &[(&str, &str)], spec: &str, expected: bool) {
             let probe_template = template("python");
             let files = project(files);
-            let got = Probe::new(probe_template, &files)
-                .holds(&Condition::PythonDependency(spec.to_owned()));
+            let got = Probe::new(probe_template, &files).holds(&Condition::PythonDependency(spec.to_owned()));
             assert_eq!(got, expected, "{spec} in {files:?}");
         }
         check(&[("requirements.txt", "Flask==3.1.0\n")], "flask", true);
-        check(
-            &[(
-                "requirements.txt",
-                "gunicorn>=23 ; python_version > '3.8'\n",
-            )],
-            "gunicorn",
-            true,
-        );
-        check(
-            &[("requirements.txt", "# gunicorn\nflask\n")],
-            "gunicorn",
-            false,
-        );
-        check(
-            &[("requirements.txt", "flask-gunicorn-helper\n")],
-            "gunicorn",
-            false,
-        );
-        check(
-            &[("requirements.txt", "Flask_Login\n")],
-            "flask-login",
-            true,
-        );
-        check(
-            &[("requirements.txt", "-r base.txt\n--index-url https://x\n")],
-            "r",
-            false,
-        );
-        check(
-            &[("requirements.txt", "FastAPI[standard]>=0.115\n")],
-            "fastapi[standard]",
-            true,
-        );
-        check(
-            &[("requirements.txt", "fastapi\n")],
-            "fastapi[standard]",
-            false,
-        );
-        check(
-            &[("requirements.txt", "uvicorn [standard]\n")],
-            "uvicorn",
-            true,
-        );
-        check(
-            &[(
-                "requirements.txt",
-                "git+https://github.com/x/gunicorn.git#egg=gunicorn\n",
-            )],
-            "git",
-            false,
-        );
-        check(
-            &[(
-                "pyproject.toml",
-                "[project]\ndependencies = [\"gunicorn>=22\", \"flask\"]\n",
-            )],
-            "gunicorn",
-            true,
-        );
-        check(
-            &[(
-                "pyproject.toml",
-                "[tool.poetry.dependencies]\npython = \"^3.12\"\nFastAPI = \"*\"\n",
-            )],
-            "fastapi",
-            true,
-        );
+        check(&[("requirements.txt", "gunicorn>=23 ; python_version > '3.8'\n")], "gunicorn", true);
+        check(&[("requirements.txt", "# gunicorn\nflask\n")], "gunicorn", false);
+        check(&[("requirements.txt", "flask-gunicorn-helper\n")], "gunicorn", false);
+        check(&[("requirements.txt", "Flask_Login\n")], "flask-login", true);
+        check(&[("requirements.txt", "-r base.txt\n--index-url https://x\n")], "r", false);
+        check(&[("requirements.txt", "FastAPI[standard]>=0.115\n")], "fastapi[standard]", true);
+        check(&[("requirements.txt", "fastapi\n")], "fastapi[standard]", false);
+        check(&[("requirements.txt", "uvicorn [standard]\n")], "uvicorn", true);
+        check(&[("requirements.txt", "git+https://github.com/x/gunicorn.git#egg=gunicorn\n")], "git", false);
+        check(&[("pyproject.toml", "[project]\ndependencies = [\"gunicorn>=22\", \"flask\"]\n")], "gunicorn", true);
+        check(&[("pyproject.toml", "[tool.poetry.dependencies]\npython = \"^3.12\"\nFastAPI = \"*\"\n")], "fastapi", true);
         check(&[], "flask", false);
     }
 
@@ -2078,17 +1346,10 @@ mod tests {
     fn python_apps_are_found_by_their_top_level_assignment() {
         fn check(source: &str, expected: Option<&str>) {
             let factories = argv(&["Flask", "FastAPI", "get_wsgi_application"]);
-            assert_eq!(
-                find_app_assignment(source, &factories).as_deref(),
-                expected,
-                "{source:?}"
-            );
+            assert_eq!(find_app_assignment(source, &factories).as_deref(), expected, "{source:?}");
         }
         check("app = Flask(__name__)", Some("app"));
-        check(
-            "from flask import Flask\nserver=Flask(__name__)\n",
-            Some("server"),
-        );
+        check("from flask import Flask\nserver=Flask(__name__)\n", Some("server"));
         check("application = get_wsgi_application()", Some("application"));
         check("api: FastAPI = fastapi.FastAPI(title='x')", Some("api"));
         check("def make():\n    app = Flask(__name__)\n", None);
@@ -2096,10 +1357,7 @@ mod tests {
         check("# app = Flask(__name__)", None);
         check("app = MyFlask(__name__)", None);
         check("app = Flask", None);
-        assert_eq!(
-            python_module("mysite/wsgi.py").as_deref(),
-            Some("mysite.wsgi")
-        );
+        assert_eq!(python_module("mysite/wsgi.py").as_deref(), Some("mysite.wsgi"));
         assert_eq!(python_module("pkg/__init__.py").as_deref(), Some("pkg"));
         assert_eq!(python_module("my-site/wsgi.py"), None);
     }
@@ -2109,10 +1367,7 @@ mod tests {
         fn check(got: Option<String>, expected: Option<&str>) {
             assert_eq!(got.as_deref(), expected);
         }
-        check(
-            procfile_command("web: gunicorn app:app\r\nworker: celery\r\n", "web"),
-            Some("gunicorn app:app"),
-        );
+        check(procfile_command("web: gunicorn app:app\r\nworker: celery\r\n", "web"), Some("gunicorn app:app"));
         check(procfile_command("# web: x\nweb:    \n", "web"), None);
         check(procfile_command("release: migrate\n", "web"), None);
         check(clean_relative("./src//app.js"), Some("src/app.js"));
@@ -2126,70 +1381,26 @@ mod tests {
         assert!(glob_match("vite.config.*", "vite.config.mts"));
         assert!(glob_match("*.jar", "app.jar") && !glob_match("*.jar", "app.jar.bak"));
         assert!(!glob_match("*", ".git") && glob_match(".*", ".git"));
-        assert!(
-            glob_match("build.gradle*", "build.gradle")
-                && glob_match("build.gradle*", "build.gradle.kts")
-        );
-        assert!(
-            is_valid_pattern("*/wsgi.py")
-                && !is_valid_pattern("src/*.py")
-                && !is_valid_pattern("../x")
-        );
+        assert!(glob_match("build.gradle*", "build.gradle") && glob_match("build.gradle*", "build.gradle.kts"));
+        assert!(is_valid_pattern("*/wsgi.py") && !is_valid_pattern("src/*.py") && !is_valid_pattern("../x"));
     }
 
     #[test]
     fn template_files_with_mistakes_are_refused_with_the_reason() {
         fn check(edit: impl Fn(&str) -> String, expected: &str) {
             let text = edit(SOURCES[2].1);
-            let error = Template::from_toml(&text)
-                .expect_err("the edited template is broken")
-                .to_string();
-            assert!(
-                error.contains(expected),
-                "`{error}` should contain `{expected}`"
-            );
+            let error = Template::from_toml(&text).expect_err("the edited template is broken").to_string();
+            assert!(error.contains(expected), "`{error}` should contain `{expected}`");
         }
-        check(
-            |t| t.replace("{{script}}", "{{scirpt}}"),
-            "uses the value `scirpt`, which no [find] entry defines",
-        );
-        check(
-            |t| t.replace("{ found = \"asgi_app\" }", "{ found = \"asgi\" }"),
-            "uses the value `asgi`",
-        );
-        check(
-            |t| t.replace("\"*/wsgi.py\"", "\"src/*/wsgi.py\""),
-            "the path pattern `src/*/wsgi.py`",
-        );
-        check(
-            |t| t.replace("exec = [\".venv/bin/python\", \"{{script}}\"]", "exec = []"),
-            "start variant 6 needs exactly one",
-        );
-        check(
-            |t| t.replace("port_env = \"PORT\"", "port = \"PORT\""),
-            "unknown field `port`",
-        );
-        check(
-            |t| t.replace("port_env = \"PORT\"", ""),
-            "a server template needs port_env and [health]",
-        );
-        check(
-            |t| {
-                t.replace(
-                    "{ python_dependency = \"flask\" }",
-                    "{ python_package = \"flask\" }",
-                )
-            },
-            "not valid TOML for a template",
-        );
-        check(
-            |t| t.replace("[env.build]", "[env.build]\nPIP_CACHE_DIR = \"/tmp\""),
-            "`PIP_CACHE_DIR` is set both by cache `pip`",
-        );
-        check(
-            |t| t.replace("id = \"python\"", "id = \"Python\""),
-            "the id `Python`",
-        );
+        check(|t| t.replace("{{script}}", "{{scirpt}}"), "uses the value `scirpt`, which no [find] entry defines");
+        check(|t| t.replace("{ found = \"asgi_app\" }", "{ found = \"asgi\" }"), "uses the value `asgi`");
+        check(|t| t.replace("\"*/wsgi.py\"", "\"src/*/wsgi.py\""), "the path pattern `src/*/wsgi.py`");
+        check(|t| t.replace("exec = [\".venv/bin/python\", \"{{script}}\"]", "exec = []"), "start variant 6 needs exactly one");
+        check(|t| t.replace("port_env = \"PORT\"", "port = \"PORT\""), "unknown field `port`");
+        check(|t| t.replace("port_env = \"PORT\"", ""), "a server template needs port_env and [health]");
+        check(|t| t.replace("{ python_dependency = \"flask\" }", "{ python_package = \"flask\" }"), "not valid TOML for a template");
+        check(|t| t.replace("[env.build]", "[env.build]\nPIP_CACHE_DIR = \"/tmp\""), "`PIP_CACHE_DIR` is set both by cache `pip`");
+        check(|t| t.replace("id = \"python\"", "id = \"Python\""), "the id `Python`");
     }
 
     #[test]
@@ -2200,45 +1411,21 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir(root.join("src")).expect("mkdir");
         std::fs::write(root.join("src/app.js"), "").expect("write");
-        std::fs::write(
-            root.join("big.txt"),
-            vec![b'x'; MAX_READ_BYTES as usize + 1],
-        )
-        .expect("write");
-        std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("package.json"))
-            .expect("symlink");
+        std::fs::write(root.join("big.txt"), vec![b'x'; MAX_READ_BYTES as usize + 1]).expect("write");
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("package.json")).expect("symlink");
         std::os::unix::fs::symlink(outside.path(), root.join("linked")).expect("symlink");
         let files = ProjectDir::new(root);
 
         assert!(files.exists("src") && files.exists("src/app.js") && files.exists("./src/app.js"));
-        assert!(
-            !files.exists("package.json"),
-            "symbolic links are never followed"
-        );
-        assert!(
-            !files.exists("linked/secret.txt"),
-            "nor folders behind them"
-        );
+        assert!(!files.exists("package.json"), "symbolic links are never followed");
+        assert!(!files.exists("linked/secret.txt"), "nor folders behind them");
         assert!(!files.exists("../"), "paths never leave the project");
-        assert_eq!(
-            files.read_to_string("package.json").map_err(|e| e.kind()),
-            Err(io::ErrorKind::NotFound)
-        );
-        assert_eq!(
-            files.read_to_string("big.txt").map_err(|e| e.kind()),
-            Err(io::ErrorKind::InvalidData)
-        );
-        assert_eq!(
-            files.read_to_string("src").map_err(|e| e.kind()),
-            Err(io::ErrorKind::InvalidInput)
-        );
+        assert_eq!(files.read_to_string("package.json").map_err(|e| e.kind()), Err(io::ErrorKind::NotFound));
+        assert_eq!(files.read_to_string("big.txt").map_err(|e| e.kind()), Err(io::ErrorKind::InvalidData));
+        assert_eq!(files.read_to_string("src").map_err(|e| e.kind()), Err(io::ErrorKind::InvalidInput));
         assert_eq!(files.list_root(), ["big.txt", "src"]);
-        let unmet =
-            plan(template("node"), &files).expect_err("the linked package.json does not count");
-        assert!(
-            unmet[0].message.contains("needs a package.json"),
-            "{unmet:?}"
-        );
+        let unmet = plan(template("node"), &files).expect_err("the linked package.json does not count");
+        assert!(unmet[0].message.contains("needs a package.json"), "{unmet:?}");
     }
 
     /// The sample apps in examples/. In the workspace this crate sits beside the folder; a scratch
@@ -2248,10 +1435,7 @@ mod tests {
         if beside_crate.is_dir() {
             return beside_crate;
         }
-        let from_source = Path::new(file!())
-            .ancestors()
-            .nth(3)
-            .expect("src/template.rs lies three folders deep");
+        let from_source = Path::new(file!()).ancestors().nth(3).expect("src/template.rs lies three folders deep");
         from_source.join("examples")
     }
 
@@ -2266,71 +1450,21 @@ mod tests {
             .collect();
         let mut check = |folder: &str, detected: &str, planned_as: &str, start: Start| {
             let files = ProjectDir::new(examples.join(folder));
-            assert_eq!(
-                detect(&files).map(|t| t.id.as_str()),
-                Ok(detected),
-                "{folder}"
-            );
-            assert_eq!(
-                plan(template(planned_as), &files).map(|p| p.start),
-                Ok(start),
-                "{folder}"
-            );
+            assert_eq!(detect(&files).map(|t| t.id.as_str()), Ok(detected), "{folder}");
+            assert_eq!(plan(template(planned_as), &files).map(|p| p.start), Ok(start), "{folder}");
             assert!(files.exists("README.md"), "{folder} explains itself");
             unchecked.remove(folder);
         };
-        check(
-            "static-hello",
-            "static",
-            "static",
-            Start::Static {
-                root: ".".to_owned(),
-                spa_fallback: false,
-            },
-        );
+        check("static-hello", "static", "static", Start::Static { root: ".".to_owned(), spa_fallback: false });
         check("node-hello", "node", "node", server(&["npm", "start"]));
         check("node-plain", "node", "node", server(&["node", "server.js"]));
-        check(
-            "vite-hello",
-            "vite",
-            "vite",
-            Start::Static {
-                root: "dist".to_owned(),
-                spa_fallback: true,
-            },
-        );
+        check("vite-hello", "vite", "vite", Start::Static { root: "dist".to_owned(), spa_fallback: true });
         check("python-flask", "python", "python", gunicorn("app:app"));
-        check(
-            "python-plain",
-            "python",
-            "python",
-            server(&[".venv/bin/python", "main.py"]),
-        );
+        check("python-plain", "python", "python", server(&[".venv/bin/python", "main.py"]));
         check("go-hello", "go", "go", server(&["./app"]));
-        check(
-            "java-hello",
-            "java",
-            "java",
-            server(&[
-                "java",
-                "-XX:MaxRAMPercentage=75",
-                "-XX:+UseSerialGC",
-                "-jar",
-                ".slipway/app.jar",
-            ]),
-        );
+        check("java-hello", "java", "java", server(&["java", "-XX:MaxRAMPercentage=75", "-XX:+UseSerialGC", "-jar", ".slipway/app.jar"]));
         // A console program looks like a Python web app to detection; its author picks console.
-        check(
-            "console-quiz",
-            "python",
-            "console",
-            Start::Terminal {
-                argv: argv(&[".venv/bin/python", "main.py"]),
-            },
-        );
-        assert!(
-            unchecked.is_empty(),
-            "sample apps without a case here: {unchecked:?}"
-        );
+        check("console-quiz", "python", "console", Start::Terminal { argv: argv(&[".venv/bin/python", "main.py"]) });
+        assert!(unchecked.is_empty(), "sample apps without a case here: {unchecked:?}");
     }
 }

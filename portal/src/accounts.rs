@@ -36,25 +36,33 @@ pub struct SignUp {
 /// Argon2id with the crate's defaults (m = 19 MiB, t = 2, p = 1: OWASP's recommendation).
 fn hash_password_sync(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
 }
 
 pub async fn hash_password(password: String) -> Result<String, AppError> {
     tokio::task::spawn_blocking(move || hash_password_sync(&password))
-    .await
-    .map_err(|e| anyhow::anyhow!("hashing task failed: {e}"))?
-    .map_err(AppError::Internal)
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing task failed: {e}"))?
+        .map_err(AppError::Internal)
 }
 
 async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || PasswordHash::new(&hash).map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()).unwrap_or(false))
-        .await
-        .unwrap_or(false)
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
 }
 
 fn rate_limited(what: &str, retry_after: Duration) -> AppError {
     let minutes = retry_after.as_secs().div_ceil(60).max(1);
-    AppError::RateLimited { message: format!("too many {what}; try again in {minutes} minute{}", if minutes == 1 { "" } else { "s" }), retry_after }
+    AppError::RateLimited {
+        message: format!("too many {what}; try again in {minutes} minute{}", if minutes == 1 { "" } else { "s" }),
+        retry_after,
+    }
 }
 
 /// Counts one event for `bucket` and fails when the window already holds `limit` of them.
@@ -83,10 +91,42 @@ async fn issue_email_token(state: &AppState, user_id: i64, purpose: &'static str
 
 async fn send_verification(state: &AppState, user: &User) -> Result<(), AppError> {
     let token = issue_email_token(state, user.id, "verify", state.config.accounts.verification_ttl).await?;
-    let kind = MailKind::Verify { link: link(state, "/verify", &token), valid_hours: state.config.accounts.verification_ttl.as_secs().div_ceil(3600) };
+    let kind = MailKind::Verify {
+        link: link(state, "/verify", &token),
+        valid_hours: state.config.accounts.verification_ttl.as_secs().div_ceil(3600),
+    };
     let language = Language::parse(&user.language).unwrap_or_default();
     state.mail.enqueue(&user.email, compose(&kind, language, &user.display_name)).await?;
     Ok(())
+}
+
+/// A validated account about to be stored.
+struct Account {
+    email: EmailAddress,
+    display_name: DisplayName,
+    student_number: Option<StudentNumber>,
+    language: Language,
+    role: Role,
+    verified: bool,
+}
+
+/// Inserts the account; a taken address comes back as the unique violation.
+async fn insert_account(db: &Db, account: Account, password_hash: String) -> Result<User, DbError> {
+    db.run(move |conn| {
+        db::users::insert(
+            conn,
+            &NewUser {
+                email: account.email.as_str(),
+                password_hash: &password_hash,
+                display_name: account.display_name.as_str(),
+                student_number: account.student_number.as_ref().map(StudentNumber::as_str),
+                language: account.language.code(),
+                role: account.role.as_str(),
+                email_verified_at: account.verified.then(Utc::now),
+            },
+        )
+    })
+    .await
 }
 
 pub async fn sign_up(state: &AppState, form: SignUp, client: IpAddr) -> Result<(), AppError> {
@@ -97,26 +137,10 @@ pub async fn sign_up(state: &AppState, form: SignUp, client: IpAddr) -> Result<(
     let student_number = StudentNumber::parse_optional(&form.student_number)?;
     limit(state, &format!("signup:ip:{client}"), 20, Duration::from_secs(3600), "sign-ups from this address").await?;
 
+    let account =
+        Account { email: email.clone(), display_name, student_number, language: form.language, role: Role::Student, verified: false };
     let password_hash = hash_password(password.expose().to_owned()).await?;
-    let language = form.language;
-    let email_text = email.as_str().to_owned();
-    let inserted = state
-        .db
-        .run(move |conn| {
-            db::users::insert(
-                conn,
-                &NewUser {
-                    email: &email_text,
-                    password_hash: &password_hash,
-                    display_name: display_name.as_str(),
-                    student_number: student_number.as_ref().map(StudentNumber::as_str),
-                    language: language.code(),
-                    role: Role::Student.as_str(),
-                    email_verified_at: None,
-                },
-            )
-        })
-        .await;
+    let inserted = insert_account(&state.db, account, password_hash).await;
     match inserted {
         Ok(user) => send_verification(state, &user).await,
         Err(e) if e.is_unique_violation() => {
@@ -124,7 +148,10 @@ pub async fn sign_up(state: &AppState, form: SignUp, client: IpAddr) -> Result<(
             let address = email.as_str().to_owned();
             if state.cache.hit(&format!("already:{address}"), Duration::from_secs(3600)).await? == 1 {
                 if let Some(user) = state.db.run(move |conn| db::users::find_by_email(conn, &address)).await? {
-                    let kind = MailKind::AlreadyRegistered { login_link: state.config.public_url.join("/login").expect("fixed path").to_string(), reset_link: state.config.public_url.join("/password/forgot").expect("fixed path").to_string() };
+                    let kind = MailKind::AlreadyRegistered {
+                        login_link: state.config.public_url.join("/login").expect("fixed path").to_string(),
+                        reset_link: state.config.public_url.join("/password/forgot").expect("fixed path").to_string(),
+                    };
                     let language = Language::parse(&user.language).unwrap_or_default();
                     state.mail.enqueue(&user.email, compose(&kind, language, &user.display_name)).await?;
                 }
@@ -187,7 +214,13 @@ pub async fn resend_verification(state: &AppState, email: &str, client: IpAddr) 
     let bucket = format!("resend:{}", email.as_str());
     if state.cache.hit(&bucket, interval).await? > 1 {
         let (_, retry_after) = state.cache.peek(&bucket).await?;
-        return Err(AppError::RateLimited { message: format!("a verification mail was sent less than {} ago; wait a moment before asking again", orchestrator::duration::format(interval)), retry_after });
+        return Err(AppError::RateLimited {
+            message: format!(
+                "a verification mail was sent less than {} ago; wait a moment before asking again",
+                orchestrator::duration::format(interval)
+            ),
+            retry_after,
+        });
     }
     limit(state, &format!("resend:hour:{}", email.as_str()), 5, Duration::from_secs(3600), "verification mails for this address").await?;
     let address = email.as_str().to_owned();
@@ -201,7 +234,8 @@ pub async fn resend_verification(state: &AppState, email: &str, client: IpAddr) 
 
 pub async fn log_in(state: &AppState, email: &str, password: &str, client: IpAddr) -> Result<User, AppError> {
     let accounts = &state.config.accounts;
-    limit(state, &format!("login:ip:{client}"), accounts.login_max_per_ip, accounts.login_window, "login attempts from this address").await?;
+    limit(state, &format!("login:ip:{client}"), accounts.login_max_per_ip, accounts.login_window, "login attempts from this address")
+        .await?;
     let email = EmailAddress::parse(email).map_err(|_| AppError::InvalidCredentials)?;
     let account_bucket = format!("login:fail:{}", email.as_str());
     let (failures, retry_after) = state.cache.peek(&account_bucket).await?;
@@ -252,7 +286,9 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
-                let Some(found) = db::email_tokens::find_for_update(conn, "reset", &token_hash)? else { return Ok(Err(AppError::TokenInvalid)) };
+                let Some(found) = db::email_tokens::find_for_update(conn, "reset", &token_hash)? else {
+                    return Ok(Err(AppError::TokenInvalid));
+                };
                 if found.used_at.is_some() {
                     return Ok(Err(AppError::TokenUsed));
                 }
@@ -318,7 +354,17 @@ pub async fn update_profile(db: &Db, user_id: i64, edit: ProfileEdit) -> Result<
     let display_name = DisplayName::parse(&edit.display_name)?;
     let student_number = StudentNumber::parse_optional(&edit.student_number)?;
     let language = Language::parse(&edit.language)?;
-    Ok(db.run(move |conn| db::users::update_profile(conn, user_id, display_name.as_str(), student_number.as_ref().map(StudentNumber::as_str), language.code())).await?)
+    Ok(db
+        .run(move |conn| {
+            db::users::update_profile(
+                conn,
+                user_id,
+                display_name.as_str(),
+                student_number.as_ref().map(StudentNumber::as_str),
+                language.code(),
+            )
+        })
+        .await?)
 }
 
 /// A new personal API token; the plain token is returned once and never stored.
@@ -358,7 +404,10 @@ pub async fn set_role(db: &Db, actor: &User, target_id: i64, role: &str) -> Resu
             conn.transaction(|conn| {
                 let Some(target) = db::users::find(conn, target_id)? else { return Ok(Err(AppError::NotFound("user"))) };
                 if target.role == Role::Admin.as_str() && role != Role::Admin && db::users::count_admins(conn)? <= 1 {
-                    return Ok(Err(AppError::Conflict { code: "last_admin", message: "this is the only admin; promote another admin first".to_owned() }));
+                    return Ok(Err(AppError::Conflict {
+                        code: "last_admin",
+                        message: "this is the only admin; promote another admin first".to_owned(),
+                    }));
                 }
                 Ok(db::users::set_role(conn, target_id, role.as_str())?.ok_or(AppError::NotFound("user")))
             })
@@ -372,27 +421,14 @@ pub async fn create_verified_user(db: &Db, email: &str, password: &str, display_
     let email = EmailAddress::parse(email)?;
     let password = NewPassword::parse(password, &email)?;
     let display_name = DisplayName::parse(display_name)?;
+    let account = Account { email: email.clone(), display_name, student_number: None, language: Language::En, role, verified: true };
     let password_hash = hash_password(password.expose().to_owned()).await?;
-    let email_text = email.as_str().to_owned();
-    let inserted = db
-        .run(move |conn| {
-            db::users::insert(
-                conn,
-                &NewUser {
-                    email: &email_text,
-                    password_hash: &password_hash,
-                    display_name: display_name.as_str(),
-                    student_number: None,
-                    language: Language::En.code(),
-                    role: role.as_str(),
-                    email_verified_at: Some(Utc::now()),
-                },
-            )
-        })
-        .await;
+    let inserted = insert_account(db, account, password_hash).await;
     match inserted {
         Ok(user) => Ok(user),
-        Err(e) if e.is_unique_violation() => Err(AppError::Conflict { code: "email_taken", message: format!("an account for {email} already exists") }),
+        Err(e) if e.is_unique_violation() => {
+            Err(AppError::Conflict { code: "email_taken", message: format!("an account for {email} already exists") })
+        }
         Err(e) => Err(e.into()),
     }
 }

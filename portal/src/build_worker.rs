@@ -189,10 +189,18 @@ impl BuildWorker {
 
     async fn deploy(&self, revision: &Revision, plan: &BuildPlan, app_dir: PathBuf, data_dir: &Path) -> Result<(), String> {
         let project_id = revision.project_id;
-        let project = self.state.db.run(move |conn| db::projects::find_by_id(conn, project_id)).await.map_err(|e| e.to_string())?.ok_or("the project was deleted")?;
+        let project = self
+            .state
+            .db
+            .run(move |conn| db::projects::find_by_id(conn, project_id))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the project was deleted")?;
         let spec = app_spec(&self.state, &project, revision.number, plan, app_dir, data_dir).await?;
         self.runtime.deploy(spec).await.map_err(|e| match e {
-            orchestrator::runtime::RuntimeError::Unhealthy { reason, log_tail } if !log_tail.is_empty() => format!("{reason}; the app printed:\n{}", log_tail.join("\n")),
+            orchestrator::runtime::RuntimeError::Unhealthy { reason, log_tail } if !log_tail.is_empty() => {
+                format!("{reason}; the app printed:\n{}", log_tail.join("\n"))
+            }
             other => other.to_string(),
         })?;
         let revision_id = revision.id;
@@ -202,7 +210,14 @@ impl BuildWorker {
 }
 
 /// Everything the runtime needs to start a built revision of `project`.
-pub async fn app_spec(state: &AppState, project: &db::models::Project, number: i32, plan: &BuildPlan, app_dir: PathBuf, data_dir: &Path) -> Result<AppSpec, String> {
+pub async fn app_spec(
+    state: &AppState,
+    project: &db::models::Project,
+    number: i32,
+    plan: &BuildPlan,
+    app_dir: PathBuf,
+    data_dir: &Path,
+) -> Result<AppSpec, String> {
     let uid = project_uid(project.id);
     let volume = volume_dir(data_dir, project.id);
     ensure_owned_dir(&volume, uid, uid).map_err(|e| format!("cannot prepare the data volume: {e}"))?;
@@ -221,7 +236,18 @@ pub async fn app_spec(state: &AppState, project: &db::models::Project, number: i
         resources: plan.resources.clone(),
         uid,
         gid: uid,
+        idle: idle_policy(&state.config.scaling),
     })
+}
+
+/// The idle tiers from the installation's scaling settings (`0` turns a tier off).
+pub fn idle_policy(scaling: &crate::config::ScalingConfig) -> orchestrator::runtime::IdlePolicy {
+    let tier = |after: Duration| (!after.is_zero()).then_some(after);
+    orchestrator::runtime::IdlePolicy {
+        freeze_after: tier(scaling.freeze_after),
+        stop_after: tier(scaling.idle),
+        max_connection_idle: scaling.max_connection_idle,
+    }
 }
 
 /// Starts every project's live revision (after a restart of `slipway up`).

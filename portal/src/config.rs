@@ -107,6 +107,25 @@ pub struct DeployConfig {
     pub allow_weak_isolation: bool,
 }
 
+/// Scale-to-zero defaults; projects may set their own within these.
+#[derive(Debug, Clone)]
+pub struct ScalingConfig {
+    /// Idle this long and an app is frozen (memory kept, thawed in milliseconds). `0` turns freezing off.
+    pub freeze_after: Duration,
+    /// Idle this long and an app is stopped (a cold start next time). `0` keeps apps running.
+    pub idle: Duration,
+    /// How long a request waits for a waking app before it gets 503.
+    pub wake_timeout: Duration,
+    /// How long a browser waits before it sees the "starting" page, which reloads itself.
+    pub browser_wait: Duration,
+    /// Requests held per app while it wakes; more get 503 at once.
+    pub max_held_requests: usize,
+    /// An open connection with no new request keeps an app awake at most this long.
+    pub max_connection_idle: Duration,
+    /// User agents (substrings, case-insensitive) that never wake a stopped app.
+    pub no_wake_user_agents: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
@@ -132,6 +151,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub accounts: AccountsConfig,
     pub deploy: DeployConfig,
+    pub scaling: ScalingConfig,
     /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
@@ -169,6 +189,19 @@ struct RawConfig {
     mail: Option<RawMail>,
     accounts: Option<RawAccounts>,
     deploy: Option<RawDeploy>,
+    scaling: Option<RawScaling>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScaling {
+    freeze_after: Option<String>,
+    idle: Option<String>,
+    wake_timeout: Option<String>,
+    browser_wait: Option<String>,
+    max_held_requests: Option<usize>,
+    max_connection_idle: Option<String>,
+    no_wake_user_agents: Option<StringList>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,12 +292,15 @@ impl Config {
 
     /// Parses a TOML document on its own (no environment, no flags): used by tests and `slipway config check`.
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
         Self::from_table(table, source_name)
     }
 
     fn from_table(table: toml::Table, source_name: &str) -> Result<Config, ConfigError> {
-        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
+        let raw = RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Syntax { source_name: source_name.to_owned(), message: e.to_string() })?;
         validate(raw)
     }
 
@@ -285,7 +321,8 @@ impl Config {
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.display().to_string(), message: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable { path: path.display().to_string(), message: e.to_string() })?;
     text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { source_name: path.display().to_string(), message: e.to_string() })
 }
 
@@ -322,8 +359,23 @@ fn overlay_env(table: &mut toml::Table, env: &BTreeMap<String, String>) {
 
 /// The top-level keys of `slipway.toml`, the only ones `SLIPWAY_*` variables may set.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "data_dir", "portal_addr", "gateway_addr", "apps_domain", "public_url", "database_url", "redis_url", "redis_prefix", "secure_cookies", "allowed_email_domains", "secret_key", "log", "slipway_binary",
-    "smtp", "mail", "accounts", "deploy",
+    "data_dir",
+    "portal_addr",
+    "gateway_addr",
+    "apps_domain",
+    "public_url",
+    "database_url",
+    "redis_url",
+    "redis_prefix",
+    "secure_cookies",
+    "allowed_email_domains",
+    "secret_key",
+    "log",
+    "slipway_binary",
+    "smtp",
+    "mail",
+    "accounts",
+    "deploy",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -345,7 +397,11 @@ fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
-            !label.is_empty() && label.len() <= 63 && !label.starts_with('-') && !label.ends_with('-') && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
 }
 
@@ -369,7 +425,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| invalid("public_url", &public_url_text, "not an http(s) URL"))?;
     if public_url.host_str().map(str::to_lowercase).is_some_and(|h| h == apps_domain || h.ends_with(&format!(".{apps_domain}"))) {
-        return Err(invalid("public_url", &public_url, format!("the portal must not live under the apps domain `{apps_domain}`, or apps could read its cookies")));
+        return Err(invalid(
+            "public_url",
+            &public_url,
+            format!("the portal must not live under the apps domain `{apps_domain}`, or apps could read its cookies"),
+        ));
     }
     let secure_cookies = raw.secure_cookies.unwrap_or(public_url.scheme() == "https");
     let database_url = raw.database_url.filter(|s| !s.is_empty());
@@ -397,7 +457,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
     if allowed_email_domains.is_empty() {
-        return Err(invalid("allowed_email_domains", "[]", "list at least one university mail domain, e.g. allowed_email_domains = [\"pusan.ac.kr\"]"));
+        return Err(invalid(
+            "allowed_email_domains",
+            "[]",
+            "list at least one university mail domain, e.g. allowed_email_domains = [\"pusan.ac.kr\"]",
+        ));
     }
 
     let smtp = match raw.smtp {
@@ -444,7 +508,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         poll_interval: duration("mail.poll_interval", raw_mail.poll_interval, "2s")?,
     };
     if mail.retry_base.is_zero() || mail.retry_max < mail.retry_base {
-        return Err(invalid("mail.retry_max", orchestrator::duration::format(mail.retry_max), "must be at least mail.retry_base, which must be above zero"));
+        return Err(invalid(
+            "mail.retry_max",
+            orchestrator::duration::format(mail.retry_max),
+            "must be at least mail.retry_base, which must be above zero",
+        ));
     }
 
     let raw_accounts = raw.accounts.unwrap_or_default();
@@ -458,13 +526,22 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         login_window: duration("accounts.login_window", raw_accounts.login_window, "15m")?,
         resend_interval: duration("accounts.resend_interval", raw_accounts.resend_interval, "1m")?,
     };
-    for (key, value) in [("accounts.verification_ttl", accounts.verification_ttl), ("accounts.reset_ttl", accounts.reset_ttl), ("accounts.session_ttl", accounts.session_ttl), ("accounts.login_window", accounts.login_window)] {
+    for (key, value) in [
+        ("accounts.verification_ttl", accounts.verification_ttl),
+        ("accounts.reset_ttl", accounts.reset_ttl),
+        ("accounts.session_ttl", accounts.session_ttl),
+        ("accounts.login_window", accounts.login_window),
+    ] {
         if value < Duration::from_secs(1) {
             return Err(invalid(key, orchestrator::duration::format(value), "must be at least 1s"));
         }
     }
     if accounts.login_max_failures == 0 || accounts.login_max_per_ip == 0 {
-        return Err(invalid("accounts.login_max_failures", accounts.login_max_failures.min(accounts.login_max_per_ip), "login limits must be at least 1"));
+        return Err(invalid(
+            "accounts.login_max_failures",
+            accounts.login_max_failures.min(accounts.login_max_per_ip),
+            "login limits must be at least 1",
+        ));
     }
 
     let raw_deploy = raw.deploy.unwrap_or_default();
@@ -478,10 +555,39 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         build_network: raw_deploy.build_network.unwrap_or(true),
         allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
     };
-    for (key, value) in [("deploy.max_upload_mb", deploy.max_upload_bytes), ("deploy.max_unpacked_mb", deploy.max_unpacked_bytes), ("deploy.build_memory_mb", deploy.build_memory_mb), ("deploy.max_entries", deploy.max_entries as u64), ("deploy.max_concurrent_builds", deploy.max_concurrent_builds as u64)] {
+    for (key, value) in [
+        ("deploy.max_upload_mb", deploy.max_upload_bytes),
+        ("deploy.max_unpacked_mb", deploy.max_unpacked_bytes),
+        ("deploy.build_memory_mb", deploy.build_memory_mb),
+        ("deploy.max_entries", deploy.max_entries as u64),
+        ("deploy.max_concurrent_builds", deploy.max_concurrent_builds as u64),
+    ] {
         if value == 0 {
             return Err(invalid(key, 0, "must be at least 1"));
         }
+    }
+
+    let raw_scaling = raw.scaling.unwrap_or_default();
+    let scaling = ScalingConfig {
+        freeze_after: duration("scaling.freeze_after", raw_scaling.freeze_after, "60s")?,
+        idle: duration("scaling.idle", raw_scaling.idle, "5m")?,
+        wake_timeout: duration("scaling.wake_timeout", raw_scaling.wake_timeout, "30s")?,
+        browser_wait: duration("scaling.browser_wait", raw_scaling.browser_wait, "1s")?,
+        max_held_requests: raw_scaling.max_held_requests.unwrap_or(100),
+        max_connection_idle: duration("scaling.max_connection_idle", raw_scaling.max_connection_idle, "10m")?,
+        no_wake_user_agents: raw_scaling.no_wake_user_agents.map(StringList::into_vec).unwrap_or_else(|| {
+            ["uptimerobot", "pingdom", "statuscake", "googlebot", "bingbot", "yandexbot", "baiduspider", "ahrefsbot", "semrushbot"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        }),
+    };
+    if scaling.wake_timeout.is_zero() || scaling.max_held_requests == 0 {
+        return Err(invalid(
+            "scaling.wake_timeout",
+            orchestrator::duration::format(scaling.wake_timeout),
+            "wake_timeout and max_held_requests must be above zero",
+        ));
     }
 
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());
@@ -503,6 +609,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         mail,
         accounts,
         deploy,
+        scaling,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
         slipway_binary: raw.slipway_binary.map(PathBuf::from),
@@ -561,7 +668,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("slipway-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("slipway.toml");
-        std::fs::write(&path, "portal_addr = \"127.0.0.1:9000\"\nallowed_email_domains = [\"a.ac.kr\"]\n[smtp]\nhost = \"mail.a.ac.kr\"\n").expect("write");
+        std::fs::write(&path, "portal_addr = \"127.0.0.1:9000\"\nallowed_email_domains = [\"a.ac.kr\"]\n[smtp]\nhost = \"mail.a.ac.kr\"\n")
+            .expect("write");
         let vars = env(&[
             ("SLIPWAY_PORTAL_ADDR", "127.0.0.1:9100"),
             ("SLIPWAY_ALLOWED_EMAIL_DOMAINS", "a.ac.kr, b.ac.kr"),

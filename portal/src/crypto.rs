@@ -71,7 +71,10 @@ impl SecretBox {
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let ciphertext = self.cipher.encrypt(XNonce::from_slice(&nonce), plaintext).expect("XChaCha20-Poly1305 encryption cannot fail for in-memory data");
+        let ciphertext = self
+            .cipher
+            .encrypt(XNonce::from_slice(&nonce), plaintext)
+            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory data");
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
         sealed

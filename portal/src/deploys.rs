@@ -28,10 +28,19 @@ pub fn scratch_dir(state: &AppState) -> PathBuf {
 }
 
 /// Checks an upload and queues a revision of it. `source` is `upload`, `api`, `cli` or `git`.
-pub async fn upload(state: &AppState, user: &User, project: &Project, zip_bytes: bytes::Bytes, source: &'static str) -> Result<Revision, AppError> {
+pub async fn upload(
+    state: &AppState,
+    user: &User,
+    project: &Project,
+    zip_bytes: bytes::Bytes,
+    source: &'static str,
+) -> Result<Revision, AppError> {
     let limits = state.config.artifact_limits();
     if zip_bytes.len() as u64 > limits.max_upload_bytes {
-        return Err(AppError::Rejected { code: "upload_too_large", message: format!("the upload has {} bytes; at most {} are accepted", zip_bytes.len(), limits.max_upload_bytes) });
+        return Err(AppError::Rejected {
+            code: "upload_too_large",
+            message: format!("the upload has {} bytes; at most {} are accepted", zip_bytes.len(), limits.max_upload_bytes),
+        });
     }
     let scratch = scratch_dir(state).join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     let chosen = project.template.clone();
@@ -43,7 +52,8 @@ pub async fn upload(state: &AppState, user: &User, project: &Project, zip_bytes:
             let chosen_template = if chosen == "auto" {
                 template::detect(&files).map_err(|e| AppError::Rejected { code: "no_template_matched", message: e.to_string() })?
             } else {
-                template::get(&chosen).ok_or_else(|| AppError::Rejected { code: "unknown_template", message: format!("`{chosen}` is not a template") })?
+                template::get(&chosen)
+                    .ok_or_else(|| AppError::Rejected { code: "unknown_template", message: format!("`{chosen}` is not a template") })?
             };
             let plan = template::plan(chosen_template, &files).map_err(|missing| AppError::Rejected {
                 code: "template_requirements",
@@ -63,7 +73,18 @@ pub async fn upload(state: &AppState, user: &User, project: &Project, zip_bytes:
     let revision = state
         .db
         .run(move |conn| {
-            let revision = db::revisions::insert_next(conn, &NewRevision { project_id, artifact_id: artifact_id.as_str(), template: &plan.template, source, created_by: Some(user_id), commit_sha: None, commit_message: None })?;
+            let revision = db::revisions::insert_next(
+                conn,
+                &NewRevision {
+                    project_id,
+                    artifact_id: artifact_id.as_str(),
+                    template: &plan.template,
+                    source,
+                    created_by: Some(user_id),
+                    commit_sha: None,
+                    commit_message: None,
+                },
+            )?;
             db::revisions::finish_plan(conn, revision.id, plan_json)
         })
         .await?;
@@ -105,6 +126,7 @@ pub fn status_json(state: &AppState, project: &Project, live_number: Option<i32>
         "restarts": status.restarts,
         "last_exit": status.last_exit,
         "url": crate::routes::api::projects::app_url(state, &project.name),
+        "wakes": state.runtime.wakes(&project.name).iter().rev().take(10).collect::<Vec<_>>(),
     })
 }
 
@@ -121,21 +143,31 @@ pub async fn rollback(state: &AppState, project: &Project, number: Option<i32>) 
     let candidates = state.db.run(move |conn| db::revisions::list(conn, project_id, 1000)).await?;
     let target = match number {
         Some(number) => candidates.into_iter().find(|r| r.number == number).ok_or(AppError::NotFound("revision"))?,
-        None => candidates
-            .into_iter()
-            .find(|r| r.status == "retired" && live.is_none_or(|live| r.number < live))
-            .ok_or_else(|| AppError::Rejected { code: "nothing_to_roll_back_to", message: "there is no earlier working revision to go back to".to_owned() })?,
+        None => candidates.into_iter().find(|r| r.status == "retired" && live.is_none_or(|live| r.number < live)).ok_or_else(|| {
+            AppError::Rejected { code: "nothing_to_roll_back_to", message: "there is no earlier working revision to go back to".to_owned() }
+        })?,
     };
     if !matches!(target.status.as_str(), "retired" | "live" | "built") {
-        return Err(AppError::Rejected { code: "revision_not_built", message: format!("revision {} is {}; only revisions that built can go live", target.number, target.status) });
+        return Err(AppError::Rejected {
+            code: "revision_not_built",
+            message: format!("revision {} is {}; only revisions that built can go live", target.number, target.status),
+        });
     }
-    let plan: orchestrator::template::BuildPlan = target.plan.clone().and_then(|p| serde_json::from_value(p).ok()).ok_or_else(|| anyhow::anyhow!("revision {} has no plan", target.number))?;
+    let plan: orchestrator::template::BuildPlan = target
+        .plan
+        .clone()
+        .and_then(|p| serde_json::from_value(p).ok())
+        .ok_or_else(|| anyhow::anyhow!("revision {} has no plan", target.number))?;
     let data_dir = std::path::absolute(&state.config.data_dir).map_err(anyhow::Error::from)?;
     let app_dir = crate::build_worker::revision_dir(&data_dir, project.id, target.number);
     if !app_dir.exists() {
-        return Err(AppError::Rejected { code: "revision_files_gone", message: format!("the built files of revision {} are no longer kept; deploy it again", target.number) });
+        return Err(AppError::Rejected {
+            code: "revision_files_gone",
+            message: format!("the built files of revision {} are no longer kept; deploy it again", target.number),
+        });
     }
-    let spec = crate::build_worker::app_spec(state, project, target.number, &plan, app_dir, &data_dir).await.map_err(|e| anyhow::anyhow!(e))?;
+    let spec =
+        crate::build_worker::app_spec(state, project, target.number, &plan, app_dir, &data_dir).await.map_err(|e| anyhow::anyhow!(e))?;
     state.runtime.deploy(spec).await.map_err(|e| AppError::Rejected { code: "rollback_unhealthy", message: e.to_string() })?;
     let revision_id = target.id;
     state.db.run(move |conn| db::revisions::make_live(conn, project_id, revision_id)).await?;
@@ -168,8 +200,15 @@ pub async fn delete_project(state: &AppState, project: &Project) -> Result<(), A
 }
 
 /// A text stream of a revision's build log, following it while the build runs.
-pub fn build_log_stream(state: AppState, revision_id: i64, follow: bool) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    let path = crate::build_worker::build_log_path(&std::path::absolute(&state.config.data_dir).unwrap_or_else(|_| state.config.data_dir.clone()), revision_id);
+pub fn build_log_stream(
+    state: AppState,
+    revision_id: i64,
+    follow: bool,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    let path = crate::build_worker::build_log_path(
+        &std::path::absolute(&state.config.data_dir).unwrap_or_else(|_| state.config.data_dir.clone()),
+        revision_id,
+    );
     futures_util::stream::unfold((state, path, 0u64, false), move |(state, path, offset, finished)| async move {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         loop {
@@ -198,20 +237,61 @@ pub fn build_log_stream(state: AppState, revision_id: i64, follow: bool) -> impl
 }
 
 /// The app's recent output, then (with `follow`) new lines as they come.
-pub fn app_log_stream(state: &AppState, app: &str, n_lines: usize, follow: bool) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+pub fn app_log_stream(
+    state: &AppState,
+    app: &str,
+    n_lines: usize,
+    follow: bool,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     let ring = state.runtime.logs(app);
     let tail: Vec<String> = ring.as_ref().map(|r| r.tail(n_lines)).unwrap_or_default();
     let receiver = if follow { ring.map(|r| r.subscribe()) } else { None };
     let head = futures_util::stream::iter(tail.into_iter().map(|line| Ok(bytes::Bytes::from(format!("{line}\n")))));
     let rest = futures_util::stream::unfold(receiver, |receiver| async move {
         let mut receiver = receiver?;
-        loop {
-            match receiver.recv().await {
-                Ok(line) => return Some((Ok(bytes::Bytes::from(format!("{line}\n"))), Some(receiver))),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n_missed)) => return Some((Ok(bytes::Bytes::from(format!("[slipway] {n_missed} lines skipped\n"))), Some(receiver))),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        match receiver.recv().await {
+            Ok(line) => Some((Ok(bytes::Bytes::from(format!("{line}\n"))), Some(receiver))),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n_missed)) => {
+                Some((Ok(bytes::Bytes::from(format!("[slipway] {n_missed} lines skipped\n"))), Some(receiver)))
             }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     });
     futures_util::StreamExt::chain(head, rest)
+}
+
+/// The answer to "show me the build log of revision `number`": a followed text stream. Shared by
+/// the API and the pages, which differ only in how they authenticate.
+pub async fn build_log_response(
+    state: &AppState,
+    user: &User,
+    name: &str,
+    number: i32,
+    follow: bool,
+) -> Result<actix_web::HttpResponse, AppError> {
+    let project = crate::projects::get(state, user, name).await?;
+    let project_id = project.id;
+    let revision =
+        state.db.run(move |conn| db::revisions::find_number(conn, project_id, number)).await?.ok_or(AppError::NotFound("revision"))?;
+    Ok(text_stream(build_log_stream(state.clone(), revision.id, follow)))
+}
+
+/// The answer to "show me the app's output".
+pub async fn app_log_response(
+    state: &AppState,
+    user: &User,
+    name: &str,
+    n_lines: usize,
+    follow: bool,
+) -> Result<actix_web::HttpResponse, AppError> {
+    let project = crate::projects::get(state, user, name).await?;
+    Ok(text_stream(app_log_stream(state, &project.name, n_lines.min(2000), follow)))
+}
+
+fn text_stream(stream: impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + 'static) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
 }

@@ -6,8 +6,8 @@
 
 use orchestrator::model::AppName;
 
-use crate::db::models::{Project, User};
 use crate::db;
+use crate::db::models::{Project, User};
 use crate::domain::{check_env_value, EnvVarName, Role, ValidationError};
 use crate::error::AppError;
 use crate::secrets::{self, SecretValue};
@@ -20,7 +20,8 @@ pub fn check_template(id: &str) -> Result<String, ValidationError> {
         return Ok(id.to_owned());
     }
     let known: Vec<&str> = std::iter::once("auto").chain(orchestrator::template::all().iter().map(|t| t.id.as_str())).collect();
-    Err(ValidationError::new("unknown_template", "template", format!("`{id}` is not a template; choose one of {}", known.join(", "))).with("value", id))
+    Err(ValidationError::new("unknown_template", "template", format!("`{id}` is not a template; choose one of {}", known.join(", ")))
+        .with("value", id))
 }
 
 fn parse_name(raw: &str) -> Result<AppName, AppError> {
@@ -44,7 +45,9 @@ pub struct Availability {
 pub async fn availability(state: &AppState, raw: &str) -> Result<Availability, AppError> {
     let name = match AppName::parse(raw) {
         Ok(name) => name,
-        Err(e) => return Ok(Availability { name: raw.trim().to_owned(), available: false, code: Some(e.code()), message: Some(e.to_string()) }),
+        Err(e) => {
+            return Ok(Availability { name: raw.trim().to_owned(), available: false, code: Some(e.code()), message: Some(e.to_string()) })
+        }
     };
     let text = name.as_str().to_owned();
     let taken = state.db.run(move |conn| db::projects::name_taken(conn, &text)).await?;
@@ -63,7 +66,9 @@ pub async fn create(state: &AppState, user: &User, raw_name: &str, template: &st
     let text = name.as_str().to_owned();
     match state.db.run(move |conn| db::projects::insert(conn, &text, owner_id, &template)).await {
         Ok(project) => Ok(project),
-        Err(e) if e.is_unique_violation() => Err(AppError::Conflict { code: "app_name_taken", message: format!("`{name}` is taken; choose another name") }),
+        Err(e) if e.is_unique_violation() => {
+            Err(AppError::Conflict { code: "app_name_taken", message: format!("`{name}` is taken; choose another name") })
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -141,7 +146,12 @@ pub async fn resolved_env(state: &AppState, project_id: i64) -> Result<Vec<(Stri
     for var in vars {
         let value = match var.value {
             Some(value) => SecretValue(value),
-            None => state.secret_store.get(&secrets::env_path(project_id, &var.name)).await.map_err(secret_error)?.unwrap_or_else(|| SecretValue(String::new())),
+            None => state
+                .secret_store
+                .get(&secrets::env_path(project_id, &var.name))
+                .await
+                .map_err(secret_error)?
+                .unwrap_or_else(|| SecretValue(String::new())),
         };
         out.push((var.name, value));
     }
@@ -161,4 +171,3 @@ fn secret_error(error: secrets::SecretError) -> AppError {
     tracing::error!("{error}");
     AppError::Unavailable("the secret store is unavailable; try again in a moment".to_owned())
 }
-

@@ -90,7 +90,12 @@ impl SecretStore for SealedStore {
     fn get<'a>(&'a self, path: &'a str) -> SecretFuture<'a, Option<SecretValue>> {
         Box::pin(async move {
             let owned = path.to_owned();
-            let sealed: Option<Vec<u8>> = self.db.run(move |conn| sealed_secrets::table.find(&owned).select(sealed_secrets::sealed).first(conn).optional().map_err(DbError::from)).await?;
+            let sealed: Option<Vec<u8>> = self
+                .db
+                .run(move |conn| {
+                    sealed_secrets::table.find(&owned).select(sealed_secrets::sealed).first(conn).optional().map_err(DbError::from)
+                })
+                .await?;
             match sealed {
                 None => Ok(None),
                 Some(bytes) => {
@@ -112,7 +117,11 @@ impl SecretStore for SealedStore {
     fn delete_prefix<'a>(&'a self, prefix: &'a str) -> SecretFuture<'a, ()> {
         Box::pin(async move {
             let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-            self.db.run(move |conn| diesel::delete(sealed_secrets::table.filter(sealed_secrets::path.like(&pattern))).execute(conn).map_err(DbError::from)).await?;
+            self.db
+                .run(move |conn| {
+                    diesel::delete(sealed_secrets::table.filter(sealed_secrets::path.like(&pattern))).execute(conn).map_err(DbError::from)
+                })
+                .await?;
             Ok(())
         })
     }

@@ -138,26 +138,20 @@ impl PrivateServices {
 
         // Hold the start lock until the server answers, so that a second
         // slipway process sees either no server or a ready one.
-        let _lock =
-            StartLock::acquire(&layout.run.join("postgres-start.lock"), "PostgreSQL").await?;
+        let _lock = StartLock::acquire(&layout.run.join("postgres-start.lock"), "PostgreSQL").await?;
 
         let pid_file = layout.pgdata.join("postmaster.pid");
         match server_pid(&pid_file, &layout.pgdata, "postgres").await {
             PidState::Running(pid) => {
-                wait_for_postgres(&bins, &layout.run, &socket, None, PG_START_TIMEOUT)
-                    .await
-                    .map_err(|e| {
-                        anyhow!(
-                            "PostgreSQL (pid {pid}) is running from {} but does not answer on {}: {e}",
-                            layout.pgdata.display(),
-                            socket.display()
-                        )
-                    })?;
+                wait_for_postgres(&bins, &layout.run, &socket, None, PG_START_TIMEOUT).await.map_err(|e| {
+                    anyhow!(
+                        "PostgreSQL (pid {pid}) is running from {} but does not answer on {}: {e}",
+                        layout.pgdata.display(),
+                        socket.display()
+                    )
+                })?;
                 ensure_database(&bins, &layout.run).await?;
-                info!(
-                    "reusing private PostgreSQL in {} (pid {pid}, started by another process)",
-                    layout.pgdata.display()
-                );
+                info!("reusing private PostgreSQL in {} (pid {pid}, started by another process)", layout.pgdata.display());
                 return Ok(url);
             }
             PidState::Stale(pid) => {
@@ -166,13 +160,8 @@ impl PrivateServices {
                 // one that inherited the number (typical after a container
                 // restart), so a pid file pointing at a non-PostgreSQL
                 // process has to go.
-                warn!(
-                    "removing stale {} (pid {pid} is not this PostgreSQL)",
-                    pid_file.display()
-                );
-                tokio::fs::remove_file(&pid_file)
-                    .await
-                    .with_context(|| format!("removing stale {}", pid_file.display()))?;
+                warn!("removing stale {} (pid {pid} is not this PostgreSQL)", pid_file.display());
+                tokio::fs::remove_file(&pid_file).await.with_context(|| format!("removing stale {}", pid_file.display()))?;
             }
             PidState::Absent => {
                 // A pid file naming a dead process is fine: PostgreSQL
@@ -181,10 +170,7 @@ impl PrivateServices {
         }
 
         prepare_postgres_dirs(&layout, &log, run_as).await?;
-        if !tokio::fs::try_exists(layout.pgdata.join("PG_VERSION"))
-            .await
-            .unwrap_or(false)
-        {
+        if !tokio::fs::try_exists(layout.pgdata.join("PG_VERSION")).await.unwrap_or(false) {
             initdb(&bins, &layout.pgdata, &log, run_as).await?;
         }
 
@@ -198,51 +184,25 @@ impl PrivateServices {
             .args(["-c", &format!("port={PG_PORT}")])
             .args(["-c", "unix_socket_permissions=0700"])
             .stdin(Stdio::null())
-            .stdout(
-                log_file
-                    .try_clone()
-                    .with_context(|| format!("duplicating the handle of {}", log.display()))?,
-            )
+            .stdout(log_file.try_clone().with_context(|| format!("duplicating the handle of {}", log.display()))?)
             .stderr(log_file);
         postgres_child(&mut cmd, run_as);
         supervised(&mut cmd);
-        let child = spawn_supervised(cmd)
-            .await
-            .with_context(|| format!("starting {}", bins.postgres.display()))?;
-        let mut owned = Owned {
-            name: "PostgreSQL",
-            data_dir: layout.data.clone(),
-            child,
-            stop_signal: libc::SIGINT,
-        };
+        let child = spawn_supervised(cmd).await.with_context(|| format!("starting {}", bins.postgres.display()))?;
+        let mut owned = Owned { name: "PostgreSQL", data_dir: layout.data.clone(), child, stop_signal: libc::SIGINT };
 
-        if let Err(e) = wait_for_postgres(
-            &bins,
-            &layout.run,
-            &socket,
-            Some(&mut owned.child),
-            PG_START_TIMEOUT,
-        )
-        .await
-        {
+        if let Err(e) = wait_for_postgres(&bins, &layout.run, &socket, Some(&mut owned.child), PG_START_TIMEOUT).await {
             // Do not leave a half-started server behind: stop it before
             // reporting, then show the log, which says why it failed.
             stop_owned(Some(owned)).await;
-            bail!(
-                "PostgreSQL in {} did not start: {e}\n{}",
-                layout.pgdata.display(),
-                log_tail(&log).await
-            );
+            bail!("PostgreSQL in {} did not start: {e}\n{}", layout.pgdata.display(), log_tail(&log).await);
         }
         let pid = owned.child.id().unwrap_or_default();
         // Owned from here on, so that stop() cleans up even if creating the
         // database fails.
         self.postgres = Some(owned);
         ensure_database(&bins, &layout.run).await?;
-        info!(
-            "started private PostgreSQL in {} (pid {pid})",
-            layout.pgdata.display()
-        );
+        info!("started private PostgreSQL in {} (pid {pid})", layout.pgdata.display());
         Ok(url)
     }
 
@@ -267,19 +227,10 @@ impl PrivateServices {
         let pid_file = layout.run.join("redis.pid");
         match server_pid(&pid_file, &layout.redis, "redis").await {
             PidState::Running(pid) => {
-                wait_for_redis(&socket, None, REDIS_START_TIMEOUT)
-                    .await
-                    .map_err(|e| {
-                        anyhow!(
-                            "Redis (pid {pid}) is running from {} but does not answer on {}: {e}",
-                            layout.redis.display(),
-                            socket.display()
-                        )
-                    })?;
-                info!(
-                    "reusing private Redis in {} (pid {pid}, started by another process)",
-                    layout.redis.display()
-                );
+                wait_for_redis(&socket, None, REDIS_START_TIMEOUT).await.map_err(|e| {
+                    anyhow!("Redis (pid {pid}) is running from {} but does not answer on {}: {e}", layout.redis.display(), socket.display())
+                })?;
+                info!("reusing private Redis in {} (pid {pid}, started by another process)", layout.redis.display());
                 return Ok(url);
             }
             // Redis overwrites its pid file and unlinks a leftover socket
@@ -311,37 +262,19 @@ impl PrivateServices {
             .stdin(Stdio::null())
             // Redis writes to its log file itself; this catches what it
             // prints before it has parsed its options.
-            .stdout(
-                log_file
-                    .try_clone()
-                    .with_context(|| format!("duplicating the handle of {}", log.display()))?,
-            )
+            .stdout(log_file.try_clone().with_context(|| format!("duplicating the handle of {}", log.display()))?)
             .stderr(log_file);
         supervised(&mut cmd);
-        let child = spawn_supervised(cmd)
-            .await
-            .with_context(|| format!("starting {}", redis_server.display()))?;
-        let mut owned = Owned {
-            name: "Redis",
-            data_dir: layout.data.clone(),
-            child,
-            stop_signal: libc::SIGTERM,
-        };
+        let child = spawn_supervised(cmd).await.with_context(|| format!("starting {}", redis_server.display()))?;
+        let mut owned = Owned { name: "Redis", data_dir: layout.data.clone(), child, stop_signal: libc::SIGTERM };
 
         if let Err(e) = wait_for_redis(&socket, Some(&mut owned.child), REDIS_START_TIMEOUT).await {
             stop_owned(Some(owned)).await;
-            bail!(
-                "Redis in {} did not start: {e}\n{}",
-                layout.redis.display(),
-                log_tail(&log).await
-            );
+            bail!("Redis in {} did not start: {e}\n{}", layout.redis.display(), log_tail(&log).await);
         }
         let pid = owned.child.id().unwrap_or_default();
         self.redis = Some(owned);
-        info!(
-            "started private Redis in {} (pid {pid})",
-            layout.redis.display()
-        );
+        info!("started private Redis in {} (pid {pid})", layout.redis.display());
         Ok(url)
     }
 
@@ -377,11 +310,7 @@ impl PrivateServices {
         match owned.child.try_wait() {
             Ok(None) => Ok(true),
             Ok(Some(status)) => {
-                warn!(
-                    "private {} in {} had exited ({status}); starting it again",
-                    owned.name,
-                    owned.data_dir.display()
-                );
+                warn!("private {} in {} had exited ({status}); starting it again", owned.name, owned.data_dir.display());
                 *slot = None;
                 Ok(false)
             }
@@ -409,23 +338,13 @@ impl Layout {
     /// Creates the data, run and log directories and returns canonical paths,
     /// because the servers get absolute paths and the URLs must be absolute.
     async fn prepare(data_dir: &Path) -> Result<Layout> {
-        tokio::fs::create_dir_all(data_dir)
-            .await
-            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-        let data = tokio::fs::canonicalize(data_dir)
-            .await
-            .with_context(|| format!("resolving the data directory {}", data_dir.display()))?;
-        let layout = Layout {
-            pgdata: data.join("postgres"),
-            redis: data.join("redis"),
-            run: data.join("run"),
-            logs: data.join("logs"),
-            data,
-        };
+        tokio::fs::create_dir_all(data_dir).await.with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let data =
+            tokio::fs::canonicalize(data_dir).await.with_context(|| format!("resolving the data directory {}", data_dir.display()))?;
+        let layout =
+            Layout { pgdata: data.join("postgres"), redis: data.join("redis"), run: data.join("run"), logs: data.join("logs"), data };
         create_private_dir(&layout.run).await?;
-        tokio::fs::create_dir_all(&layout.logs)
-            .await
-            .with_context(|| format!("creating {}", layout.logs.display()))?;
+        tokio::fs::create_dir_all(&layout.logs).await.with_context(|| format!("creating {}", layout.logs.display()))?;
         Ok(layout)
     }
 }
@@ -457,18 +376,14 @@ async fn postgres_identity() -> Result<Option<RunAs>> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    let passwd = tokio::fs::read_to_string("/etc/passwd")
-        .await
-        .context("reading /etc/passwd to find the `postgres` user")?;
-    parse_passwd_user(&passwd, "postgres")
-        .map(Some)
-        .ok_or_else(|| {
-            anyhow!(
+    let passwd = tokio::fs::read_to_string("/etc/passwd").await.context("reading /etc/passwd to find the `postgres` user")?;
+    parse_passwd_user(&passwd, "postgres").map(Some).ok_or_else(|| {
+        anyhow!(
             "slipway runs as root and PostgreSQL refuses to run as root, so it must run as the \
              `postgres` system user, but /etc/passwd has no such user; install the Debian package \
              `postgresql` (it creates the user) or run slipway as an unprivileged user"
         )
-        })
+    })
 }
 
 /// Finds `name`'s uid and gid in the text of /etc/passwd.
@@ -491,9 +406,7 @@ fn parse_passwd_user(passwd: &str, name: &str) -> Option<RunAs> {
 /// primary group and others are exactly the classes that apply.
 async fn check_traversable(dir: &Path, who: RunAs) -> Result<()> {
     for ancestor in dir.ancestors() {
-        let meta = tokio::fs::metadata(ancestor)
-            .await
-            .with_context(|| format!("inspecting {}", ancestor.display()))?;
+        let meta = tokio::fs::metadata(ancestor).await.with_context(|| format!("inspecting {}", ancestor.display()))?;
         let mode = meta.mode();
         let needed = if meta.uid() == who.uid {
             0o100
@@ -523,12 +436,10 @@ async fn check_traversable(dir: &Path, who: RunAs) -> Result<()> {
 
 async fn chown(path: &Path, who: RunAs) -> Result<()> {
     let owned = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        std::os::unix::fs::chown(&owned, Some(who.uid), Some(who.gid))
-    })
-    .await
-    .context("the chown task panicked")?
-    .with_context(|| format!("giving {} to uid {}", path.display(), who.uid))
+    tokio::task::spawn_blocking(move || std::os::unix::fs::chown(&owned, Some(who.uid), Some(who.gid)))
+        .await
+        .context("the chown task panicked")?
+        .with_context(|| format!("giving {} to uid {}", path.display(), who.uid))
 }
 
 /// Creates PGDATA with the mode PostgreSQL demands and, as root, hands
@@ -567,8 +478,7 @@ async fn log_tail(path: &Path) -> String {
     let read = async {
         let mut file = tokio::fs::File::open(path).await?;
         let len = file.metadata().await?.len();
-        file.seek(io::SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
-            .await?;
+        file.seek(io::SeekFrom::Start(len.saturating_sub(TAIL_BYTES))).await?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).await?;
         io::Result::Ok(bytes)
@@ -578,11 +488,7 @@ async fn log_tail(path: &Path) -> String {
             let text = String::from_utf8_lossy(&bytes);
             let lines: Vec<&str> = text.lines().collect();
             let start = lines.len().saturating_sub(TAIL_LINES);
-            format!(
-                "last lines of {}:\n{}",
-                path.display(),
-                lines[start..].join("\n")
-            )
+            format!("last lines of {}:\n{}", path.display(), lines[start..].join("\n"))
         }
         Err(e) => format!("(could not read {}: {e})", path.display()),
     }
@@ -592,11 +498,7 @@ async fn log_tail(path: &Path) -> String {
 /// must not fail the start.
 async fn append_to_log(path: &Path, chunks: &[&[u8]]) {
     let result = async {
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
+        let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
         for chunk in chunks {
             file.write_all(chunk).await?;
         }
@@ -645,10 +547,7 @@ fn percent_encode_path(path: &Path, keep_slash: bool) -> String {
 /// with a user (`EmptyHost`) but parses this one; and the explicit port keeps
 /// a `PGPORT` in the environment from sending libpq to another socket name.
 fn postgres_url(run_dir: &Path) -> String {
-    format!(
-        "postgres://{PG_USER}@{}:{PG_PORT}/{PG_DATABASE}",
-        percent_encode_path(run_dir, false)
-    )
+    format!("postgres://{PG_USER}@{}:{PG_PORT}/{PG_DATABASE}", percent_encode_path(run_dir, false))
 }
 
 /// `unix_socket_directories` is a comma-separated list in which double
@@ -674,9 +573,7 @@ async fn is_executable(path: &Path) -> bool {
 
 /// Looks `name` up in PATH, then in `extra` directories.
 async fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
-    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     let extra_dirs = extra.iter().map(PathBuf::from);
     for dir in path_dirs.into_iter().chain(extra_dirs) {
         let candidate = dir.join(name);
@@ -697,10 +594,7 @@ fn parse_pg_version(name: &str) -> Option<Vec<u32>> {
 /// version first, except that an existing cluster needs its own version.
 async fn find_postgres_binaries(pgdata: &Path) -> Result<PgBinaries> {
     const ROOT: &str = "/usr/lib/postgresql";
-    let cluster_version = tokio::fs::read_to_string(pgdata.join("PG_VERSION"))
-        .await
-        .ok()
-        .map(|v| v.trim().to_string());
+    let cluster_version = tokio::fs::read_to_string(pgdata.join("PG_VERSION")).await.ok().map(|v| v.trim().to_string());
 
     let mut versions: Vec<(Vec<u32>, PathBuf)> = Vec::new();
     if let Ok(mut entries) = tokio::fs::read_dir(ROOT).await {
@@ -733,31 +627,16 @@ async fn find_postgres_binaries(pgdata: &Path) -> Result<PgBinaries> {
         let postgres = bin.join("postgres");
         if is_executable(&initdb).await && is_executable(&postgres).await {
             let psql = bin.join("psql");
-            let psql = if is_executable(&psql).await {
-                psql
-            } else {
-                find_program("psql", &[])
-                    .await
-                    .ok_or_else(|| missing_pg_binary("psql"))?
-            };
-            return Ok(PgBinaries {
-                initdb,
-                postgres,
-                psql,
-            });
+            let psql =
+                if is_executable(&psql).await { psql } else { find_program("psql", &[]).await.ok_or_else(|| missing_pg_binary("psql"))? };
+            return Ok(PgBinaries { initdb, postgres, psql });
         }
     }
 
     Ok(PgBinaries {
-        initdb: find_program("initdb", &[])
-            .await
-            .ok_or_else(|| missing_pg_binary("initdb"))?,
-        postgres: find_program("postgres", &[])
-            .await
-            .ok_or_else(|| missing_pg_binary("postgres"))?,
-        psql: find_program("psql", &[])
-            .await
-            .ok_or_else(|| missing_pg_binary("psql"))?,
+        initdb: find_program("initdb", &[]).await.ok_or_else(|| missing_pg_binary("initdb"))?,
+        postgres: find_program("postgres", &[]).await.ok_or_else(|| missing_pg_binary("postgres"))?,
+        psql: find_program("psql", &[]).await.ok_or_else(|| missing_pg_binary("psql"))?,
     })
 }
 
@@ -769,14 +648,12 @@ fn missing_pg_binary(name: &str) -> anyhow::Error {
 }
 
 async fn find_redis_server() -> Result<PathBuf> {
-    find_program("redis-server", &["/usr/bin", "/usr/sbin", "/usr/local/bin"])
-        .await
-        .ok_or_else(|| {
-            anyhow!(
-                "`redis-server` was found neither on PATH nor in /usr/bin or /usr/sbin; install the \
+    find_program("redis-server", &["/usr/bin", "/usr/sbin", "/usr/local/bin"]).await.ok_or_else(|| {
+        anyhow!(
+            "`redis-server` was found neither on PATH nor in /usr/bin or /usr/sbin; install the \
                  Debian package `redis-server` (apt-get install redis-server)"
-            )
-        })
+        )
+    })
 }
 
 /// Settings every PostgreSQL program gets: the right user, a working
@@ -864,8 +741,7 @@ async fn spawn_supervised(mut cmd: Command) -> io::Result<Child> {
             let _ = tx.send(cmd.spawn());
         }))
         .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-    rx.await
-        .map_err(|_| io::Error::other("the spawner thread dropped the request"))?
+    rx.await.map_err(|_| io::Error::other("the spawner thread dropped the request"))?
 }
 
 /// Stops a server this value started: the polite signal, up to 30 s, then
@@ -877,10 +753,7 @@ async fn stop_owned(owned: Option<Owned>) {
     let dir = owned.data_dir.display().to_string();
     match owned.child.try_wait() {
         Ok(Some(status)) => {
-            warn!(
-                "private {} in {dir} had already exited ({status})",
-                owned.name
-            );
+            warn!("private {} in {dir} had already exited ({status})", owned.name);
             return;
         }
         Ok(None) => {}
@@ -896,11 +769,7 @@ async fn stop_owned(owned: Option<Owned>) {
         Ok(Ok(status)) => info!("stopped private {} in {dir} ({status})", owned.name),
         Ok(Err(e)) => warn!("waiting for private {} in {dir} failed: {e}", owned.name),
         Err(_) => {
-            warn!(
-                "private {} in {dir} did not stop within {} s; killing it",
-                owned.name,
-                STOP_TIMEOUT.as_secs()
-            );
+            warn!("private {} in {dir} did not stop within {} s; killing it", owned.name, STOP_TIMEOUT.as_secs());
             if let Err(e) = owned.child.kill().await {
                 warn!("killing private {} in {dir} failed: {e}", owned.name);
             }
@@ -926,12 +795,7 @@ async fn server_pid(pid_file: &Path, expected_cwd: &Path, comm_hint: &str) -> Pi
     let Ok(text) = tokio::fs::read_to_string(pid_file).await else {
         return PidState::Absent;
     };
-    let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|line| line.trim().parse::<i32>().ok())
-        .filter(|pid| *pid > 0)
-    else {
+    let Some(pid) = text.lines().next().and_then(|line| line.trim().parse::<i32>().ok()).filter(|pid| *pid > 0) else {
         return PidState::Absent;
     };
     if !pid_alive(pid) {
@@ -940,14 +804,8 @@ async fn server_pid(pid_file: &Path, expected_cwd: &Path, comm_hint: &str) -> Pi
     if let Ok(cwd) = tokio::fs::read_link(format!("/proc/{pid}/cwd")).await {
         // /proc shows the resolved path, so a symlinked directory must be
         // resolved too before comparing, or a live server would look stale.
-        let expected = tokio::fs::canonicalize(expected_cwd)
-            .await
-            .unwrap_or_else(|_| expected_cwd.to_path_buf());
-        return if cwd == expected {
-            PidState::Running(pid)
-        } else {
-            PidState::Stale(pid)
-        };
+        let expected = tokio::fs::canonicalize(expected_cwd).await.unwrap_or_else(|_| expected_cwd.to_path_buf());
+        return if cwd == expected { PidState::Running(pid) } else { PidState::Stale(pid) };
     }
     match tokio::fs::read_to_string(format!("/proc/{pid}/comm")).await {
         Ok(comm) if !comm.contains(comm_hint) => PidState::Stale(pid),
@@ -993,11 +851,7 @@ impl StartLock {
                 _ => return Err(err).with_context(|| format!("locking {}", path.display())),
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "another process has been starting {what} with {} for over {} s",
-                    path.display(),
-                    START_LOCK_TIMEOUT.as_secs()
-                );
+                bail!("another process has been starting {what} with {} for over {} s", path.display(), START_LOCK_TIMEOUT.as_secs());
             }
             sleep(POLL_INTERVAL).await;
         }
@@ -1010,16 +864,7 @@ async fn psql(bins: &PgBinaries, run_dir: &Path, database: &str, sql: &str) -> R
     let mut cmd = Command::new(&bins.psql);
     cmd.args(["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
         .arg(run_dir)
-        .args([
-            "-p",
-            &PG_PORT.to_string(),
-            "-U",
-            PG_USER,
-            "-d",
-            database,
-            "-c",
-            sql,
-        ])
+        .args(["-p", &PG_PORT.to_string(), "-U", PG_USER, "-d", database, "-c", sql])
         .stdin(Stdio::null())
         .kill_on_drop(true);
     postgres_child(&mut cmd, None);
@@ -1028,11 +873,7 @@ async fn psql(bins: &PgBinaries, run_dir: &Path, database: &str, sql: &str) -> R
         .map_err(|_| anyhow!("psql did not finish within {} s", PSQL_TIMEOUT.as_secs()))?
         .with_context(|| format!("running {}", bins.psql.display()))?;
     if !output.status.success() {
-        bail!(
-            "psql failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("psql failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
@@ -1040,13 +881,7 @@ async fn psql(bins: &PgBinaries, run_dir: &Path, database: &str, sql: &str) -> R
 /// Waits until PostgreSQL accepts a query: the socket file appears early,
 /// but connections are refused until recovery is over, so only a real query
 /// proves it is ready.
-async fn wait_for_postgres(
-    bins: &PgBinaries,
-    run_dir: &Path,
-    socket: &Path,
-    mut child: Option<&mut Child>,
-    limit: Duration,
-) -> Result<()> {
+async fn wait_for_postgres(bins: &PgBinaries, run_dir: &Path, socket: &Path, mut child: Option<&mut Child>, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     let mut last_error = String::from("its socket never appeared");
     loop {
@@ -1063,10 +898,7 @@ async fn wait_for_postgres(
             }
         }
         if Instant::now() >= deadline {
-            bail!(
-                "it did not accept connections within {} s (last error: {last_error})",
-                limit.as_secs()
-            );
+            bail!("it did not accept connections within {} s (last error: {last_error})", limit.as_secs());
         }
         sleep(POLL_INTERVAL).await;
     }
@@ -1078,14 +910,7 @@ async fn ensure_database(bins: &PgBinaries, run_dir: &Path) -> Result<()> {
     if psql(bins, run_dir, "postgres", &exists_sql).await? == "1" {
         return Ok(());
     }
-    if let Err(e) = psql(
-        bins,
-        run_dir,
-        "postgres",
-        &format!("create database {PG_DATABASE}"),
-    )
-    .await
-    {
+    if let Err(e) = psql(bins, run_dir, "postgres", &format!("create database {PG_DATABASE}")).await {
         // Another process may have created it between the check and here.
         if psql(bins, run_dir, "postgres", &exists_sql).await? != "1" {
             return Err(e).context(format!("creating the database `{PG_DATABASE}`"));
@@ -1103,17 +928,9 @@ async fn initdb(bins: &PgBinaries, pgdata: &Path, log: &Path, run_as: Option<Run
     let mut failures = Vec::new();
     for extra in attempts {
         let mut cmd = Command::new(&bins.initdb);
-        cmd.arg("-D")
-            .arg(pgdata)
-            .args(["-U", PG_USER, "--auth=trust", "-E", "UTF8"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        cmd.arg("-D").arg(pgdata).args(["-U", PG_USER, "--auth=trust", "-E", "UTF8"]).args(extra).stdin(Stdio::null()).kill_on_drop(true);
         postgres_child(&mut cmd, run_as);
-        let output = cmd
-            .output()
-            .await
-            .with_context(|| format!("running {}", bins.initdb.display()))?;
+        let output = cmd.output().await.with_context(|| format!("running {}", bins.initdb.display()))?;
         append_to_log(log, &[&output.stdout, &output.stderr]).await;
         if output.status.success() {
             info!("initialised a PostgreSQL cluster in {}", pgdata.display());
@@ -1123,20 +940,12 @@ async fn initdb(bins: &PgBinaries, pgdata: &Path, log: &Path, run_as: Option<Run
         let last = stderr.lines().rev().take(3).collect::<Vec<_>>();
         failures.push(format!(
             "initdb {} ({}): {}",
-            if extra.is_empty() {
-                "(environment locale)".to_string()
-            } else {
-                extra.join(" ")
-            },
+            if extra.is_empty() { "(environment locale)".to_string() } else { extra.join(" ") },
             output.status,
             last.into_iter().rev().collect::<Vec<_>>().join(" / ")
         ));
     }
-    bail!(
-        "initdb could not create a cluster in {}:\n{}",
-        pgdata.display(),
-        failures.join("\n")
-    )
+    bail!("initdb could not create a cluster in {}:\n{}", pgdata.display(), failures.join("\n"))
 }
 
 /// Sends PING and expects +PONG. Redis answers -LOADING while it replays its
@@ -1156,9 +965,7 @@ async fn redis_ping(socket: &Path) -> Result<()> {
         }
         io::Result::Ok(reply)
     };
-    let reply = timeout(Duration::from_secs(2), exchange)
-        .await
-        .map_err(|_| anyhow!("no reply to PING within 2 s"))??;
+    let reply = timeout(Duration::from_secs(2), exchange).await.map_err(|_| anyhow!("no reply to PING within 2 s"))??;
     if reply.starts_with(b"+PONG") {
         Ok(())
     } else {
@@ -1166,11 +973,7 @@ async fn redis_ping(socket: &Path) -> Result<()> {
     }
 }
 
-async fn wait_for_redis(
-    socket: &Path,
-    mut child: Option<&mut Child>,
-    limit: Duration,
-) -> Result<()> {
+async fn wait_for_redis(socket: &Path, mut child: Option<&mut Child>, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(child) = child.as_deref_mut() {
@@ -1183,10 +986,7 @@ async fn wait_for_redis(
             Err(e) => format!("{e:#}"),
         };
         if Instant::now() >= deadline {
-            bail!(
-                "it did not answer PING within {} s (last error: {last_error})",
-                limit.as_secs()
-            );
+            bail!("it did not answer PING within {} s (last error: {last_error})", limit.as_secs());
         }
         sleep(POLL_INTERVAL).await;
     }
@@ -1208,8 +1008,7 @@ mod tests {
             static COUNTER: AtomicU32 = AtomicU32::new(0);
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             // The space checks that paths are quoted and URL-encoded.
-            let root =
-                std::env::temp_dir().join(format!("slipway svc-{tag}-{}-{n}", std::process::id()));
+            let root = std::env::temp_dir().join(format!("slipway svc-{tag}-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&root);
             std::fs::create_dir_all(&root).unwrap();
             TempDataDir { root }
@@ -1224,13 +1023,11 @@ mod tests {
         fn drop(&mut self) {
             // A failed test may leave servers behind; stop them hard so the
             // directory can go.
-            for (pid_file, signal) in [
-                (self.data().join("postgres/postmaster.pid"), libc::SIGQUIT),
-                (self.data().join("run/redis.pid"), libc::SIGKILL),
-            ] {
-                if let Some(pid) = std::fs::read_to_string(&pid_file)
-                    .ok()
-                    .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+            for (pid_file, signal) in
+                [(self.data().join("postgres/postmaster.pid"), libc::SIGQUIT), (self.data().join("run/redis.pid"), libc::SIGKILL)]
+            {
+                if let Some(pid) =
+                    std::fs::read_to_string(&pid_file).ok().and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
                 {
                     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
                     if cwd.starts_with(&self.root) {
@@ -1244,20 +1041,12 @@ mod tests {
     }
 
     async fn psql_url(url: &str, sql: &str) -> String {
-        let bins = find_postgres_binaries(Path::new("/nonexistent"))
-            .await
-            .unwrap();
+        let bins = find_postgres_binaries(Path::new("/nonexistent")).await.unwrap();
         let mut cmd = Command::new(&bins.psql);
-        cmd.args(["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .arg(url)
-            .args(["-c", sql]);
+        cmd.args(["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]).arg(url).args(["-c", sql]);
         postgres_child(&mut cmd, None);
         let out = cmd.output().await.unwrap();
-        assert!(
-            out.status.success(),
-            "psql {url} -c {sql:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "psql {url} -c {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -1333,10 +1122,7 @@ mod tests {
         println!("postgres url: {pg_url}\nredis url: {redis_url}");
         assert!(pg_url.starts_with("postgres://slipway@%2F"), "{pg_url}");
         assert!(pg_url.ends_with(":5432/slipway"), "{pg_url}");
-        assert!(
-            pg_url.contains("%20"),
-            "the space in the path is encoded: {pg_url}"
-        );
+        assert!(pg_url.contains("%20"), "the space in the path is encoded: {pg_url}");
         assert!(redis_url.starts_with("redis+unix:///"));
         let pg_pid = first.postgres.as_ref().unwrap().child.id().unwrap();
         let redis_pid = first.redis.as_ref().unwrap().child.id().unwrap();
@@ -1351,33 +1137,19 @@ mod tests {
         assert_eq!(run_mode, 0o700);
         if unsafe { libc::geteuid() } == 0 {
             let postgres = postgres_identity().await.unwrap().unwrap();
-            assert_eq!(
-                uid_of(pg_pid),
-                postgres.uid,
-                "PostgreSQL does not run as root"
-            );
+            assert_eq!(uid_of(pg_pid), postgres.uid, "PostgreSQL does not run as root");
         }
 
         // The URL works for libpq, reaches the `slipway` database, and TCP is off.
-        assert_eq!(
-            psql_url(&pg_url, "select current_database()").await,
-            "slipway"
-        );
+        assert_eq!(psql_url(&pg_url, "select current_database()").await, "slipway");
         assert_eq!(psql_url(&pg_url, "show listen_addresses").await, "");
-        psql_url(
-            &pg_url,
-            "create table survives (x int); insert into survives values (42)",
-        )
-        .await;
+        psql_url(&pg_url, "create table survives (x int); insert into survives values (42)").await;
 
         // The Redis socket answers, and a key is written for the restart check.
         let socket = redis_socket(&redis_url);
         assert_eq!(socket, canonical.join("run/redis.sock"));
         redis_ping(&socket).await.unwrap();
-        assert_eq!(
-            redis_command(&socket, &["SET", "mark", "hello"]).await,
-            "+OK\r\n"
-        );
+        assert_eq!(redis_command(&socket, &["SET", "mark", "hello"]).await, "+OK\r\n");
 
         // A second value on the same directory reuses both and owns neither.
         let mut second = PrivateServices::default();
@@ -1405,11 +1177,7 @@ mod tests {
         // process that is not PostgreSQL (this test), one naming no process.
         std::fs::write(
             canonical.join("postgres/postmaster.pid"),
-            format!(
-                "{}\n{}\n",
-                std::process::id(),
-                canonical.join("postgres").display()
-            ),
+            format!("{}\n{}\n", std::process::id(), canonical.join("postgres").display()),
         )
         .unwrap();
         let dead_pid = (1_000_000..1_100_000).find(|p| !pid_alive(*p)).unwrap();
@@ -1421,10 +1189,7 @@ mod tests {
         assert_eq!(third.start_redis(&data).await.unwrap(), redis_url);
         assert!(third.postgres.is_some() && third.redis.is_some());
         assert_eq!(psql_url(&pg_url, "select x from survives").await, "42");
-        assert_eq!(
-            redis_command(&socket, &["GET", "mark"]).await,
-            "$5\r\nhello\r\n"
-        );
+        assert_eq!(redis_command(&socket, &["GET", "mark"]).await, "$5\r\nhello\r\n");
         third.stop().await;
     }
 
@@ -1436,16 +1201,9 @@ mod tests {
         }
         let dir = TempDataDir::new("private-parent");
         std::fs::set_permissions(&dir.root, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let err = PrivateServices::default()
-            .start_postgres(&dir.data())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = PrivateServices::default().start_postgres(&dir.data()).await.unwrap_err().to_string();
         let root = std::fs::canonicalize(&dir.root).unwrap();
-        assert!(
-            err.contains(&format!("cannot enter {} ", root.display())),
-            "the error names the blocking directory: {err}"
-        );
+        assert!(err.contains(&format!("cannot enter {} ", root.display())), "the error names the blocking directory: {err}");
         assert!(!dir.data().join("postgres/PG_VERSION").exists());
     }
 
@@ -1465,24 +1223,15 @@ mod tests {
 
         let err = format!("{:#}", services.start_postgres(&data).await.unwrap_err());
         assert!(err.contains("exited during start-up"), "{err}");
-        assert!(
-            err.contains("postgres.log"),
-            "the error shows the log: {err}"
-        );
+        assert!(err.contains("postgres.log"), "the error shows the log: {err}");
         assert!(err.contains("syntax error"), "the log explains why: {err}");
         assert!(services.postgres.is_none(), "a failed start is not owned");
     }
 
     #[test]
     fn encodes_paths_so_urls_keep_their_shape() {
-        assert_eq!(
-            percent_encode_path(Path::new("/srv/my data/a&b?c#d%e:f"), true),
-            "/srv/my%20data/a%26b%3Fc%23d%25e%3Af"
-        );
-        assert_eq!(
-            postgres_url(Path::new("/srv/slipway/run")),
-            "postgres://slipway@%2Fsrv%2Fslipway%2Frun:5432/slipway"
-        );
+        assert_eq!(percent_encode_path(Path::new("/srv/my data/a&b?c#d%e:f"), true), "/srv/my%20data/a%26b%3Fc%23d%25e%3Af");
+        assert_eq!(postgres_url(Path::new("/srv/slipway/run")), "postgres://slipway@%2Fsrv%2Fslipway%2Frun:5432/slipway");
         assert_eq!(quote_socket_dir(Path::new("/a b/run")), "\"/a b/run\"");
     }
 
@@ -1490,25 +1239,15 @@ mod tests {
     fn reads_uid_and_gid_from_passwd_lines() {
         let passwd = "root:x:0:0:root:/root:/bin/bash\n\
                       postgres:x:101:104:PostgreSQL administrator,,,:/var/lib/postgresql:/bin/bash\n";
-        assert_eq!(
-            parse_passwd_user(passwd, "postgres"),
-            Some(RunAs { uid: 101, gid: 104 })
-        );
+        assert_eq!(parse_passwd_user(passwd, "postgres"), Some(RunAs { uid: 101, gid: 104 }));
         assert_eq!(parse_passwd_user(passwd, "post"), None);
     }
 
     #[test]
     fn sorts_postgres_versions_numerically() {
-        let mut versions = vec![
-            parse_pg_version("9.6"),
-            parse_pg_version("15"),
-            parse_pg_version("10"),
-        ];
+        let mut versions = vec![parse_pg_version("9.6"), parse_pg_version("15"), parse_pg_version("10")];
         versions.sort();
-        assert_eq!(
-            versions,
-            vec![Some(vec![9, 6]), Some(vec![10]), Some(vec![15])]
-        );
+        assert_eq!(versions, vec![Some(vec![9, 6]), Some(vec![10]), Some(vec![15])]);
         assert_eq!(parse_pg_version("main"), None);
     }
 

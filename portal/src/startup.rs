@@ -34,7 +34,10 @@ impl Application {
     /// `database_url` and `redis_url` are the resolved URLs (the config's, or the private services').
     pub async fn build(config: Config, database_url: &str, redis_url: &str) -> anyhow::Result<Self> {
         let db = Db::connect(database_url, 10)?;
-        let n_applied = { let db = db.clone(); tokio::task::spawn_blocking(move || db.migrate()).await.context("migration task failed")?? };
+        let n_applied = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || db.migrate()).await.context("migration task failed")??
+        };
         if n_applied > 0 {
             tracing::info!("applied {n_applied} database migration(s)");
         }
@@ -58,7 +61,10 @@ impl Application {
         let missing = orchestrator::sandbox::missing_for_strong(&host);
         if !missing.is_empty() {
             if config.deploy.allow_weak_isolation {
-                tracing::warn!("sandboxing on this host is weaker than it should be ({}); accepted because deploy.allow_weak_isolation is on", missing.join("; "));
+                tracing::warn!(
+                    "sandboxing on this host is weaker than it should be ({}); accepted because deploy.allow_weak_isolation is on",
+                    missing.join("; ")
+                );
             } else {
                 anyhow::bail!("sandboxing on this host is incomplete: {}. Run `slipway doctor` for details, fix the host, or set deploy.allow_weak_isolation = true to accept weaker isolation", missing.join("; "));
             }
@@ -68,19 +74,45 @@ impl Application {
             None => std::env::current_exe().context("cannot find this program's path (set slipway_binary)")?,
         };
         let data_dir = std::path::absolute(&config.data_dir).context("cannot resolve data_dir")?;
-        let runtime = orchestrator::runtime::LocalRuntime::new(host.clone(), orchestrator::runtime::LocalConfig::new(slipway_binary, data_dir.join("logs").join("apps")));
-        let gateway_listener = tokio::net::TcpListener::bind(config.gateway_addr).await.with_context(|| format!("cannot listen on gateway_addr {}", config.gateway_addr))?;
+        let runtime = orchestrator::runtime::LocalRuntime::new(
+            host.clone(),
+            orchestrator::runtime::LocalConfig::new(slipway_binary, data_dir.join("logs").join("apps")),
+        );
+        let gateway_listener = tokio::net::TcpListener::bind(config.gateway_addr)
+            .await
+            .with_context(|| format!("cannot listen on gateway_addr {}", config.gateway_addr))?;
         let gateway_port = gateway_listener.local_addr()?.port();
-        let artifacts = Arc::new(orchestrator::artifact::ArtifactStore::new(config.data_dir.join("artifacts")).map_err(|e| anyhow::anyhow!("cannot open the artifact store: {e}"))?);
-        let state = AppState { domains: DomainPolicy::new(&config.accounts.allowed_email_domains), config: Arc::new(config), db, cache, secrets, mail, secret_store, artifacts, builds: Arc::new(tokio::sync::Notify::new()), runtime };
+        let artifacts = Arc::new(
+            orchestrator::artifact::ArtifactStore::new(config.data_dir.join("artifacts"))
+                .map_err(|e| anyhow::anyhow!("cannot open the artifact store: {e}"))?,
+        );
+        let state = AppState {
+            domains: DomainPolicy::new(&config.accounts.allowed_email_domains),
+            config: Arc::new(config),
+            db,
+            cache,
+            secrets,
+            mail,
+            secret_store,
+            artifacts,
+            builds: Arc::new(tokio::sync::Notify::new()),
+            runtime,
+        };
 
-        let listener = TcpListener::bind(state.config.portal_addr).with_context(|| format!("cannot listen on portal_addr {}", state.config.portal_addr))?;
+        let listener = TcpListener::bind(state.config.portal_addr)
+            .with_context(|| format!("cannot listen on portal_addr {}", state.config.portal_addr))?;
         let port = listener.local_addr()?.port();
         let app_state = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(actix_web::middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")).add(("X-Frame-Options", "DENY")).add(("Referrer-Policy", "same-origin")).add(("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")))
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("Referrer-Policy", "same-origin"))
+                        .add(("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")),
+                )
                 .configure(routes::configure)
         })
         .workers(2)
@@ -109,8 +141,13 @@ impl Application {
         let runtime = self.state.runtime.clone();
         let gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
         let gateway_listener = self.gateway_listener.take().expect("run_until_stopped is called once");
-        let gateway_task = tokio::spawn(orchestrator::gateway::serve(gateway_listener, gateway_config, runtime.clone(), orchestrator::gateway::NetnsConnector::new(), shutdown.clone()));
-        let builder = Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
+        let gateway = orchestrator::gateway::Gateway::new(gateway_config, runtime.clone(), orchestrator::gateway::NetnsConnector::new());
+        let gateway_task = tokio::spawn(gateway.clone().serve(gateway_listener, shutdown.clone()));
+        // The idle loop freezes and stops apps; the gateway's in-flight counts keep busy apps awake.
+        let in_flight = gateway.clone();
+        tokio::spawn(runtime.clone().idle_loop(move |app| in_flight.in_flight(app), shutdown.clone()));
+        let builder =
+            Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));
         tokio::spawn(crate::build_worker::restore_live_apps(self.state.clone(), runtime.clone()));
         let handle = self.server.handle();

@@ -61,7 +61,15 @@ pub fn see_other(location: &str) -> HttpResponse {
 /// A local path to return to after login; anything that could leave the portal becomes `/dashboard`.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') && !path.contains("://") && !path.chars().any(char::is_control) => path.to_owned(),
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.contains("://")
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_owned()
+        }
         _ => "/dashboard".to_owned(),
     }
 }
@@ -155,14 +163,21 @@ impl PageCtx {
     pub fn new(req: &HttpRequest, viewer: &Viewer) -> Self {
         let from_cookie = req.cookie(LANG_COOKIE).and_then(|c| Language::parse(c.value()).ok());
         let from_user = viewer.user.as_ref().and_then(|u| Language::parse(&u.language).ok());
-        let from_header = || Language::from_accept_language(req.headers().get("Accept-Language").and_then(|v| v.to_str().ok()).unwrap_or(""));
+        let from_header =
+            || Language::from_accept_language(req.headers().get("Accept-Language").and_then(|v| v.to_str().ok()).unwrap_or(""));
         let language = from_cookie.or(from_user).unwrap_or_else(from_header);
         let tr = Tr::new(language);
         let csrf = req.extensions().get::<CsrfToken>().map(|t| t.0.clone()).unwrap_or_default();
         let flash_key = req.cookie(FLASH_COOKIE).map(|c| c.value().to_owned());
         let flash = flash_key.as_deref().filter(|k| k.starts_with("flash.")).map(|k| tr.t(k).to_owned());
         let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".to_owned());
-        let user = viewer.user.as_ref().map(|u| UserView { id: u.id, display_name: u.display_name.clone(), email: u.email.clone(), role: u.role.clone(), is_admin: u.role == Role::Admin.as_str() });
+        let user = viewer.user.as_ref().map(|u| UserView {
+            id: u.id,
+            display_name: u.display_name.clone(),
+            email: u.email.clone(),
+            role: u.role.clone(),
+            is_admin: u.role == Role::Admin.as_str(),
+        });
         Self { language, tr, csrf, user, flash, path, had_flash: flash_key.is_some() }
     }
 
@@ -179,7 +194,11 @@ impl PageCtx {
     pub fn state_label(&self, state: &str) -> String {
         let key = format!("state.{state}");
         let text = self.tr.t(&key);
-        if text == key { state.to_owned() } else { text.to_owned() }
+        if text == key {
+            state.to_owned()
+        } else {
+            text.to_owned()
+        }
     }
 
     /// The translated name of a role (`student`, `professor`, `admin`).
@@ -253,7 +272,12 @@ impl PageCtx {
             // Log the cause chain through the error's own mapping, which does so for 5xx only.
             let _ = error.error_response();
         }
-        let template = crate::routes::pages::MessagePage { page: self, title: self.t("error.title"), message: self.error_message(&error), link: Some(("/", self.t("nav.home"))) };
+        let template = crate::routes::pages::MessagePage {
+            page: self,
+            title: self.t("error.title"),
+            message: self.error_message(&error),
+            link: Some(("/", self.t("nav.home"))),
+        };
         let html = askama::Template::render(&template).unwrap_or_else(|e| format!("error {status}: {e}"));
         PageError { status, html, location: None }
     }
@@ -308,7 +332,9 @@ impl Viewer {
     pub fn require(&self, ctx: &PageCtx) -> Result<&User, PageError> {
         match &self.user {
             Some(user) => Ok(user),
-            None if self.session_store_down => Err(ctx.error_page(AppError::Unavailable("the session store is unavailable; try again in a moment".to_owned()))),
+            None if self.session_store_down => {
+                Err(ctx.error_page(AppError::Unavailable("the session store is unavailable; try again in a moment".to_owned())))
+            }
             None => {
                 let next: String = url::form_urlencoded::byte_serialize(ctx.path.as_bytes()).collect();
                 Err(PageError::redirect(format!("/login?next={next}")))

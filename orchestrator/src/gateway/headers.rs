@@ -135,12 +135,8 @@ fn sets_portal_cookie(value: &HeaderValue) -> bool {
 pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, host: &HeaderValue, peer_is_trusted: bool) {
     let peer_value = HeaderValue::from_str(&peer.to_string()).expect("an IP address is a valid header value");
     if peer_is_trusted {
-        let chain: Vec<&[u8]> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .map(|v| v.as_bytes().trim_ascii())
-            .filter(|v| !v.is_empty())
-            .collect();
+        let chain: Vec<&[u8]> =
+            headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes().trim_ascii()).filter(|v| !v.is_empty()).collect();
         let mut joined = chain.join(&b", "[..]);
         if !joined.is_empty() {
             joined.extend_from_slice(b", ");
@@ -198,11 +194,7 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
-        check_hop(
-            &[("host", "quiz.localhost"), ("accept", "*/*")],
-            false,
-            &[("host", "quiz.localhost"), ("accept", "*/*")],
-        );
+        check_hop(&[("host", "quiz.localhost"), ("accept", "*/*")], false, &[("host", "quiz.localhost"), ("accept", "*/*")]);
         check_hop(
             &[
                 ("connection", "keep-alive, X-Custom"),
@@ -219,29 +211,14 @@ mod tests {
             false,
             &[("accept", "*/*")],
         );
-        check_hop(
-            &[
-                ("connection", "x-a"),
-                ("connection", " X-B ,,"),
-                ("x-a", "1"),
-                ("x-b", "2"),
-                ("x-c", "3"),
-            ],
-            false,
-            &[("x-c", "3")],
-        );
+        check_hop(&[("connection", "x-a"), ("connection", " X-B ,,"), ("x-a", "1"), ("x-b", "2"), ("x-c", "3")], false, &[("x-c", "3")]);
         check_hop(&[("connection", "not a header name, x-a"), ("x-a", "1")], false, &[]);
     }
 
     #[test]
     fn an_upgrade_keeps_its_upgrade_header_when_asked() {
         check_hop(
-            &[
-                ("connection", "Upgrade, x-a"),
-                ("upgrade", "websocket"),
-                ("x-a", "1"),
-                ("sec-websocket-key", "k"),
-            ],
+            &[("connection", "Upgrade, x-a"), ("upgrade", "websocket"), ("x-a", "1"), ("sec-websocket-key", "k")],
             true,
             &[("connection", "upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")],
         );
@@ -281,11 +258,7 @@ mod tests {
     fn check_set_cookies(input: &[&str], expected: &[&str]) {
         let mut headers = map(&input.iter().map(|v| ("set-cookie", *v)).collect::<Vec<_>>());
         strip_portal_set_cookies(&mut headers);
-        let got: Vec<&str> = headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().expect("ASCII"))
-            .collect();
+        let got: Vec<&str> = headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().expect("ASCII")).collect();
         assert_eq!(got, expected, "input {input:?}");
     }
 
@@ -299,12 +272,7 @@ mod tests {
 
     fn check_forwarded(input: &[(&str, &str)], trusted: bool, expected: &[(&str, &str)]) {
         let mut headers = map(input);
-        set_forwarded(
-            &mut headers,
-            "10.1.2.3".parse().expect("literal"),
-            &HeaderValue::from_static("quiz.localhost:8000"),
-            trusted,
-        );
+        set_forwarded(&mut headers, "10.1.2.3".parse().expect("literal"), &HeaderValue::from_static("quiz.localhost:8000"), trusted);
         assert_eq!(pairs(&headers), owned(expected), "input {input:?}, trusted {trusted}");
     }
 

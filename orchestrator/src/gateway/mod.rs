@@ -22,4 +22,4 @@ pub mod upstream;
 pub use netns::{NetnsConnector, NetnsError};
 pub use proxy::{serve, Gateway, GatewayConfig};
 pub use route_table::{app_for_host, HostMatch, Resolution, Route, RouteTable, UnavailableReason, Upstream};
-pub use upstream::{Connector, Resolver, TableResolver, TcpConnector, UpstreamError};
+pub use upstream::{Connector, RequestHints, Resolver, TableResolver, TcpConnector, UpstreamError};

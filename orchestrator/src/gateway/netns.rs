@@ -109,19 +109,13 @@ fn create_socket_in(netns: &Path, addr: SocketAddr) -> Result<OwnedFd, NetnsErro
     // SAFETY: `setns` only reads the descriptor, which `namespace` keeps open for the call, and it
     // changes the namespace of this thread alone, which exits right after creating the socket.
     if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(NetnsError::Join {
-            path: path(),
-            source: io::Error::last_os_error(),
-        });
+        return Err(NetnsError::Join { path: path(), source: io::Error::last_os_error() });
     }
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: a plain socket(2) call; the descriptor it returns is owned by nothing else yet.
     let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(NetnsError::Socket {
-            path: path(),
-            source: io::Error::last_os_error(),
-        });
+        return Err(NetnsError::Socket { path: path(), source: io::Error::last_os_error() });
     }
     // SAFETY: `fd` is a fresh, valid descriptor and ownership moves into the `OwnedFd` here.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -146,9 +140,7 @@ pub(crate) mod test_support {
         pub fn create() -> Option<Self> {
             // SAFETY: geteuid has no preconditions.
             if unsafe { libc::geteuid() } != 0 {
-                eprintln!("network namespace tests need root; not running them as uid {}", unsafe {
-                    libc::geteuid()
-                });
+                eprintln!("network namespace tests need root; not running them as uid {}", unsafe { libc::geteuid() });
                 return None;
             }
             let mut holder = Command::new("unshare")
@@ -158,9 +150,7 @@ pub(crate) mod test_support {
                 .spawn()
                 .expect("unshare and ip (util-linux, iproute2) are installed");
             let mut line = String::new();
-            BufReader::new(holder.stdout.take().expect("stdout was piped"))
-                .read_line(&mut line)
-                .expect("read the holder's readiness line");
+            BufReader::new(holder.stdout.take().expect("stdout was piped")).read_line(&mut line).expect("read the holder's readiness line");
             assert_eq!(line.trim(), "ready", "the namespace holder did not bring loopback up");
             let path = PathBuf::from(format!("/proc/{}/ns/net", holder.id()));
             Some(Self { holder, path })
@@ -216,19 +206,10 @@ mod tests {
 
         // The host's own loopback has nothing on that port: the server is only inside the namespace.
         let from_host = TcpStream::connect(addr).await;
-        assert!(
-            from_host.is_err(),
-            "the host reached {addr}, which should exist only inside the namespace"
-        );
+        assert!(from_host.is_err(), "the host reached {addr}, which should exist only inside the namespace");
 
-        let upstream = Upstream::InNetns {
-            netns: netns.path.clone(),
-            addr,
-        };
-        let mut stream = NetnsConnector::new()
-            .connect(&upstream)
-            .await
-            .expect("connect inside the namespace");
+        let upstream = Upstream::InNetns { netns: netns.path.clone(), addr };
+        let mut stream = NetnsConnector::new().connect(&upstream).await.expect("connect inside the namespace");
         stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.expect("send a request");
         let mut response = String::new();
         stream.read_to_string(&mut response).await.expect("read the response");
@@ -252,32 +233,19 @@ mod tests {
 
     #[tokio::test]
     async fn the_netns_connector_refuses_the_gateways_own_namespace() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a host loopback listener");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a host loopback listener");
         let addr = listener.local_addr().expect("listener address");
-        let upstream = Upstream::InNetns {
-            netns: PathBuf::from("/proc/self/ns/net"),
-            addr,
-        };
-        let error = NetnsConnector::new()
-            .connect(&upstream)
-            .await
-            .expect_err("the host namespace is not a sandbox");
+        let upstream = Upstream::InNetns { netns: PathBuf::from("/proc/self/ns/net"), addr };
+        let error = NetnsConnector::new().connect(&upstream).await.expect_err("the host namespace is not a sandbox");
         assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
         assert!(error.to_string().contains("own network namespace"), "{error}");
     }
 
     #[tokio::test]
     async fn the_tcp_connector_refuses_namespaced_upstreams() {
-        let upstream = Upstream::InNetns {
-            netns: PathBuf::from("/proc/self/ns/net"),
-            addr: "127.0.0.1:9".parse().expect("literal address"),
-        };
-        let error = super::super::upstream::TcpConnector
-            .connect(&upstream)
-            .await
-            .expect_err("unsupported");
+        let upstream =
+            Upstream::InNetns { netns: PathBuf::from("/proc/self/ns/net"), addr: "127.0.0.1:9".parse().expect("literal address") };
+        let error = super::super::upstream::TcpConnector.connect(&upstream).await.expect_err("unsupported");
         assert_eq!(error.kind(), io::ErrorKind::Unsupported);
     }
 }

@@ -38,9 +38,7 @@ h1{font-size:1.4rem;margin:0 0 .75rem}p{margin:.5rem 0}code{background:#eef1f4;p
 
 /// `title` and `body_html` are trusted markup built here; callers escape anything from the request.
 fn render(status: u16, title: &str, body_html: &str, refresh_secs: Option<u32>) -> String {
-    let refresh = refresh_secs
-        .map(|secs| format!("<meta http-equiv=\"refresh\" content=\"{secs}\">"))
-        .unwrap_or_default();
+    let refresh = refresh_secs.map(|secs| format!("<meta http-equiv=\"refresh\" content=\"{secs}\">")).unwrap_or_default();
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
@@ -50,11 +48,7 @@ fn render(status: u16, title: &str, body_html: &str, refresh_secs: Option<u32>) 
 }
 
 fn page(status: u16, retry_after_secs: Option<u32>, html: String) -> Page {
-    Page {
-        status,
-        retry_after_secs,
-        html,
-    }
+    Page { status, retry_after_secs, html }
 }
 
 /// 404 for `NAME.<apps domain>` when no app has that name.
@@ -115,11 +109,7 @@ pub fn starting(app: &str, retry_after_secs: u32) -> Page {
         "<p>The app <code>{app}</code> is starting.</p>\
 <p>This page will reload by itself in {retry_after_secs} seconds.</p>"
     );
-    page(
-        503,
-        Some(retry_after_secs),
-        render(503, "Starting up\u{2026}", &body, Some(retry_after_secs.max(1))),
-    )
+    page(503, Some(retry_after_secs), render(503, "Starting up\u{2026}", &body, Some(retry_after_secs.max(1))))
 }
 
 /// 503 for an app that was stopped on purpose.
@@ -165,32 +155,12 @@ mod tests {
 
     #[test]
     fn each_page_has_its_status_and_says_what_happened() {
-        check(
-            unknown_app("quiz", "localhost"),
-            404,
-            None,
-            &["no app called <code>quiz</code>", "NAME.localhost"],
-        );
-        check(
-            foreign_host("example.com", "localhost"),
-            404,
-            None,
-            &["no app called <code>example.com</code>", "NAME.localhost"],
-        );
+        check(unknown_app("quiz", "localhost"), 404, None, &["no app called <code>quiz</code>", "NAME.localhost"]);
+        check(foreign_host("example.com", "localhost"), 404, None, &["no app called <code>example.com</code>", "NAME.localhost"]);
         check(apex("apps.example"), 404, None, &["the apps domain", "NAME.apps.example"]);
-        check(
-            crashed("quiz", 5),
-            502,
-            Some(5),
-            &["<code>quiz</code> crashed and is being restarted"],
-        );
+        check(crashed("quiz", 5), 502, Some(5), &["<code>quiz</code> crashed and is being restarted"]);
         check(not_answering("quiz"), 502, None, &["<code>quiz</code> did not answer"]);
-        check(
-            starting("quiz", 3),
-            503,
-            Some(3),
-            &["<code>quiz</code> is starting", "<meta http-equiv=\"refresh\" content=\"3\">"],
-        );
+        check(starting("quiz", 3), 503, Some(3), &["<code>quiz</code> is starting", "<meta http-equiv=\"refresh\" content=\"3\">"]);
         check(starting("quiz", 0), 503, Some(0), &["content=\"1\""]);
         check(stopped("quiz", 60), 503, Some(60), &["<code>quiz</code> is stopped"]);
         check(timed_out("quiz"), 504, None, &["took too long"]);
@@ -201,10 +171,7 @@ mod tests {
     #[test]
     fn names_from_the_request_are_escaped() {
         let html = foreign_host("<script>alert('x')</script>&\"", "localhost").html;
-        assert!(
-            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"),
-            "{html}"
-        );
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"), "{html}");
         assert!(!html.contains("<script>"));
         check(unknown_app("a<b", "d\"x"), 404, None, &["a&lt;b", "NAME.d&quot;x"]);
     }

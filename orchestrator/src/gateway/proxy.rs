@@ -45,7 +45,7 @@ use tracing::{debug, info, warn};
 use super::headers;
 use super::pages::{self, Page};
 use super::route_table::{app_for_host, HostMatch, Resolution, UnavailableReason, Upstream};
-use super::upstream::{Connector, Resolver, UpstreamError};
+use super::upstream::{Connector, RequestHints, Resolver, UpstreamError};
 
 /// How the gateway behaves; `GatewayConfig::new(apps_domain)` gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,13 +119,7 @@ pub struct Gateway<R, C> {
 impl<R: Resolver, C: Connector> Gateway<R, C> {
     pub fn new(config: GatewayConfig, resolver: R, connector: C) -> Arc<Self> {
         let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
-        Arc::new(Self {
-            config,
-            resolver,
-            connector,
-            pool,
-            in_flight: InFlight::default(),
-        })
+        Arc::new(Self { config, resolver, connector, pool, in_flight: InFlight::default() })
     }
 
     pub fn config(&self) -> &GatewayConfig {
@@ -159,11 +153,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let (force_tx, force_rx) = watch::channel(false);
-        let tasks = Tasks {
-            _done: done_tx,
-            shutdown: shutdown.clone(),
-            force: force_rx,
-        };
+        let tasks = Tasks { _done: done_tx, shutdown: shutdown.clone(), force: force_rx };
         let mut sweep = tokio::time::interval(self.config.pool_idle_timeout.max(Duration::from_secs(1)));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if let Ok(addr) = listener.local_addr() {
@@ -212,10 +202,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
                 async move { Ok::<_, Infallible>(gateway.handle(request, peer, &tasks).await) }
             });
             let mut builder = server_http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(self.config.header_read_timeout)
-                .keep_alive(true);
+            builder.timer(TokioTimer::new()).header_read_timeout(self.config.header_read_timeout).keep_alive(true);
             let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
             let mut connection = std::pin::pin!(connection);
             let (mut shutdown, mut force) = (tasks.shutdown.clone(), tasks.force.clone());
@@ -251,7 +238,11 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             HostMatch::Apex => return page_response(pages::apex(&self.config.apps_domain)),
             HostMatch::Foreign => return page_response(pages::foreign_host(&host_text, &self.config.apps_domain)),
         };
-        let upstream = match self.resolver.resolve(&app).await {
+        let wants_html =
+            request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
+        let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let hints = RequestHints { wants_html, user_agent: &user_agent };
+        let upstream = match self.resolver.resolve(&app, &hints).await {
             Resolution::Ready(upstream) => upstream,
             Resolution::NotFound => return page_response(pages::unknown_app(&app, &self.config.apps_domain)),
             Resolution::Unavailable { reason, retry_after_secs } => {
@@ -274,16 +265,11 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             Err(ForwardError::Upstream(error)) => {
                 warn!(%app, %upstream, %error, "app upstream failed");
                 self.resolver.on_upstream_error(&app, &upstream, &error);
-                page_response(if error.is_timeout() {
-                    pages::timed_out(&app)
-                } else {
-                    pages::not_answering(&app)
-                })
+                page_response(if error.is_timeout() { pages::timed_out(&app) } else { pages::not_answering(&app) })
             }
-            Err(ForwardError::TooLarge) => page_response(pages::too_large(
-                &app,
-                self.config.max_request_body.expect("only a configured limit can be exceeded"),
-            )),
+            Err(ForwardError::TooLarge) => {
+                page_response(pages::too_large(&app, self.config.max_request_body.expect("only a configured limit can be exceeded")))
+            }
             Err(ForwardError::ClientBody(error)) => {
                 debug!(%app, %error, "the client's request body failed while forwarding it");
                 page_response(pages::bad_request("The request body could not be read."))
@@ -319,10 +305,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         parts.uri = origin_form(&parts.uri);
         parts.version = Version::HTTP_11;
         parts.extensions = hyper::http::Extensions::new();
-        let limit = self
-            .config
-            .max_request_body
-            .map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX));
+        let limit = self.config.max_request_body.map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX));
         let outgoing = Request::from_parts(parts, Limited::new(body, limit));
 
         let (mut response, sender) = self.send(upstream, outgoing).await?;
@@ -344,11 +327,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
         headers::strip_portal_set_cookies(&mut parts.headers);
-        let release = Release {
-            pool: Arc::clone(&self.pool),
-            upstream: upstream.clone(),
-            sender,
-        };
+        let release = Release { pool: Arc::clone(&self.pool), upstream: upstream.clone(), sender };
         Ok(Response::from_parts(parts, ProxyBody::upstream(body, in_flight, release)))
     }
 
@@ -388,9 +367,8 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             Ok(Err(error)) => return Err(ForwardError::Upstream(UpstreamError::Connect(error))),
             Ok(Ok(stream)) => stream,
         };
-        let (sender, connection) = client_http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| ForwardError::Upstream(UpstreamError::Handshake(error)))?;
+        let (sender, connection) =
+            client_http1::handshake(TokioIo::new(stream)).await.map_err(|error| ForwardError::Upstream(UpstreamError::Handshake(error)))?;
         let upstream = upstream.clone();
         tokio::spawn(async move {
             // Upgrades must be allowed on every connection: any request may turn into a WebSocket.
@@ -541,11 +519,7 @@ impl IdleConnection {
 
 impl Pool {
     fn new(max_idle_per_upstream: usize, idle_timeout: Duration) -> Self {
-        Self {
-            idle: Mutex::new(HashMap::new()),
-            max_idle_per_upstream,
-            idle_timeout,
-        }
+        Self { idle: Mutex::new(HashMap::new()), max_idle_per_upstream, idle_timeout }
     }
 
     /// The map stays consistent under any panic (each operation is a single insert or removal), so
@@ -584,10 +558,7 @@ impl Pool {
         let mut idle = self.lock();
         let list = idle.entry(upstream).or_default();
         if list.len() < self.max_idle_per_upstream {
-            list.push(IdleConnection {
-                sender,
-                since: Instant::now(),
-            });
+            list.push(IdleConnection { sender, since: Instant::now() });
         }
     }
 
@@ -633,10 +604,7 @@ impl InFlight {
     }
 
     fn snapshot(&self) -> BTreeMap<String, usize> {
-        self.lock()
-            .iter()
-            .map(|(app, counter)| (app.clone(), counter.load(Ordering::Relaxed)))
-            .collect()
+        self.lock().iter().map(|(app, counter)| (app.clone(), counter.load(Ordering::Relaxed))).collect()
     }
 }
 
@@ -698,11 +666,7 @@ impl ProxyBody {
     }
 
     fn upstream(inner: Incoming, in_flight: InFlightGuard, release: Release) -> Self {
-        Self(BodyKind::Upstream(UpstreamResponse {
-            inner,
-            release: Some(release),
-            _in_flight: in_flight,
-        }))
+        Self(BodyKind::Upstream(UpstreamResponse { inner, release: Some(release), _in_flight: in_flight }))
     }
 }
 

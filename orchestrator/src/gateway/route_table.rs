@@ -193,10 +193,9 @@ impl RouteTable {
         match self.routes.get(app) {
             None => Resolution::NotFound,
             Some(Route::Ready(upstream)) => Resolution::Ready(upstream.clone()),
-            Some(Route::Unavailable { reason, retry_after_secs }) => Resolution::Unavailable {
-                reason: *reason,
-                retry_after_secs: *retry_after_secs,
-            },
+            Some(Route::Unavailable { reason, retry_after_secs }) => {
+                Resolution::Unavailable { reason: *reason, retry_after_secs: *retry_after_secs }
+            }
         }
     }
 }
@@ -282,23 +281,11 @@ mod tests {
         let mut table = RouteTable::new();
         assert!(table.is_empty());
         assert_eq!(table.insert("quiz", Route::Ready(upstream.clone())), None);
-        table.insert(
-            "blog",
-            Route::Unavailable {
-                reason: UnavailableReason::Crashed,
-                retry_after_secs: 5,
-            },
-        );
+        table.insert("blog", Route::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 });
         assert_eq!(table.len(), 2);
         assert_eq!(table.get("quiz"), Some(&Route::Ready(upstream.clone())));
         assert_eq!(table.resolve("quiz"), Resolution::Ready(upstream.clone()));
-        assert_eq!(
-            table.resolve("blog"),
-            Resolution::Unavailable {
-                reason: UnavailableReason::Crashed,
-                retry_after_secs: 5
-            }
-        );
+        assert_eq!(table.resolve("blog"), Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 });
         assert_eq!(table.resolve("ghost"), Resolution::NotFound);
         assert_eq!(table.remove("quiz"), Some(Route::Ready(upstream)));
         assert_eq!(table.resolve("quiz"), Resolution::NotFound);

@@ -39,8 +39,19 @@ impl UpstreamError {
 /// Tells the gateway where an app answers, and hears back when that upstream failed.
 ///
 /// Implementations must be cheap to call: `resolve` runs once per request.
+/// What a resolver may want to know about the request it resolves for: whether a browser asks
+/// (it can be shown a waiting page instead of being held long) and who asks (uptime checkers and
+/// crawlers should not wake a stopped app).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestHints<'a> {
+    pub wants_html: bool,
+    pub user_agent: &'a str,
+}
+
 pub trait Resolver: Send + Sync + 'static {
-    fn resolve(&self, app: &str) -> impl Future<Output = Resolution> + Send;
+    /// The upstream for `app`. A resolver may take its time: an app at zero is woken here, and the
+    /// request waits (is held) until it is ready or the resolver gives up.
+    fn resolve(&self, app: &str, hints: &RequestHints<'_>) -> impl Future<Output = Resolution> + Send;
 
     /// Called when connecting to or talking with `upstream` failed for `app`, so that the runtime
     /// can check on the app and restart it. It must not block: spawn work rather than doing it here.
@@ -52,8 +63,8 @@ pub trait Resolver: Send + Sync + 'static {
 
 /// Lets a caller keep an `Arc` to its resolver (to update routes) while the gateway holds another.
 impl<T: Resolver> Resolver for Arc<T> {
-    fn resolve(&self, app: &str) -> impl Future<Output = Resolution> + Send {
-        (**self).resolve(app)
+    fn resolve(&self, app: &str, hints: &RequestHints<'_>) -> impl Future<Output = Resolution> + Send {
+        (**self).resolve(app, hints)
     }
 
     fn on_upstream_error(&self, app: &str, upstream: &Upstream, error: &UpstreamError) {
@@ -137,7 +148,7 @@ impl TableResolver {
 }
 
 impl Resolver for TableResolver {
-    fn resolve(&self, app: &str) -> impl Future<Output = Resolution> + Send {
+    fn resolve(&self, app: &str, _hints: &RequestHints<'_>) -> impl Future<Output = Resolution> + Send {
         // Resolve before building the future so that no lock guard is held across an await.
         let resolution = self.read().resolve(app);
         std::future::ready(resolution)

@@ -1,13 +1,23 @@
-//! The local runtime: each app's current revision runs as one sandboxed instance on this machine.
+//! The local runtime: each app's current revision runs as one sandboxed instance on this machine,
+//! and idle apps give their resources back in two tiers.
 //!
 //! Lifecycle of an app (one state per app, the instance behind it may change):
 //!
 //! ```text
 //!   deploy ──► Starting ──healthy──► Running ──exits──► Crashed ──backoff──► (restart) ──healthy──► Running
-//!                 │                     │                   ▲                     │
-//!                 └──unhealthy: the old instance keeps serving; the deploy fails  └──unhealthy──┘
+//!                 │                   │  ▲                                        │
+//!                 │   idle freeze_after│  │request: thaw (ms)                      └──unhealthy──┘
+//!                 │                   ▼  │
+//!                 │                   Frozen ──idle stop_after──► Stopped ──request: wake (cold start)──► Starting
+//!                 └──unhealthy: the old instance keeps serving; the deploy fails
 //!   stop ──► (removed)
 //! ```
+//!
+//! The runtime is also the activator: `Resolver::resolve` holds a request for an app at zero
+//! while one wake (single flight) starts it, probing readiness every few milliseconds, and
+//! releases every held request when it is ready. Browsers that would wait longer than
+//! `browser_wait` get the self-reloading waiting page instead; API clients wait up to
+//! `wake_timeout`, then get 503 with Retry-After; at most `max_held` requests wait per app.
 //!
 //! A new revision starts beside the old one and takes traffic only after its health check passes;
 //! then the old instance is stopped (no downtime). Every app listens on the same port inside its
@@ -24,11 +34,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::{AppSpec, AppStatus, RuntimeError};
-use crate::gateway::{Resolution, Resolver, UnavailableReason, Upstream};
-use crate::sandbox::{Bind, HostSupport, Limits, Network, Netns, Sandbox, SandboxSpec};
+use crate::gateway::{RequestHints, Resolution, Resolver, UnavailableReason, Upstream};
+use crate::sandbox::{Bind, HostSupport, Limits, Netns, Network, Sandbox, SandboxSpec};
 use crate::template::Start;
 
 /// Where the platform's binary is mounted inside sandboxes (for `serve-static`).
@@ -48,11 +58,44 @@ pub struct LocalConfig {
     pub log_file_bytes: u64,
     /// Longest wait between two restarts of a crashing app.
     pub max_restart_backoff: Duration,
+    /// How long a held request waits for a waking app before it gets 503.
+    pub wake_timeout: Duration,
+    /// How long a browser waits before it is shown the waiting page.
+    pub browser_wait: Duration,
+    /// Requests held per app while it wakes; more get 503 at once.
+    pub max_held: usize,
+    /// User agents (substrings, lower case) that never wake a stopped app: uptime checkers, crawlers.
+    pub no_wake_agents: Vec<String>,
 }
 
 impl LocalConfig {
     pub fn new(static_server: PathBuf, logs_dir: PathBuf) -> Self {
-        Self { app_port: 8080, static_server, logs_dir, log_lines: 2000, log_file_bytes: 10 * 1024 * 1024, max_restart_backoff: Duration::from_secs(60) }
+        Self {
+            app_port: 8080,
+            static_server,
+            logs_dir,
+            log_lines: 2000,
+            log_file_bytes: 10 * 1024 * 1024,
+            max_restart_backoff: Duration::from_secs(60),
+            wake_timeout: Duration::from_secs(30),
+            browser_wait: Duration::from_secs(1),
+            max_held: 100,
+            no_wake_agents: [
+                "uptimerobot",
+                "pingdom",
+                "statuscake",
+                "googlebot",
+                "bingbot",
+                "yandexbot",
+                "baiduspider",
+                "ahrefsbot",
+                "semrushbot",
+                "slipway-health",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        }
     }
 }
 
@@ -92,29 +135,70 @@ impl LogRing {
     }
 }
 
+/// Orders for the task that owns an instance's sandbox.
+enum Control {
+    Freeze(oneshot::Sender<Result<(), String>>),
+    Thaw(oneshot::Sender<Result<(), String>>),
+    Kill,
+}
+
 struct Instance {
     id: u64,
     revision: i32,
     netns: Netns,
     netns_path: PathBuf,
-    kill: Mutex<Option<oneshot::Sender<()>>>,
+    control: mpsc::UnboundedSender<Control>,
     exited: watch::Receiver<Option<String>>,
 }
 
 impl Instance {
+    /// Stops the instance; dropping the last handle does the same.
     fn stop(&self) {
-        if let Some(kill) = self.kill.lock().expect("kill lock is never poisoned").take() {
-            let _ = kill.send(());
-        }
+        let _ = self.control.send(Control::Kill);
+    }
+
+    async fn order(&self, make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Control) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.control.send(make(reply)).map_err(|_| "the instance has stopped".to_owned())?;
+        answer.await.unwrap_or_else(|_| Err("the instance has stopped".to_owned()))
+    }
+
+    async fn freeze(&self) -> Result<(), String> {
+        self.order(Control::Freeze).await
+    }
+
+    async fn thaw(&self) -> Result<(), String> {
+        self.order(Control::Thaw).await
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
     Starting,
     Running,
+    Frozen,
+    Stopped,
     Crashed,
 }
+
+/// The phases of one wake from the stopped tier (or one thaw), for the project page and metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WakeRecord {
+    /// `stopped` (a cold start) or `frozen` (a thaw).
+    pub tier: &'static str,
+    /// From the request's arrival to the sandbox running.
+    pub spawn_ms: f64,
+    /// From the sandbox running to the app accepting connections.
+    pub listening_ms: f64,
+    /// From accepting connections to the first byte of its answer to the readiness probe.
+    pub first_byte_ms: f64,
+    pub total_ms: f64,
+    /// Seconds since the Unix epoch.
+    pub at_unix: u64,
+}
+
+/// Wakes and thaws kept per app.
+const WAKE_HISTORY: usize = 50;
 
 struct AppEntry {
     spec: Arc<AppSpec>,
@@ -125,6 +209,13 @@ struct AppEntry {
     /// Bumped by every deploy and stop, so a restart loop of an older deploy gives up.
     generation: u64,
     logs: Arc<LogRing>,
+    /// The last request (or deploy, or wake); the idle loop measures from here.
+    last_active: Instant,
+    /// The wake in progress, shared by every request that waits for it.
+    waking: Option<watch::Receiver<Option<Result<(), String>>>>,
+    /// Requests held right now.
+    held: usize,
+    wakes: VecDeque<WakeRecord>,
 }
 
 pub struct LocalRuntime {
@@ -132,11 +223,24 @@ pub struct LocalRuntime {
     config: LocalConfig,
     apps: Mutex<HashMap<String, AppEntry>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Itself, for the tasks `resolve` starts (the gateway holds the runtime behind an `Arc`).
+    this: std::sync::Weak<LocalRuntime>,
 }
 
 impl LocalRuntime {
     pub fn new(host: HostSupport, config: LocalConfig) -> Arc<Self> {
-        Arc::new(Self { host, config, apps: Mutex::new(HashMap::new()), next_id: std::sync::atomic::AtomicU64::new(1) })
+        Arc::new_cyclic(|this| Self {
+            host,
+            config,
+            apps: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            this: this.clone(),
+        })
+    }
+
+    /// The last wakes and thaws of an app, newest last.
+    pub fn wakes(&self, app: &str) -> Vec<WakeRecord> {
+        self.apps().get(app).map(|entry| entry.wakes.iter().cloned().collect()).unwrap_or_default()
     }
 
     fn apps(&self) -> std::sync::MutexGuard<'_, HashMap<String, AppEntry>> {
@@ -155,10 +259,12 @@ impl LocalRuntime {
                 state: match entry.state {
                     State::Starting => "starting",
                     State::Running => "running",
+                    State::Frozen => "frozen",
+                    State::Stopped => "stopped",
                     State::Crashed => "crashed",
                 },
                 revision: entry.current.as_ref().map(|i| i.revision).or(Some(entry.spec.revision)),
-                instances: usize::from(entry.current.is_some() && entry.state == State::Running),
+                instances: usize::from(entry.current.is_some() && matches!(entry.state, State::Running | State::Frozen)),
                 restarts: entry.restarts,
                 last_exit: entry.last_exit.clone(),
             },
@@ -182,6 +288,10 @@ impl LocalRuntime {
                 last_exit: None,
                 generation: 0,
                 logs: Arc::new(LogRing::new(self.config.log_lines)),
+                last_active: Instant::now(),
+                waking: None,
+                held: 0,
+                wakes: VecDeque::new(),
             });
             entry.generation += 1;
             entry.logs.clone()
@@ -205,6 +315,7 @@ impl LocalRuntime {
             entry.state = State::Running;
             entry.restarts = 0;
             entry.last_exit = None;
+            entry.last_active = Instant::now();
             entry.current.replace(instance.clone())
         };
         logs.push(format!("[slipway] revision {} is live", spec.revision));
@@ -234,10 +345,13 @@ impl LocalRuntime {
     /// Every app's name and status, for `slipway status` and the admin view.
     pub fn apps_status(&self) -> Vec<(String, AppStatus)> {
         let names: Vec<String> = self.apps().keys().cloned().collect();
-        names.into_iter().map(|name| {
-            let status = self.status(&name);
-            (name, status)
-        }).collect()
+        names
+            .into_iter()
+            .map(|name| {
+                let status = self.status(&name);
+                (name, status)
+            })
+            .collect()
     }
 
     fn sandbox_spec(&self, spec: &AppSpec, instance_id: u64) -> SandboxSpec {
@@ -257,7 +371,14 @@ impl LocalRuntime {
             Start::Server { argv } => argv.clone(),
             Start::Static { root, spa_fallback } => {
                 extra_binds.push(Bind { source: self.config.static_server.clone(), dest: STATIC_SERVER_MOUNT.to_owned(), writable: false });
-                let mut argv = vec![STATIC_SERVER_MOUNT.to_owned(), "serve-static".to_owned(), "--root".to_owned(), format!("/app/{}", root.trim_start_matches('/')), "--port".to_owned(), port.to_string()];
+                let mut argv = vec![
+                    STATIC_SERVER_MOUNT.to_owned(),
+                    "serve-static".to_owned(),
+                    "--root".to_owned(),
+                    format!("/app/{}", root.trim_start_matches('/')),
+                    "--port".to_owned(),
+                    port.to_string(),
+                ];
                 if *spa_fallback {
                     argv.push("--spa".to_owned());
                 }
@@ -293,26 +414,46 @@ impl LocalRuntime {
         let netns_path = sandbox.netns_path();
         let netns = match sandbox.netns() {
             Some(netns) => netns.clone(),
-            None => Netns::open(&netns_path).map_err(|e| RuntimeError::Unhealthy { reason: format!("cannot open the app's network namespace: {e}"), log_tail: Vec::new() })?,
+            None => Netns::open(&netns_path).map_err(|e| RuntimeError::Unhealthy {
+                reason: format!("cannot open the app's network namespace: {e}"),
+                log_tail: Vec::new(),
+            })?,
         };
         let file = self.log_file(spec).await;
         let file = Arc::new(tokio::sync::Mutex::new(file));
-        for stream in [sandbox.take_stdout().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>), sandbox.take_stderr().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)].into_iter().flatten() {
+        for stream in [
+            sandbox.take_stdout().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            sandbox.take_stderr().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             tokio::spawn(pump_lines(stream, logs.clone(), file.clone(), self.config.log_file_bytes));
         }
-        let (kill_sender, kill_receiver) = oneshot::channel::<()>();
+        let (control, mut orders) = mpsc::unbounded_channel::<Control>();
         let (exit_sender, exit_receiver) = watch::channel(None);
         tokio::spawn(async move {
-            let exit = tokio::select! {
-                exit = sandbox.wait() => exit.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string()),
-                _ = kill_receiver => {
-                    let _ = sandbox.kill().await;
-                    "stopped".to_owned()
+            // `Sandbox::wait` is cancel-safe, so waiting can pause while an order is carried out.
+            let exit = loop {
+                tokio::select! {
+                    exit = sandbox.wait() => break exit.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string()),
+                    order = orders.recv() => match order {
+                        Some(Control::Freeze(reply)) => {
+                            let _ = reply.send(sandbox.freeze().await.map_err(|e| e.to_string()));
+                        }
+                        Some(Control::Thaw(reply)) => {
+                            let _ = reply.send(sandbox.thaw().await.map_err(|e| e.to_string()));
+                        }
+                        Some(Control::Kill) | None => {
+                            let _ = sandbox.kill().await;
+                            break "stopped".to_owned();
+                        }
+                    },
                 }
             };
             let _ = exit_sender.send(Some(exit));
         });
-        Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, kill: Mutex::new(Some(kill_sender)), exited: exit_receiver }))
+        Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, control, exited: exit_receiver }))
     }
 
     async fn log_file(&self, spec: &AppSpec) -> Option<tokio::fs::File> {
@@ -323,6 +464,11 @@ impl LocalRuntime {
 
     /// Polls the instance until its health check passes, it exits, or the grace period ends.
     async fn wait_healthy(&self, spec: &AppSpec, instance: &Instance) -> Result<(), RuntimeError> {
+        self.wait_ready(spec, instance).await.map(drop)
+    }
+
+    /// Like `wait_healthy`, returning when the app first accepted a connection and when it answered.
+    async fn wait_ready(&self, spec: &AppSpec, instance: &Instance) -> Result<(Instant, Instant), RuntimeError> {
         let (path, healthy_below, grace) = match &spec.health {
             Some(health) => (health.path.clone(), health.healthy_below, Duration::from_secs(u64::from(health.grace_secs.max(1)))),
             None => ("/".to_owned(), 500, Duration::from_secs(30)),
@@ -331,23 +477,31 @@ impl LocalRuntime {
         let started = Instant::now();
         let logs = self.logs(&spec.app);
         let tail = || logs.as_ref().map(|l| l.tail(20)).unwrap_or_default();
+        let mut listening_at = None;
         loop {
             if let Some(exit) = instance.exited.borrow().clone() {
                 return Err(RuntimeError::Unhealthy { reason: format!("the app stopped before it answered: {exit}"), log_tail: tail() });
             }
-            if let Ok(status) = probe(&instance.netns, addr, &path).await {
+            if let Ok((connected_at, status)) = probe(&instance.netns, addr, &path).await {
+                let listening = *listening_at.get_or_insert(connected_at);
                 if status < healthy_below {
-                    return Ok(());
+                    return Ok((listening, Instant::now()));
                 }
             }
             if started.elapsed() > grace {
                 return Err(RuntimeError::Unhealthy {
-                    reason: format!("the app did not answer on port {} within {} s (it must listen on 0.0.0.0 and the port in ${})", self.config.app_port, grace.as_secs(), spec.port_env.as_deref().unwrap_or("PORT")),
+                    reason: format!(
+                        "the app did not answer on port {} within {} s (it must listen on 0.0.0.0 and the port in ${})",
+                        self.config.app_port,
+                        grace.as_secs(),
+                        spec.port_env.as_deref().unwrap_or("PORT")
+                    ),
                     log_tail: tail(),
                 });
             }
-            // Poll fast at first: most apps are up within a few hundred milliseconds.
-            let pause = if started.elapsed() < Duration::from_secs(2) { 20 } else { 200 };
+            // Poll every few milliseconds at first: most apps are up within a few hundred, and every
+            // millisecond of polling slack is added to a cold start.
+            let pause = if started.elapsed() < Duration::from_secs(2) { 3 } else { 100 };
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     }
@@ -418,50 +572,317 @@ impl LocalRuntime {
 }
 
 /// One HTTP/1.1 GET inside the namespace; returns the status code.
-async fn probe(netns: &Netns, addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(2), netns.connect_async(addr)).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+async fn probe(netns: &Netns, addr: SocketAddr, path: &str) -> std::io::Result<(Instant, u16)> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), netns.connect_async(addr))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let connected_at = Instant::now();
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slipway-health\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut head = [0u8; 64];
-    let n_read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let n_read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let text = std::str::from_utf8(&head[..n_read]).unwrap_or("");
-    text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))?;
+    Ok((connected_at, status))
 }
 
-async fn pump_lines(stream: Box<dyn tokio::io::AsyncRead + Send + Unpin>, logs: Arc<LogRing>, file: Arc<tokio::sync::Mutex<Option<tokio::fs::File>>>, max_file_bytes: u64) {
-    use tokio::io::AsyncBufReadExt;
+async fn pump_lines(
+    stream: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    logs: Arc<LogRing>,
+    file: Arc<tokio::sync::Mutex<Option<tokio::fs::File>>>,
+    max_file_bytes: u64,
+) {
     let mut reader = tokio::io::BufReader::new(stream);
     let mut buffer = Vec::new();
-    loop {
-        buffer.clear();
-        match reader.read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let line: String = String::from_utf8_lossy(&buffer).trim_end_matches(['\n', '\r']).chars().take(4000).collect();
-                let mut guard = file.lock().await;
-                if let Some(file) = guard.as_mut() {
-                    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-                    if size < max_file_bytes {
-                        let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+    while let Some(line) = crate::build::next_line(&mut reader, &mut buffer).await {
+        let mut guard = file.lock().await;
+        if let Some(file) = guard.as_mut() {
+            let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+            if size < max_file_bytes {
+                let _ = file.write_all(format!("{line}\n").as_bytes()).await;
+            }
+        }
+        drop(guard);
+        logs.push(line);
+    }
+}
+
+impl Resolver for LocalRuntime {
+    async fn resolve(&self, app: &str, hints: &RequestHints<'_>) -> Resolution {
+        let arrived = Instant::now();
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.config.app_port));
+        /// What to do once the lock is released (no lock may be held across an await).
+        enum Next {
+            Answer(Resolution),
+            Thaw(Arc<Instance>),
+            Wait(watch::Receiver<Option<Result<(), String>>>),
+        }
+        loop {
+            let next = {
+                let mut apps = self.apps();
+                match apps.get_mut(app) {
+                    None => Next::Answer(Resolution::NotFound),
+                    Some(entry) => match (entry.state, entry.current.clone()) {
+                        (State::Running, Some(instance)) => {
+                            entry.last_active = Instant::now();
+                            Next::Answer(Resolution::Ready(Upstream::InNetns { netns: instance.netns_path.clone(), addr }))
+                        }
+                        (State::Frozen, Some(instance)) => Next::Thaw(instance),
+                        (State::Crashed, _) => {
+                            Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 })
+                        }
+                        (State::Stopped, _) if self.is_no_wake_agent(hints.user_agent) => {
+                            Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Stopped, retry_after_secs: 60 })
+                        }
+                        (State::Stopped, _) | (State::Starting, None) if entry.waking.is_some() || entry.state == State::Stopped => {
+                            if entry.held >= self.config.max_held {
+                                Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Starting, retry_after_secs: 2 })
+                            } else {
+                                entry.held += 1;
+                                Next::Wait(match &entry.waking {
+                                    Some(waking) => waking.clone(),
+                                    None => self.start_wake(entry, app, arrived),
+                                })
+                            }
+                        }
+                        _ => Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Starting, retry_after_secs: 2 }),
+                    },
+                }
+            };
+            let wake = match next {
+                Next::Answer(resolution) => return resolution,
+                Next::Thaw(instance) => return self.thaw_for_request(app, &instance, arrived).await,
+                Next::Wait(wake) => wake,
+            };
+            let patience = if hints.wants_html { self.config.browser_wait } else { self.config.wake_timeout };
+            let outcome = wait_for_wake(wake, patience).await;
+            if let Some(entry) = self.apps().get_mut(app) {
+                entry.held = entry.held.saturating_sub(1);
+            }
+            match outcome {
+                Some(Ok(())) => continue,
+                Some(Err(_)) => return Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 },
+                // Browsers get the waiting page (it reloads itself); API clients a 503 with Retry-After.
+                None => {
+                    return Resolution::Unavailable {
+                        reason: UnavailableReason::Starting,
+                        retry_after_secs: if hints.wants_html { 1 } else { 2 },
                     }
                 }
-                drop(guard);
-                logs.push(line);
             }
         }
     }
 }
 
-impl Resolver for LocalRuntime {
-    async fn resolve(&self, app: &str) -> Resolution {
-        let apps = self.apps();
-        let Some(entry) = apps.get(app) else { return Resolution::NotFound };
-        match (entry.state, &entry.current) {
-            (State::Running, Some(instance)) => Resolution::Ready(Upstream::InNetns { netns: instance.netns_path.clone(), addr: SocketAddr::from(([127, 0, 0, 1], self.config.app_port)) }),
-            (State::Crashed, _) => Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 },
-            _ => Resolution::Unavailable { reason: UnavailableReason::Starting, retry_after_secs: 2 },
+async fn wait_for_wake(mut wake: watch::Receiver<Option<Result<(), String>>>, patience: Duration) -> Option<Result<(), String>> {
+    let waited = tokio::time::timeout(patience, wake.wait_for(Option::is_some)).await;
+    match waited {
+        Ok(Ok(done)) => done.clone(),
+        Ok(Err(_)) => Some(Err("the wake was abandoned".to_owned())),
+        Err(_) => None,
+    }
+}
+
+impl LocalRuntime {
+    fn is_no_wake_agent(&self, user_agent: &str) -> bool {
+        let agent = user_agent.to_ascii_lowercase();
+        self.config.no_wake_agents.iter().any(|pattern| agent.contains(pattern.as_str()))
+    }
+
+    /// Starts the one wake of a stopped app; every request that arrives meanwhile waits on it.
+    fn start_wake(&self, entry: &mut AppEntry, app: &str, arrived: Instant) -> watch::Receiver<Option<Result<(), String>>> {
+        let (done, waiting) = watch::channel(None);
+        entry.waking = Some(waiting.clone());
+        entry.state = State::Starting;
+        let (spec, generation, logs) = (entry.spec.clone(), entry.generation, entry.logs.clone());
+        let Some(this) = self.this.upgrade() else { return waiting };
+        let app = app.to_owned();
+        tokio::spawn(async move {
+            logs.push(format!("[slipway] waking revision {}", spec.revision));
+            let attempt = async {
+                let instance = this.start_instance(&spec, &logs).await?;
+                let spawned = Instant::now();
+                match this.wait_ready(&spec, &instance).await {
+                    Ok((listening, answered)) => Ok((instance, spawned, listening, answered)),
+                    Err(error) => {
+                        instance.stop();
+                        Err(error)
+                    }
+                }
+            }
+            .await;
+            let result = {
+                let mut apps = this.apps();
+                match apps.get_mut(&app) {
+                    Some(entry) if entry.generation == generation => {
+                        entry.waking = None;
+                        match attempt {
+                            Ok((instance, spawned, listening, answered)) => {
+                                entry.current = Some(instance.clone());
+                                entry.state = State::Running;
+                                entry.last_active = Instant::now();
+                                push_wake(entry, wake_record("stopped", arrived, spawned, listening, answered));
+                                drop(apps);
+                                this.clone().watch_instance(app.clone(), instance);
+                                Ok(())
+                            }
+                            Err(error) => {
+                                entry.state = State::Crashed;
+                                entry.last_exit = Some(error.to_string());
+                                Err(error.to_string())
+                            }
+                        }
+                    }
+                    _ => {
+                        if let Ok((instance, ..)) = attempt {
+                            instance.stop();
+                        }
+                        Err("the app was redeployed or removed while waking".to_owned())
+                    }
+                }
+            };
+            if let Err(reason) = &result {
+                logs.push(format!("[slipway] wake failed: {reason}"));
+            }
+            let _ = done.send(Some(result));
+        });
+        waiting
+    }
+
+    async fn thaw_for_request(&self, app: &str, instance: &Arc<Instance>, arrived: Instant) -> Resolution {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.config.app_port));
+        if let Err(reason) = instance.thaw().await {
+            tracing::warn!(app, "thaw failed: {reason}");
+            return Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 };
+        }
+        let thawed = Instant::now();
+        let mut apps = self.apps();
+        let Some(entry) = apps.get_mut(app) else { return Resolution::NotFound };
+        if entry.current.as_ref().map(|c| c.id) == Some(instance.id) && entry.state == State::Frozen {
+            entry.state = State::Running;
+            push_wake(entry, wake_record("frozen", arrived, thawed, thawed, thawed));
+        }
+        entry.last_active = Instant::now();
+        Resolution::Ready(Upstream::InNetns { netns: instance.netns_path.clone(), addr })
+    }
+
+    /// Freezes (`freeze = true`) or stops an app now; `slipway sleep` and the idle loop use it.
+    pub async fn sleep(&self, app: &str, freeze: bool) -> Result<(), String> {
+        let instance = {
+            let apps = self.apps();
+            let entry = apps.get(app).ok_or("the app is not running")?;
+            match (&entry.current, entry.state) {
+                (Some(instance), State::Running | State::Frozen) => instance.clone(),
+                _ => return Err(format!("the app is {}", self.status_locked(entry))),
+            }
+        };
+        if freeze {
+            instance.freeze().await?;
+            if let Some(entry) = self.apps().get_mut(app) {
+                if entry.current.as_ref().map(|c| c.id) == Some(instance.id) {
+                    entry.state = State::Frozen;
+                }
+            }
+        } else {
+            {
+                let mut apps = self.apps();
+                if let Some(entry) = apps.get_mut(app) {
+                    if entry.current.as_ref().map(|c| c.id) == Some(instance.id) {
+                        entry.current = None;
+                        entry.state = State::Stopped;
+                    }
+                }
+            }
+            // Thaw first where it is frozen, so the kill reaches every process promptly.
+            let _ = instance.thaw().await;
+            instance.stop();
+            let mut exited = instance.exited.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(10), exited.wait_for(Option::is_some)).await;
+        }
+        if let Some(logs) = self.logs(app) {
+            logs.push(format!("[slipway] {}", if freeze { "frozen" } else { "stopped (scaled to zero)" }));
+        }
+        Ok(())
+    }
+
+    fn status_locked(&self, entry: &AppEntry) -> &'static str {
+        match entry.state {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Frozen => "frozen",
+            State::Stopped => "stopped",
+            State::Crashed => "crashed",
         }
     }
+
+    /// Runs until `shutdown`: every second, freezes apps idle for their `freeze_after` and stops
+    /// apps idle for their `stop_after`. `in_flight` reports the gateway's open requests per app;
+    /// an app with requests in flight is idle only once `max_connection_idle` has passed.
+    pub async fn idle_loop(
+        self: Arc<Self>,
+        in_flight: impl Fn(&str) -> usize + Send + Sync + 'static,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = Instant::now();
+            let mut to_freeze = Vec::new();
+            let mut to_stop = Vec::new();
+            for (name, entry) in self.apps().iter() {
+                let idle_for = now.saturating_duration_since(entry.last_active);
+                let policy = entry.spec.idle;
+                let busy = in_flight(name) > 0 && idle_for < policy.max_connection_idle;
+                if busy {
+                    continue;
+                }
+                match entry.state {
+                    State::Running | State::Frozen if policy.stop_after.is_some_and(|after| idle_for >= after) => {
+                        to_stop.push(name.clone())
+                    }
+                    State::Running if policy.freeze_after.is_some_and(|after| idle_for >= after) => to_freeze.push(name.clone()),
+                    _ => {}
+                }
+            }
+            for name in to_freeze {
+                if let Err(reason) = self.sleep(&name, true).await {
+                    tracing::debug!(app = name, "could not freeze: {reason}");
+                }
+            }
+            for name in to_stop {
+                if let Err(reason) = self.sleep(&name, false).await {
+                    tracing::debug!(app = name, "could not stop: {reason}");
+                }
+            }
+        }
+    }
+}
+
+fn wake_record(tier: &'static str, arrived: Instant, spawned: Instant, listening: Instant, answered: Instant) -> WakeRecord {
+    let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1000.0;
+    WakeRecord {
+        tier,
+        spawn_ms: ms(arrived, spawned),
+        listening_ms: ms(spawned, listening),
+        first_byte_ms: ms(listening, answered),
+        total_ms: ms(arrived, answered),
+        at_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    }
+}
+
+fn push_wake(entry: &mut AppEntry, record: WakeRecord) {
+    if entry.wakes.len() == WAKE_HISTORY {
+        entry.wakes.pop_front();
+    }
+    entry.wakes.push_back(record);
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ pub mod local;
 
 use std::path::PathBuf;
 
-pub use local::{LocalConfig, LocalRuntime};
+pub use local::{LocalConfig, LocalRuntime, WakeRecord};
 
 use crate::template::{HealthCheck, Resources, Start};
 
@@ -28,12 +28,35 @@ pub struct AppSpec {
     pub resources: Resources,
     pub uid: u32,
     pub gid: u32,
+    pub idle: IdlePolicy,
+}
+
+/// When an idle app gives back its resources: first frozen (memory kept, thawed in milliseconds),
+/// then stopped (nothing kept, the next request is a cold start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdlePolicy {
+    /// Idle this long (no request, nothing in flight) and the app is frozen. `None`: never frozen.
+    pub freeze_after: Option<std::time::Duration>,
+    /// Idle this long and the app is stopped. `None`: it keeps running.
+    pub stop_after: Option<std::time::Duration>,
+    /// An open connection with no new request counts as activity only this long (WebSocket, SSE).
+    pub max_connection_idle: std::time::Duration,
+}
+
+impl Default for IdlePolicy {
+    fn default() -> Self {
+        Self {
+            freeze_after: Some(std::time::Duration::from_secs(60)),
+            stop_after: Some(std::time::Duration::from_secs(300)),
+            max_connection_idle: std::time::Duration::from_secs(600),
+        }
+    }
 }
 
 /// An app as `slipway status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AppStatus {
-    /// `running`, `starting`, `crashed`, `stopped`.
+    /// `running`, `frozen`, `stopped`, `starting`, `crashed`.
     pub state: &'static str,
     pub revision: Option<i32>,
     pub instances: usize,

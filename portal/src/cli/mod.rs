@@ -87,6 +87,12 @@ pub enum Command {
     },
     /// Put an earlier revision back live (default: the one before the live one).
     Rollback { name: String, revision: Option<i32> },
+    /// Put a project in the stopped tier now (or the frozen tier with --freeze).
+    Sleep {
+        name: String,
+        #[arg(long)]
+        freeze: bool,
+    },
     /// Report what isolation this host gives apps, and what is degraded.
     Doctor,
     /// Serve a folder of static files (what a static app runs inside its sandbox).
@@ -201,7 +207,12 @@ impl Env {
 }
 
 fn load_config(args: &ServerArgs, env: &Env) -> anyhow::Result<Config> {
-    let overrides = Overrides { data_dir: args.data_dir.clone(), portal_addr: args.portal.clone(), gateway_addr: args.gateway.clone(), apps_domain: args.apps_domain.clone() };
+    let overrides = Overrides {
+        data_dir: args.data_dir.clone(),
+        portal_addr: args.portal.clone(),
+        gateway_addr: args.gateway.clone(),
+        apps_domain: args.apps_domain.clone(),
+    };
     let config_path = args.config.clone().or_else(|| env.get("SLIPWAY_CONFIG").map(PathBuf::from));
     Ok(Config::load(config_path.as_deref(), &env.vars, &overrides)?)
 }
@@ -224,7 +235,9 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
                 let db = crate::db::Db::connect(&database_url, 2)?;
                 let db_for_migrations = db.clone();
                 tokio::task::spawn_blocking(move || db_for_migrations.migrate()).await??;
-                let user = crate::accounts::create_verified_user(&db, &email, &password, &name, role).await.map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+                let user = crate::accounts::create_verified_user(&db, &email, &password, &name, role)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
                 println!("created {} ({}), verified, role {}", user.email, user.id, user.role);
                 Ok(())
             })
@@ -234,7 +247,10 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
             let config = load_config(&args, &env)?;
             println!("configuration is valid");
             println!("data_dir = {}", config.data_dir.display());
-            println!("portal_addr = {}\ngateway_addr = {}\napps_domain = {}\npublic_url = {}", config.portal_addr, config.gateway_addr, config.apps_domain, config.public_url);
+            println!(
+                "portal_addr = {}\ngateway_addr = {}\napps_domain = {}\npublic_url = {}",
+                config.portal_addr, config.gateway_addr, config.apps_domain, config.public_url
+            );
             println!("database = {}", if config.database_url.is_some() { "configured (hidden)" } else { "private cluster in data_dir" });
             println!("redis = {}", if config.redis_url.is_some() { "configured (hidden)" } else { "private Redis in data_dir" });
             println!("allowed_email_domains = {:?}", config.accounts.allowed_email_domains);
@@ -259,8 +275,15 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
             println!("revision {} of {name} is live again", revision["number"]);
             Ok(())
         }
+        Command::Sleep { name, freeze } => {
+            let status = api(&env)?.post(&format!("/projects/{}/sleep", segment(&name)), &serde_json::json!({ "freeze": freeze })).await?;
+            println!("{name} is {}", status["state"].as_str().unwrap_or("?"));
+            Ok(())
+        }
         Command::Doctor => doctor(),
-        Command::ServeStatic { root, port, spa } => orchestrator::static_site::serve(root, std::net::SocketAddr::from(([0, 0, 0, 0], port)), spa).await,
+        Command::ServeStatic { root, port, spa } => {
+            orchestrator::static_site::serve(root, std::net::SocketAddr::from(([0, 0, 0, 0], port)), spa).await
+        }
     }
 }
 
@@ -383,7 +406,13 @@ fn write_private_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> 
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -393,8 +422,11 @@ fn stored_credentials(env: &Env) -> anyhow::Result<Credentials> {
         return Ok(Credentials { portal: portal.trim_end_matches('/').to_owned(), token: token.to_owned(), token_id: None });
     }
     let path = env.credentials_path()?;
-    let text = std::fs::read_to_string(&path).with_context(|| format!("not logged in ({} is missing): run `slipway login` or set SLIPWAY_PORTAL and SLIPWAY_TOKEN", path.display()))?;
-    let mut credentials: Credentials = toml::from_str(&text).with_context(|| format!("{} is damaged; run `slipway login` again", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("not logged in ({} is missing): run `slipway login` or set SLIPWAY_PORTAL and SLIPWAY_TOKEN", path.display())
+    })?;
+    let mut credentials: Credentials =
+        toml::from_str(&text).with_context(|| format!("{} is damaged; run `slipway login` again", path.display()))?;
     if let Some(portal) = env.get("SLIPWAY_PORTAL") {
         credentials.portal = portal.trim_end_matches('/').to_owned();
     }
@@ -414,12 +446,22 @@ async fn projects(env: &Env, command: ProjectsCommand) -> anyhow::Result<()> {
     match command {
         ProjectsCommand::Create { name, template } => {
             let project = api.post("/projects", &serde_json::json!({ "name": name, "template": template })).await?;
-            println!("created {} ({}) -> {}", project["name"].as_str().unwrap_or(""), project["template"].as_str().unwrap_or(""), project["url"].as_str().unwrap_or(""));
+            println!(
+                "created {} ({}) -> {}",
+                project["name"].as_str().unwrap_or(""),
+                project["template"].as_str().unwrap_or(""),
+                project["url"].as_str().unwrap_or("")
+            );
         }
         ProjectsCommand::List => {
             let listing = api.get("/projects").await?;
             for project in listing["projects"].as_array().into_iter().flatten() {
-                println!("{:<24} {:<10} {}", project["name"].as_str().unwrap_or(""), project["template"].as_str().unwrap_or(""), project["url"].as_str().unwrap_or(""));
+                println!(
+                    "{:<24} {:<10} {}",
+                    project["name"].as_str().unwrap_or(""),
+                    project["template"].as_str().unwrap_or(""),
+                    project["url"].as_str().unwrap_or("")
+                );
             }
         }
         ProjectsCommand::Delete { name, yes } => {
@@ -438,7 +480,11 @@ async fn env_command(env: &Env, command: EnvCommand) -> anyhow::Result<()> {
     match command {
         EnvCommand::Set { name, assignment, secret } => {
             let (key, value) = assignment.split_once('=').with_context(|| format!("`{assignment}` is not KEY=VALUE"))?;
-            api.put(&format!("/projects/{}/env/{}", segment(&name), segment(key)), &serde_json::json!({ "value": value, "secret": secret })).await?;
+            api.put(
+                &format!("/projects/{}/env/{}", segment(&name), segment(key)),
+                &serde_json::json!({ "value": value, "secret": secret }),
+            )
+            .await?;
             println!("set {key} on {name}{}", if secret { " (secret)" } else { "" });
         }
         EnvCommand::Unset { name, key } => {
@@ -448,7 +494,11 @@ async fn env_command(env: &Env, command: EnvCommand) -> anyhow::Result<()> {
         EnvCommand::List { name } => {
             let listing = api.get(&format!("/projects/{}/env", segment(&name))).await?;
             for var in listing["env"].as_array().into_iter().flatten() {
-                let shown = if var["secret"].as_bool() == Some(true) { "(secret)".to_owned() } else { var["value"].as_str().unwrap_or("").to_owned() };
+                let shown = if var["secret"].as_bool() == Some(true) {
+                    "(secret)".to_owned()
+                } else {
+                    var["value"].as_str().unwrap_or("").to_owned()
+                };
                 println!("{}={shown}", var["name"].as_str().unwrap_or(""));
             }
         }
@@ -462,20 +512,27 @@ async fn deploy(env: &Env, name: &str, path: &std::path::Path, no_wait: bool) ->
     let zip = if path.is_dir() {
         eprintln!("packing {}", path.display());
         let folder = path.to_owned();
-        tokio::task::spawn_blocking(move || orchestrator::artifact::pack_dir(&folder, &limits)).await?.map_err(|e| anyhow::anyhow!("{e}"))?
+        tokio::task::spawn_blocking(move || orchestrator::artifact::pack_dir(&folder, &limits))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?
     } else {
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
     };
     eprintln!("uploading {:.1} MB to {}", zip.len() as f64 / 1_048_576.0, api.portal);
     let revision = api
-        .send(api.request(reqwest::Method::POST, &format!("/projects/{}/deployments?source=cli", segment(name))).header("Content-Type", "application/zip").body(zip))
+        .send(
+            api.request(reqwest::Method::POST, &format!("/projects/{}/deployments?source=cli", segment(name)))
+                .header("Content-Type", "application/zip")
+                .body(zip),
+        )
         .await?;
     let number = revision["number"].as_i64().context("the portal's answer has no revision number")?;
     eprintln!("revision {number} queued ({} template)", revision["template"].as_str().unwrap_or("?"));
     if no_wait {
         return Ok(());
     }
-    let response = api.request(reqwest::Method::GET, &format!("/projects/{}/revisions/{number}/log?follow=true", segment(name))).send().await?;
+    let response =
+        api.request(reqwest::Method::GET, &format!("/projects/{}/revisions/{number}/log?follow=true", segment(name))).send().await?;
     if !response.status().is_success() {
         return Err(api_error(response).await);
     }
@@ -492,7 +549,11 @@ async fn deploy(env: &Env, name: &str, path: &std::path::Path, no_wait: bool) ->
             println!("{name} is live: {}", status["url"].as_str().unwrap_or(""));
             Ok(())
         }
-        other => bail!("revision {number} did not go live ({}): {}", other.unwrap_or("unknown"), revision["error"].as_str().unwrap_or("no reason given")),
+        other => bail!(
+            "revision {number} did not go live ({}): {}",
+            other.unwrap_or("unknown"),
+            revision["error"].as_str().unwrap_or("no reason given")
+        ),
     }
 }
 
@@ -514,7 +575,8 @@ async fn status(env: &Env, name: &str, json: bool) -> anyhow::Result<()> {
 
 async fn logs(env: &Env, name: &str, follow: bool, lines: usize) -> anyhow::Result<()> {
     let api = api(env)?;
-    let mut response = api.request(reqwest::Method::GET, &format!("/projects/{}/logs?follow={follow}&lines={lines}", segment(name))).send().await?;
+    let mut response =
+        api.request(reqwest::Method::GET, &format!("/projects/{}/logs?follow={follow}&lines={lines}", segment(name))).send().await?;
     if !response.status().is_success() {
         return Err(api_error(response).await);
     }
@@ -529,7 +591,13 @@ async fn logs(env: &Env, name: &str, follow: bool, lines: usize) -> anyhow::Resu
 fn doctor() -> anyhow::Result<()> {
     let host = orchestrator::sandbox::probe();
     for check in orchestrator::sandbox::doctor_report(&host) {
-        let mark = if check.ok { "ok  " } else if check.required { "FAIL" } else { "warn" };
+        let mark = if check.ok {
+            "ok  "
+        } else if check.required {
+            "FAIL"
+        } else {
+            "warn"
+        };
         println!("{mark} {:<28} {}", check.name, check.detail);
         if let (false, Some(consequence)) = (check.ok, &check.degraded_consequence) {
             println!("     {:<28} {consequence}", "");
@@ -546,12 +614,23 @@ fn doctor() -> anyhow::Result<()> {
 
 async fn whoami(env: &Env) -> anyhow::Result<()> {
     let credentials = stored_credentials(env)?;
-    let response = http_client()?.get(format!("{}/api/v1/me", credentials.portal)).bearer_auth(&credentials.token).send().await.with_context(|| format!("cannot reach the portal at {}", credentials.portal))?;
+    let response = http_client()?
+        .get(format!("{}/api/v1/me", credentials.portal))
+        .bearer_auth(&credentials.token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the portal at {}", credentials.portal))?;
     if !response.status().is_success() {
         return Err(api_error(response).await);
     }
     let me: serde_json::Value = response.json().await?;
-    println!("{} <{}> · {} · {}", me["display_name"].as_str().unwrap_or(""), me["email"].as_str().unwrap_or(""), me["role"].as_str().unwrap_or(""), credentials.portal);
+    println!(
+        "{} <{}> · {} · {}",
+        me["display_name"].as_str().unwrap_or(""),
+        me["email"].as_str().unwrap_or(""),
+        me["role"].as_str().unwrap_or(""),
+        credentials.portal
+    );
     Ok(())
 }
 
@@ -560,7 +639,8 @@ async fn logout(env: &Env) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("not logged in ({} is missing)", path.display()))?;
     let credentials: Credentials = toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
     if let Some(token_id) = credentials.token_id {
-        let response = http_client()?.delete(format!("{}/api/v1/tokens/{token_id}", credentials.portal)).bearer_auth(&credentials.token).send().await;
+        let response =
+            http_client()?.delete(format!("{}/api/v1/tokens/{token_id}", credentials.portal)).bearer_auth(&credentials.token).send().await;
         match response {
             Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::UNAUTHORIZED => {}
             Ok(r) => eprintln!("warning: {}", api_error(r).await),

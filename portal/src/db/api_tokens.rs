@@ -9,7 +9,12 @@ use super::DbError;
 
 pub fn insert(conn: &mut PgConnection, user_id: i64, name: &str, token_hash: &str, token_prefix: &str) -> Result<ApiToken, DbError> {
     Ok(diesel::insert_into(api_tokens::table)
-        .values((api_tokens::user_id.eq(user_id), api_tokens::name.eq(name), api_tokens::token_hash.eq(token_hash), api_tokens::token_prefix.eq(token_prefix)))
+        .values((
+            api_tokens::user_id.eq(user_id),
+            api_tokens::name.eq(name),
+            api_tokens::token_hash.eq(token_hash),
+            api_tokens::token_prefix.eq(token_prefix),
+        ))
         .returning(ApiToken::as_returning())
         .get_result(conn)?)
 }
@@ -25,9 +30,10 @@ pub fn list_active(conn: &mut PgConnection, user_id: i64) -> Result<Vec<ApiToken
 
 /// Revokes one of the user's own tokens; false when there is no such active token of theirs.
 pub fn revoke(conn: &mut PgConnection, user_id: i64, token_id: i64) -> Result<bool, DbError> {
-    let n_rows = diesel::update(api_tokens::table.find(token_id).filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::revoked_at.is_null()))
-        .set(api_tokens::revoked_at.eq(Utc::now()))
-        .execute(conn)?;
+    let n_rows =
+        diesel::update(api_tokens::table.find(token_id).filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::revoked_at.is_null()))
+            .set(api_tokens::revoked_at.eq(Utc::now()))
+            .execute(conn)?;
     Ok(n_rows == 1)
 }
 

@@ -9,7 +9,12 @@ use super::DbError;
 
 pub fn insert(conn: &mut PgConnection, user_id: i64, purpose: &str, token_hash: &str, expires_at: DateTime<Utc>) -> Result<(), DbError> {
     diesel::insert_into(email_tokens::table)
-        .values((email_tokens::user_id.eq(user_id), email_tokens::purpose.eq(purpose), email_tokens::token_hash.eq(token_hash), email_tokens::expires_at.eq(expires_at)))
+        .values((
+            email_tokens::user_id.eq(user_id),
+            email_tokens::purpose.eq(purpose),
+            email_tokens::token_hash.eq(token_hash),
+            email_tokens::expires_at.eq(expires_at),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -32,8 +37,13 @@ pub fn mark_used(conn: &mut PgConnection, token_id: i64) -> Result<(), DbError> 
 
 /// Retires every unused token of one purpose for a user, e.g. all reset links once one was used.
 pub fn retire_all(conn: &mut PgConnection, user_id: i64, purpose: &str) -> Result<(), DbError> {
-    diesel::update(email_tokens::table.filter(email_tokens::user_id.eq(user_id)).filter(email_tokens::purpose.eq(purpose)).filter(email_tokens::used_at.is_null()))
-        .set(email_tokens::used_at.eq(Utc::now()))
-        .execute(conn)?;
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::user_id.eq(user_id))
+            .filter(email_tokens::purpose.eq(purpose))
+            .filter(email_tokens::used_at.is_null()),
+    )
+    .set(email_tokens::used_at.eq(Utc::now()))
+    .execute(conn)?;
     Ok(())
 }

@@ -43,21 +43,33 @@ pub fn claim_due(conn: &mut PgConnection, now: DateTime<Utc>, lease_until: DateT
 /// Marks a message delivered and wipes its body, which may hold a one-time link.
 pub fn mark_sent(conn: &mut PgConnection, mail_id: i64) -> Result<(), DbError> {
     diesel::update(outbound_mail::table.find(mail_id))
-        .set((outbound_mail::sent_at.eq(Utc::now()), outbound_mail::sealed_body.eq(None::<Vec<u8>>), outbound_mail::locked_until.eq(None::<DateTime<Utc>>), outbound_mail::last_error.eq(None::<String>)))
+        .set((
+            outbound_mail::sent_at.eq(Utc::now()),
+            outbound_mail::sealed_body.eq(None::<Vec<u8>>),
+            outbound_mail::locked_until.eq(None::<DateTime<Utc>>),
+            outbound_mail::last_error.eq(None::<String>),
+        ))
         .execute(conn)?;
     Ok(())
 }
 
 pub fn mark_failed(conn: &mut PgConnection, mail_id: i64, error: &str, next_attempt_at: DateTime<Utc>) -> Result<(), DbError> {
     diesel::update(outbound_mail::table.find(mail_id))
-        .set((outbound_mail::last_error.eq(error), outbound_mail::next_attempt_at.eq(next_attempt_at), outbound_mail::locked_until.eq(None::<DateTime<Utc>>)))
+        .set((
+            outbound_mail::last_error.eq(error),
+            outbound_mail::next_attempt_at.eq(next_attempt_at),
+            outbound_mail::locked_until.eq(None::<DateTime<Utc>>),
+        ))
         .execute(conn)?;
     Ok(())
 }
 
 /// When the next queued message falls due, so the worker can sleep exactly until then.
 pub fn next_due_at(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
-    Ok(outbound_mail::table.filter(outbound_mail::sent_at.is_null()).select(diesel::dsl::min(outbound_mail::next_attempt_at)).first(conn)?)
+    Ok(outbound_mail::table
+        .filter(outbound_mail::sent_at.is_null())
+        .select(diesel::dsl::min(outbound_mail::next_attempt_at))
+        .first(conn)?)
 }
 
 pub fn count_pending(conn: &mut PgConnection) -> Result<i64, DbError> {

@@ -38,7 +38,9 @@ pub fn set_template(conn: &mut PgConnection, project_id: i64, template: &str) ->
 }
 
 pub fn set_live_revision(conn: &mut PgConnection, project_id: i64, revision_id: Option<i64>) -> Result<(), DbError> {
-    diesel::update(projects::table.find(project_id)).set((projects::live_revision_id.eq(revision_id), projects::updated_at.eq(Utc::now()))).execute(conn)?;
+    diesel::update(projects::table.find(project_id))
+        .set((projects::live_revision_id.eq(revision_id), projects::updated_at.eq(Utc::now())))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -48,14 +50,23 @@ pub fn delete(conn: &mut PgConnection, project_id: i64) -> Result<(), DbError> {
 }
 
 pub fn env(conn: &mut PgConnection, project_id: i64) -> Result<Vec<EnvVar>, DbError> {
-    Ok(project_env::table.filter(project_env::project_id.eq(project_id)).order(project_env::name.asc()).select(EnvVar::as_select()).load(conn)?)
+    Ok(project_env::table
+        .filter(project_env::project_id.eq(project_id))
+        .order(project_env::name.asc())
+        .select(EnvVar::as_select())
+        .load(conn)?)
 }
 
 /// Sets a variable; a secret keeps no value here (the secret store holds it).
 pub fn upsert_env(conn: &mut PgConnection, project_id: i64, name: &str, value: Option<&str>) -> Result<(), DbError> {
     let secret = value.is_none();
     diesel::insert_into(project_env::table)
-        .values((project_env::project_id.eq(project_id), project_env::name.eq(name), project_env::value.eq(value), project_env::secret.eq(secret)))
+        .values((
+            project_env::project_id.eq(project_id),
+            project_env::name.eq(name),
+            project_env::value.eq(value),
+            project_env::secret.eq(secret),
+        ))
         .on_conflict((project_env::project_id, project_env::name))
         .do_update()
         .set((project_env::value.eq(value), project_env::secret.eq(secret), project_env::updated_at.eq(Utc::now())))

@@ -22,7 +22,8 @@ pub fn insert_next(conn: &mut PgConnection, new: &NewRevision<'_>) -> Result<Rev
     conn.transaction(|conn| {
         use super::schema::projects;
         projects::table.find(new.project_id).select(projects::id).for_update().first::<i64>(conn)?;
-        let last: Option<i32> = revisions::table.filter(revisions::project_id.eq(new.project_id)).select(diesel::dsl::max(revisions::number)).first(conn)?;
+        let last: Option<i32> =
+            revisions::table.filter(revisions::project_id.eq(new.project_id)).select(diesel::dsl::max(revisions::number)).first(conn)?;
         Ok(diesel::insert_into(revisions::table)
             .values((
                 revisions::project_id.eq(new.project_id),
@@ -44,11 +45,21 @@ pub fn find(conn: &mut PgConnection, revision_id: i64) -> Result<Option<Revision
 }
 
 pub fn find_number(conn: &mut PgConnection, project_id: i64, number: i32) -> Result<Option<Revision>, DbError> {
-    Ok(revisions::table.filter(revisions::project_id.eq(project_id)).filter(revisions::number.eq(number)).select(Revision::as_select()).first(conn).optional()?)
+    Ok(revisions::table
+        .filter(revisions::project_id.eq(project_id))
+        .filter(revisions::number.eq(number))
+        .select(Revision::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn list(conn: &mut PgConnection, project_id: i64, limit: i64) -> Result<Vec<Revision>, DbError> {
-    Ok(revisions::table.filter(revisions::project_id.eq(project_id)).order(revisions::number.desc()).limit(limit).select(Revision::as_select()).load(conn)?)
+    Ok(revisions::table
+        .filter(revisions::project_id.eq(project_id))
+        .order(revisions::number.desc())
+        .limit(limit)
+        .select(Revision::as_select())
+        .load(conn)?)
 }
 
 /// Claims the oldest queued revision for building.
@@ -77,9 +88,21 @@ pub fn extend_lease(conn: &mut PgConnection, revision_id: i64, lease_until: Date
     Ok(())
 }
 
-pub fn finish_build(conn: &mut PgConnection, revision_id: i64, status: &str, plan: Option<serde_json::Value>, error: Option<&str>) -> Result<Revision, DbError> {
+pub fn finish_build(
+    conn: &mut PgConnection,
+    revision_id: i64,
+    status: &str,
+    plan: Option<serde_json::Value>,
+    error: Option<&str>,
+) -> Result<Revision, DbError> {
     Ok(diesel::update(revisions::table.find(revision_id))
-        .set((revisions::status.eq(status), revisions::plan.eq(plan), revisions::error.eq(error), revisions::build_finished_at.eq(Utc::now()), revisions::locked_until.eq(None::<DateTime<Utc>>)))
+        .set((
+            revisions::status.eq(status),
+            revisions::plan.eq(plan),
+            revisions::error.eq(error),
+            revisions::build_finished_at.eq(Utc::now()),
+            revisions::locked_until.eq(None::<DateTime<Utc>>),
+        ))
         .returning(Revision::as_returning())
         .get_result(conn)?)
 }
@@ -91,16 +114,26 @@ pub fn set_status(conn: &mut PgConnection, revision_id: i64, status: &str, error
 
 /// Stores the plan made at upload time, which the build follows.
 pub fn finish_plan(conn: &mut PgConnection, revision_id: i64, plan: serde_json::Value) -> Result<Revision, DbError> {
-    Ok(diesel::update(revisions::table.find(revision_id)).set(revisions::plan.eq(plan)).returning(Revision::as_returning()).get_result(conn)?)
+    Ok(diesel::update(revisions::table.find(revision_id))
+        .set(revisions::plan.eq(plan))
+        .returning(Revision::as_returning())
+        .get_result(conn)?)
 }
 
 /// Makes a revision the project's live one; the previous live revision becomes `retired`.
 pub fn make_live(conn: &mut PgConnection, project_id: i64, revision_id: i64) -> Result<(), DbError> {
     conn.transaction(|conn| {
-        diesel::update(revisions::table.filter(revisions::project_id.eq(project_id)).filter(revisions::status.eq("live")).filter(revisions::id.ne(revision_id)))
-            .set(revisions::status.eq("retired"))
+        diesel::update(
+            revisions::table
+                .filter(revisions::project_id.eq(project_id))
+                .filter(revisions::status.eq("live"))
+                .filter(revisions::id.ne(revision_id)),
+        )
+        .set(revisions::status.eq("retired"))
+        .execute(conn)?;
+        diesel::update(revisions::table.find(revision_id))
+            .set((revisions::status.eq("live"), revisions::error.eq(None::<String>)))
             .execute(conn)?;
-        diesel::update(revisions::table.find(revision_id)).set((revisions::status.eq("live"), revisions::error.eq(None::<String>))).execute(conn)?;
         super::projects::set_live_revision(conn, project_id, Some(revision_id))
     })
 }

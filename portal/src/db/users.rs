@@ -30,9 +30,20 @@ pub fn mark_verified(conn: &mut PgConnection, user_id: i64) -> Result<(), DbErro
     Ok(())
 }
 
-pub fn update_profile(conn: &mut PgConnection, user_id: i64, display_name: &str, student_number: Option<&str>, language: &str) -> Result<User, DbError> {
+pub fn update_profile(
+    conn: &mut PgConnection,
+    user_id: i64,
+    display_name: &str,
+    student_number: Option<&str>,
+    language: &str,
+) -> Result<User, DbError> {
     Ok(diesel::update(users::table.find(user_id))
-        .set((users::display_name.eq(display_name), users::student_number.eq(student_number), users::language.eq(language), users::updated_at.eq(Utc::now())))
+        .set((
+            users::display_name.eq(display_name),
+            users::student_number.eq(student_number),
+            users::language.eq(language),
+            users::updated_at.eq(Utc::now()),
+        ))
         .returning(User::as_returning())
         .get_result(conn)?)
 }
@@ -43,7 +54,9 @@ pub fn set_language(conn: &mut PgConnection, user_id: i64, language: &str) -> Re
 }
 
 pub fn set_password_hash(conn: &mut PgConnection, user_id: i64, password_hash: &str) -> Result<(), DbError> {
-    diesel::update(users::table.find(user_id)).set((users::password_hash.eq(password_hash), users::updated_at.eq(Utc::now()))).execute(conn)?;
+    diesel::update(users::table.find(user_id))
+        .set((users::password_hash.eq(password_hash), users::updated_at.eq(Utc::now())))
+        .execute(conn)?;
     Ok(())
 }
 

@@ -33,12 +33,20 @@ pub struct EmailAddress(String);
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let candidate = raw.trim().to_lowercase();
-        let invalid = || ValidationError::new("invalid_email", "email", format!("`{}` is not an e-mail address", raw.trim())).with("value", raw.trim());
+        let invalid = || {
+            ValidationError::new("invalid_email", "email", format!("`{}` is not an e-mail address", raw.trim())).with("value", raw.trim())
+        };
         if candidate.len() > 254 || candidate.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
         let (local, domain) = candidate.rsplit_once('@').ok_or_else(invalid)?;
-        if local.is_empty() || local.len() > 64 || local.contains('@') || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        if local.is_empty()
+            || local.len() > 64
+            || local.contains('@')
+            || local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+        {
             return Err(invalid());
         }
         let labels: Vec<&str> = domain.split('.').collect();
@@ -94,7 +102,10 @@ impl DomainPolicy {
     pub fn check(&self, email: &EmailAddress) -> Result<(), ValidationError> {
         let domain = email.domain();
         let allowed = self.domains.iter().any(|allowed| {
-            domain == allowed || (domain.len() > allowed.len() && domain.ends_with(allowed.as_str()) && domain[..domain.len() - allowed.len()].ends_with('.'))
+            domain == allowed
+                || (domain.len() > allowed.len()
+                    && domain.ends_with(allowed.as_str())
+                    && domain[..domain.len() - allowed.len()].ends_with('.'))
         });
         if allowed {
             Ok(())
@@ -119,10 +130,20 @@ impl NewPassword {
     pub fn parse(raw: &str, email: &EmailAddress) -> Result<Self, ValidationError> {
         let n_chars = raw.chars().count();
         if n_chars < Self::MIN_CHARS {
-            return Err(ValidationError::new("weak_password", "password", format!("the password has {n_chars} characters; it needs at least {}", Self::MIN_CHARS)).with("min", Self::MIN_CHARS.to_string()));
+            return Err(ValidationError::new(
+                "weak_password",
+                "password",
+                format!("the password has {n_chars} characters; it needs at least {}", Self::MIN_CHARS),
+            )
+            .with("min", Self::MIN_CHARS.to_string()));
         }
         if n_chars > Self::MAX_CHARS {
-            return Err(ValidationError::new("weak_password", "password", format!("the password has {n_chars} characters; at most {} are allowed", Self::MAX_CHARS)).with("min", Self::MIN_CHARS.to_string()));
+            return Err(ValidationError::new(
+                "weak_password",
+                "password",
+                format!("the password has {n_chars} characters; at most {} are allowed", Self::MAX_CHARS),
+            )
+            .with("min", Self::MIN_CHARS.to_string()));
         }
         if raw.trim().eq_ignore_ascii_case(email.as_str()) {
             return Err(ValidationError::new("weak_password", "password", "the password must not be the e-mail address"));
@@ -150,7 +171,11 @@ impl DisplayName {
         let trimmed = raw.trim();
         let n_chars = trimmed.chars().count();
         if n_chars == 0 || n_chars > 100 || trimmed.chars().any(char::is_control) {
-            return Err(ValidationError::new("invalid_display_name", "display_name", "the display name needs 1 to 100 printable characters"));
+            return Err(ValidationError::new(
+                "invalid_display_name",
+                "display_name",
+                "the display name needs 1 to 100 printable characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -232,7 +257,9 @@ impl Language {
         match raw.trim().to_ascii_lowercase().as_str() {
             "en" => Ok(Language::En),
             "ko" => Ok(Language::Ko),
-            other => Err(ValidationError::new("invalid_language", "language", format!("`{other}` is not a supported language; use en or ko"))),
+            other => {
+                Err(ValidationError::new("invalid_language", "language", format!("`{other}` is not a supported language; use en or ko")))
+            }
         }
     }
 
@@ -251,11 +278,7 @@ impl Language {
         for (position, part) in header.split(',').enumerate() {
             let mut pieces = part.trim().split(';');
             let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
-            let quality = pieces
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .filter_map(|q| q.parse::<f32>().ok())
-                .next()
-                .unwrap_or(1.0);
+            let quality = pieces.filter_map(|p| p.trim().strip_prefix("q=")).filter_map(|q| q.parse::<f32>().ok()).next().unwrap_or(1.0);
             let primary = tag.split('-').next().unwrap_or("");
             let Ok(language) = Language::parse(primary) else { continue };
             if quality <= 0.0 {
@@ -286,7 +309,19 @@ mod tests {
     fn email_addresses_are_trimmed_lowercased_and_checked() {
         check_email(" Kim@Pusan.AC.kr ", Ok("kim@pusan.ac.kr"));
         check_email("a.b+tag@cs.pusan.ac.kr", Ok("a.b+tag@cs.pusan.ac.kr"));
-        for bad in ["", "kim", "@pusan.ac.kr", "kim@", "kim@localhost", "kim@@pusan.ac.kr", "ki m@pusan.ac.kr", "kim@-x.kr", "kim@x..kr", ".kim@x.kr", "k\u{0}@x.kr"] {
+        for bad in [
+            "",
+            "kim",
+            "@pusan.ac.kr",
+            "kim@",
+            "kim@localhost",
+            "kim@@pusan.ac.kr",
+            "ki m@pusan.ac.kr",
+            "kim@-x.kr",
+            "kim@x..kr",
+            ".kim@x.kr",
+            "k\u{0}@x.kr",
+        ] {
             check_email(bad, Err("invalid_email"));
         }
     }

@@ -18,10 +18,20 @@ impl EnvVarName {
             && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(ValidationError::new("invalid_env_name", "name", format!("`{name}` is not a variable name (letters, digits and _, not starting with a digit)")).with("value", name));
+            return Err(ValidationError::new(
+                "invalid_env_name",
+                "name",
+                format!("`{name}` is not a variable name (letters, digits and _, not starting with a digit)"),
+            )
+            .with("value", name));
         }
         if RESERVED.contains(&name) || name.starts_with("SLIPWAY_") {
-            return Err(ValidationError::new("reserved_env_name", "name", format!("`{name}` is set by the platform and cannot be changed")).with("value", name));
+            return Err(ValidationError::new(
+                "reserved_env_name",
+                "name",
+                format!("`{name}` is set by the platform and cannot be changed"),
+            )
+            .with("value", name));
         }
         Ok(Self(name.to_owned()))
     }
@@ -33,7 +43,11 @@ impl EnvVarName {
 
 pub fn check_env_value(value: &str) -> Result<(), ValidationError> {
     if value.len() > MAX_ENV_VALUE_BYTES {
-        return Err(ValidationError::new("env_value_too_long", "value", format!("the value has {} bytes; at most {MAX_ENV_VALUE_BYTES} are allowed", value.len())));
+        return Err(ValidationError::new(
+            "env_value_too_long",
+            "value",
+            format!("the value has {} bytes; at most {MAX_ENV_VALUE_BYTES} are allowed", value.len()),
+        ));
     }
     if value.contains('\0') {
         return Err(ValidationError::new("invalid_env_value", "value", "the value contains a NUL character"));

@@ -4,7 +4,5 @@
 mod account;
 mod env;
 
-pub use account::{
-    DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError,
-};
+pub use account::{DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError};
 pub use env::{check_env_value, EnvVarName, MAX_ENV_VALUE_BYTES};

@@ -39,7 +39,9 @@ pub fn compose(kind: &MailKind, language: Language, display_name: &str) -> Compo
     let (prefix, vars): (&str, Vec<(&str, String)>) = match kind {
         MailKind::Verify { link, valid_hours } => ("mail.verify", vec![("link", link.clone()), ("hours", valid_hours.to_string())]),
         MailKind::Reset { link, valid_minutes } => ("mail.reset", vec![("link", link.clone()), ("minutes", valid_minutes.to_string())]),
-        MailKind::AlreadyRegistered { login_link, reset_link } => ("mail.already_registered", vec![("login_link", login_link.clone()), ("reset_link", reset_link.clone())]),
+        MailKind::AlreadyRegistered { login_link, reset_link } => {
+            ("mail.already_registered", vec![("login_link", login_link.clone()), ("reset_link", reset_link.clone())])
+        }
     };
     let mut all_vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all_vars.push(("name", display_name));

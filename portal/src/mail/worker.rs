@@ -35,8 +35,12 @@ impl Transport {
     pub fn smtp(config: &SmtpConfig) -> anyhow::Result<Self> {
         let builder = match config.security {
             SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host),
-            SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host).context("smtp.host is not a valid host for STARTTLS")?,
-            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host).context("smtp.host is not a valid host for TLS")?,
+            SmtpSecurity::StartTls => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host).context("smtp.host is not a valid host for STARTTLS")?
+            }
+            SmtpSecurity::Tls => {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host).context("smtp.host is not a valid host for TLS")?
+            }
         };
         let mut builder = builder.port(config.port).timeout(Some(config.timeout));
         if let (Some(username), Some(password)) = (&config.username, &config.password) {
@@ -136,7 +140,12 @@ impl Worker {
                 let delay = retry_delay(mail.attempts as u32, self.config.retry_base, self.config.retry_max);
                 let next_attempt_at = Utc::now() + chrono::Duration::from_std(delay).expect("delay fits");
                 let error_text = format!("{e:#}");
-                tracing::warn!(mail_id = mail.id, attempts = mail.attempts, "mail delivery failed, retrying in {}: {error_text}", orchestrator::duration::format(delay));
+                tracing::warn!(
+                    mail_id = mail.id,
+                    attempts = mail.attempts,
+                    "mail delivery failed, retrying in {}: {error_text}",
+                    orchestrator::duration::format(delay)
+                );
                 self.db.run(move |conn| db::mail::mark_failed(conn, mail.id, &error_text, next_attempt_at)).await?;
             }
         }
@@ -144,7 +153,10 @@ impl Worker {
     }
 
     fn build(&self, to_address: &str, subject: &str, sealed_body: Option<&[u8]>) -> anyhow::Result<Message> {
-        let body = self.queue.open_body(sealed_body.context("queued mail has no body")?).context("cannot open the sealed mail body (was secret_key changed?)")?;
+        let body = self
+            .queue
+            .open_body(sealed_body.context("queued mail has no body")?)
+            .context("cannot open the sealed mail body (was secret_key changed?)")?;
         let to: Mailbox = to_address.parse().with_context(|| format!("recipient `{to_address}` is not a mailbox"))?;
         Message::builder()
             .from(self.from.clone())
@@ -161,7 +173,11 @@ mod tests {
     use super::*;
 
     fn check(attempts: u32, expected_secs: u64) {
-        assert_eq!(retry_delay(attempts, Duration::from_secs(5), Duration::from_secs(600)), Duration::from_secs(expected_secs), "after {attempts} attempts");
+        assert_eq!(
+            retry_delay(attempts, Duration::from_secs(5), Duration::from_secs(600)),
+            Duration::from_secs(expected_secs),
+            "after {attempts} attempts"
+        );
     }
 
     #[test]

@@ -17,7 +17,13 @@ async fn sign_up_mail_verify_log_in_and_edit_the_profile_over_real_smtp() {
         .client
         .post(app.url("/signup"))
         .header("Accept-Language", "ko-KR,ko;q=0.9")
-        .form(&[("csrf_token", app.csrf_for(&app.client, &app.jar).await.as_str()), ("email", email), ("password", PASSWORD), ("display_name", "김민수"), ("student_number", "")])
+        .form(&[
+            ("csrf_token", app.csrf_for(&app.client, &app.jar).await.as_str()),
+            ("email", email),
+            ("password", PASSWORD),
+            ("display_name", "김민수"),
+            ("student_number", ""),
+        ])
         .send()
         .await
         .expect("POST /signup");
@@ -25,7 +31,7 @@ async fn sign_up_mail_verify_log_in_and_edit_the_profile_over_real_smtp() {
     assert!(text(response).await.contains(email));
 
     let mail = app.wait_for_mail(email, 1).await.remove(0);
-    assert_eq!(mail.subject.is_empty(), false);
+    assert!(!mail.subject.is_empty());
     assert!(mail.body.contains("김민수님") && mail.body.contains("안녕하세요"), "mail is in Korean: {}", mail.body);
     let link = TestApp::link_in(&mail, "/verify");
     assert!(link.starts_with(&app.address), "link points at the portal: {link}");
@@ -48,7 +54,10 @@ async fn sign_up_mail_verify_log_in_and_edit_the_profile_over_real_smtp() {
     let saved = app.post_form("/profile", &[("display_name", "김민수 (Kim)"), ("student_number", "2023-12345"), ("language", "en")]).await;
     assert_eq!(saved.status(), 303);
     let profile = text(app.get("/profile").await).await;
-    assert!(profile.contains("value=\"김민수 (Kim)\"") && profile.contains("value=\"2023-12345\"") && profile.contains("Your profile is saved"), "{profile}");
+    assert!(
+        profile.contains("value=\"김민수 (Kim)\"") && profile.contains("value=\"2023-12345\"") && profile.contains("Your profile is saved"),
+        "{profile}"
+    );
     assert!(profile.contains("<html lang=\"en\">"));
 
     let bad = app.post_form("/profile", &[("display_name", "Kim"), ("student_number", "12 34"), ("language", "en")]).await;
@@ -65,7 +74,13 @@ async fn sign_up_with_another_domain_is_refused_naming_the_allowed_ones() {
     assert!(page.contains("pusan.ac.kr") && page.contains("value=\"kim@gmail.com\""), "the form keeps what was typed: {page}");
     assert!(app.mail_to("kim@gmail.com").is_empty());
 
-    let api = app.client.post(app.url("/api/v1/accounts")).json(&serde_json::json!({"email": "kim@gmail.com", "password": PASSWORD, "display_name": "Kim"})).send().await.expect("request");
+    let api = app
+        .client
+        .post(app.url("/api/v1/accounts"))
+        .json(&serde_json::json!({"email": "kim@gmail.com", "password": PASSWORD, "display_name": "Kim"}))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(api.status(), 422);
     let body: serde_json::Value = api.json().await.expect("json");
     assert_eq!(body["error"]["code"], "email_domain_not_allowed");
@@ -82,7 +97,8 @@ async fn verification_links_work_once_and_a_reused_link_says_so() {
     assert!(again.contains("already verified"), "{again}");
 
     let token = TestApp::token_of(&link);
-    let api = app.client.post(app.url("/api/v1/accounts/verify")).json(&serde_json::json!({ "token": token })).send().await.expect("request");
+    let api =
+        app.client.post(app.url("/api/v1/accounts/verify")).json(&serde_json::json!({ "token": token })).send().await.expect("request");
     assert_eq!(api.json::<serde_json::Value>().await.expect("json")["status"], "already_verified");
 
     let forged = app.client.get(app.url("/verify?token=not-a-real-token")).send().await.expect("verify");
@@ -92,7 +108,9 @@ async fn verification_links_work_once_and_a_reused_link_says_so() {
 
 #[tokio::test]
 async fn expired_verification_links_are_refused_and_a_new_one_can_be_sent() {
-    let app = spawn_app_with(AppOptions { extra_accounts: "verification_ttl = \"1s\"\nresend_interval = \"1s\"".into(), ..Default::default() }).await;
+    let app =
+        spawn_app_with(AppOptions { extra_accounts: "verification_ttl = \"1s\"\nresend_interval = \"1s\"".into(), ..Default::default() })
+            .await;
     let email = "park@pusan.ac.kr";
     let link = app.sign_up(email).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -147,7 +165,13 @@ async fn wrong_passwords_lock_the_account_for_the_window() {
     let retry_after: u64 = locked.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
     assert!(retry_after > 0 && retry_after <= 15 * 60);
 
-    let api = app.client.post(app.url("/api/v1/tokens")).json(&serde_json::json!({"email": email, "password": PASSWORD, "name": "x"})).send().await.expect("request");
+    let api = app
+        .client
+        .post(app.url("/api/v1/tokens"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD, "name": "x"}))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(api.status(), 429, "the API shares the lock");
     assert_eq!(api.json::<serde_json::Value>().await.expect("json")["error"]["code"], "rate_limited");
 }
@@ -187,7 +211,13 @@ async fn session_cookie_is_host_only_http_only_and_same_site() {
     let link = app.sign_up(email).await;
     app.client.get(&link).send().await.expect("verify");
     let response = app.post_form("/login", &[("email", email), ("password", PASSWORD)]).await;
-    let session = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()).find(|c| c.starts_with("slipway_session=")).expect("session cookie set");
+    let session = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .find(|c| c.starts_with("slipway_session="))
+        .expect("session cookie set");
     assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
     assert!(!session.to_lowercase().contains("domain="), "never scoped to a domain the apps share: {session}");
 }
@@ -226,22 +256,49 @@ async fn password_reset_by_mail_sets_a_new_password_once() {
     app.signed_in_user(email).await;
     let (other, other_jar) = app.new_browser();
     assert_eq!(app.post_form_as(&other, &other_jar, "/password/forgot", &[("email", email)]).await.status(), 200);
-    assert_eq!(app.post_form_as(&other, &other_jar, "/password/forgot", &[("email", "nobody@pusan.ac.kr")]).await.status(), 200, "unknown addresses get the same answer");
+    assert_eq!(
+        app.post_form_as(&other, &other_jar, "/password/forgot", &[("email", "nobody@pusan.ac.kr")]).await.status(),
+        200,
+        "unknown addresses get the same answer"
+    );
     let mails = app.wait_for_mail(email, 2).await;
     let link = TestApp::link_in(&mails[1], "/password/reset");
     let token = TestApp::token_of(&link);
 
     let form = text(other.get(&link).send().await.expect("GET")).await;
     assert!(form.contains("name=\"password_confirm\""), "{form}");
-    let mismatch = app.post_form_as(&other, &other_jar, "/password/reset", &[("token", &token), ("password", "new password 1"), ("password_confirm", "new password 2")]).await;
+    let mismatch = app
+        .post_form_as(
+            &other,
+            &other_jar,
+            "/password/reset",
+            &[("token", &token), ("password", "new password 1"), ("password_confirm", "new password 2")],
+        )
+        .await;
     assert_eq!(mismatch.status(), 422);
-    let short = app.post_form_as(&other, &other_jar, "/password/reset", &[("token", &token), ("password", "short"), ("password_confirm", "short")]).await;
+    let short = app
+        .post_form_as(&other, &other_jar, "/password/reset", &[("token", &token), ("password", "short"), ("password_confirm", "short")])
+        .await;
     assert_eq!(short.status(), 422, "a refused password leaves the link usable");
-    let done = app.post_form_as(&other, &other_jar, "/password/reset", &[("token", &token), ("password", "a brand new password"), ("password_confirm", "a brand new password")]).await;
+    let done = app
+        .post_form_as(
+            &other,
+            &other_jar,
+            "/password/reset",
+            &[("token", &token), ("password", "a brand new password"), ("password_confirm", "a brand new password")],
+        )
+        .await;
     assert_eq!(done.status(), 303);
 
     assert_eq!(app.get("/dashboard").await.status(), 303, "every session ended with the reset");
-    let reused = app.post_form_as(&other, &other_jar, "/password/reset", &[("token", &token), ("password", "yet another password"), ("password_confirm", "yet another password")]).await;
+    let reused = app
+        .post_form_as(
+            &other,
+            &other_jar,
+            "/password/reset",
+            &[("token", &token), ("password", "yet another password"), ("password_confirm", "yet another password")],
+        )
+        .await;
     assert_eq!(reused.status(), 410);
     assert_eq!(app.post_form("/login", &[("email", email), ("password", PASSWORD)]).await.status(), 401);
     assert_eq!(app.post_form("/login", &[("email", email), ("password", "a brand new password")]).await.status(), 303);
@@ -254,9 +311,19 @@ async fn changing_the_password_keeps_this_session_and_ends_the_others() {
     app.signed_in_user(email).await;
     let (laptop, laptop_jar) = app.new_browser();
     app.post_form_as(&laptop, &laptop_jar, "/login", &[("email", email), ("password", PASSWORD)]).await;
-    let wrong = app.post_form("/profile/password", &[("current_password", "not it at all"), ("new_password", "new password here"), ("new_password_confirm", "new password here")]).await;
+    let wrong = app
+        .post_form(
+            "/profile/password",
+            &[("current_password", "not it at all"), ("new_password", "new password here"), ("new_password_confirm", "new password here")],
+        )
+        .await;
     assert_eq!(wrong.status(), 422);
-    let changed = app.post_form("/profile/password", &[("current_password", PASSWORD), ("new_password", "new password here"), ("new_password_confirm", "new password here")]).await;
+    let changed = app
+        .post_form(
+            "/profile/password",
+            &[("current_password", PASSWORD), ("new_password", "new password here"), ("new_password_confirm", "new password here")],
+        )
+        .await;
     assert_eq!(changed.status(), 303);
     assert_eq!(app.get("/profile").await.status(), 200, "this browser stays logged in");
     assert_eq!(laptop.get(app.url("/profile")).send().await.expect("GET").status(), 303, "the other is logged out");
@@ -267,7 +334,20 @@ async fn forms_without_the_csrf_token_are_refused() {
     let app = spawn_app().await;
     app.signed_in_user("baek@pusan.ac.kr").await;
     for path in ["/profile", "/logout", "/logout/everywhere", "/tokens", "/language", "/signup", "/login", "/password/forgot"] {
-        let response = app.client.post(app.url(path)).form(&[("csrf_token", "forged"), ("email", "x@pusan.ac.kr"), ("password", PASSWORD), ("display_name", "x"), ("language", "ko"), ("name", "x")]).send().await.expect("request");
+        let response = app
+            .client
+            .post(app.url(path))
+            .form(&[
+                ("csrf_token", "forged"),
+                ("email", "x@pusan.ac.kr"),
+                ("password", PASSWORD),
+                ("display_name", "x"),
+                ("language", "ko"),
+                ("name", "x"),
+            ])
+            .send()
+            .await
+            .expect("request");
         assert_eq!(response.status(), 403, "{path} accepted a forged CSRF token");
     }
     assert_eq!(app.get("/dashboard").await.status(), 200, "the forged logout did nothing");
@@ -276,7 +356,8 @@ async fn forms_without_the_csrf_token_are_refused() {
 #[tokio::test]
 async fn language_follows_accept_language_and_the_switch_is_remembered() {
     let app = spawn_app().await;
-    let korean = text(app.client.get(app.url("/login")).header("Accept-Language", "ko-KR,ko;q=0.9,en;q=0.8").send().await.expect("GET")).await;
+    let korean =
+        text(app.client.get(app.url("/login")).header("Accept-Language", "ko-KR,ko;q=0.9,en;q=0.8").send().await.expect("GET")).await;
     assert!(korean.contains("<html lang=\"ko\">") && korean.contains("로그인"));
     let english = text(app.client.get(app.url("/login")).header("Accept-Language", "en-US").send().await.expect("GET")).await;
     assert!(english.contains("<html lang=\"en\">"));
@@ -302,7 +383,9 @@ async fn pages_for_members_redirect_visitors_to_login_and_back() {
 #[tokio::test]
 async fn admins_promote_professors_and_others_cannot() {
     let app = spawn_app().await;
-    let admin = portal::accounts::create_verified_user(&app.state.db, "admin@pusan.ac.kr", PASSWORD, "Admin", portal::domain::Role::Admin).await.expect("admin");
+    let admin = portal::accounts::create_verified_user(&app.state.db, "admin@pusan.ac.kr", PASSWORD, "Admin", portal::domain::Role::Admin)
+        .await
+        .expect("admin");
     app.signed_in_user("prof@pusan.ac.kr").await;
     let prof_id = {
         use diesel::prelude::*;
@@ -313,10 +396,16 @@ async fn admins_promote_professors_and_others_cannot() {
     assert_eq!(app.post_form(&format!("/admin/users/{prof_id}/role"), &[("role", "admin")]).await.status(), 403, "nor promote themselves");
 
     let (admin_browser, admin_jar) = app.new_browser();
-    assert_eq!(app.post_form_as(&admin_browser, &admin_jar, "/login", &[("email", "admin@pusan.ac.kr"), ("password", PASSWORD)]).await.status(), 303);
+    assert_eq!(
+        app.post_form_as(&admin_browser, &admin_jar, "/login", &[("email", "admin@pusan.ac.kr"), ("password", PASSWORD)]).await.status(),
+        303
+    );
     let list = text(admin_browser.get(app.url("/admin/users")).send().await.expect("GET")).await;
     assert!(list.contains("prof@pusan.ac.kr"));
-    assert_eq!(app.post_form_as(&admin_browser, &admin_jar, &format!("/admin/users/{prof_id}/role"), &[("role", "professor")]).await.status(), 303);
+    assert_eq!(
+        app.post_form_as(&admin_browser, &admin_jar, &format!("/admin/users/{prof_id}/role"), &[("role", "professor")]).await.status(),
+        303
+    );
     let profile = text(app.get("/profile").await).await;
     assert!(profile.contains("Professor"), "the new role shows: {profile}");
 
@@ -330,7 +419,8 @@ async fn tokens_page_shows_a_new_token_once_and_revokes_it() {
     let app = spawn_app().await;
     app.signed_in_user("nam@pusan.ac.kr").await;
     let created = text(app.post_form("/tokens", &[("name", "laptop")]).await).await;
-    let secret = created.split("data-testid=\"new-token\">").nth(1).and_then(|rest| rest.split('<').next()).expect("token shown").to_owned();
+    let secret =
+        created.split("data-testid=\"new-token\">").nth(1).and_then(|rest| rest.split('<').next()).expect("token shown").to_owned();
     assert!(secret.starts_with("slw_"));
     let me = app.client.get(app.url("/api/v1/me")).bearer_auth(&secret).send().await.expect("GET");
     assert_eq!(me.status(), 200);

@@ -18,20 +18,39 @@ async fn openapi_document_is_served() {
 async fn tokens_authenticate_the_api_until_revoked() {
     let app = spawn_app().await;
     let token = app.api_token("api@pusan.ac.kr").await;
-    let me: serde_json::Value = app.client.get(app.url("/api/v1/me")).bearer_auth(&token).send().await.expect("GET").json().await.expect("json");
+    let me: serde_json::Value =
+        app.client.get(app.url("/api/v1/me")).bearer_auth(&token).send().await.expect("GET").json().await.expect("json");
     assert_eq!(me["email"], "api@pusan.ac.kr");
     assert!(me.get("password_hash").is_none());
 
-    let updated = app.client.patch(app.url("/api/v1/me")).bearer_auth(&token).json(&serde_json::json!({"display_name": "API 사용자", "language": "ko"})).send().await.expect("PATCH");
+    let updated = app
+        .client
+        .patch(app.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"display_name": "API 사용자", "language": "ko"}))
+        .send()
+        .await
+        .expect("PATCH");
     assert_eq!(updated.status(), 200);
     let updated: serde_json::Value = updated.json().await.expect("json");
-    assert_eq!((updated["display_name"].as_str(), updated["language"].as_str(), updated["student_number"].as_str()), (Some("API 사용자"), Some("ko"), Some("202312345")));
+    assert_eq!(
+        (updated["display_name"].as_str(), updated["language"].as_str(), updated["student_number"].as_str()),
+        (Some("API 사용자"), Some("ko"), Some("202312345"))
+    );
 
-    let bad = app.client.patch(app.url("/api/v1/me")).bearer_auth(&token).json(&serde_json::json!({"language": "fr"})).send().await.expect("PATCH");
+    let bad = app
+        .client
+        .patch(app.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"language": "fr"}))
+        .send()
+        .await
+        .expect("PATCH");
     assert_eq!(bad.status(), 422);
     assert_eq!(bad.json::<serde_json::Value>().await.expect("json")["error"]["code"], "invalid_language");
 
-    let tokens: serde_json::Value = app.client.get(app.url("/api/v1/tokens")).bearer_auth(&token).send().await.expect("GET").json().await.expect("json");
+    let tokens: serde_json::Value =
+        app.client.get(app.url("/api/v1/tokens")).bearer_auth(&token).send().await.expect("GET").json().await.expect("json");
     let listed = tokens["tokens"].as_array().expect("array");
     assert_eq!(listed.len(), 1);
     assert!(listed[0].get("token_hash").is_none() && listed[0]["prefix"].as_str().is_some_and(|p| token.starts_with(p)));
@@ -53,7 +72,13 @@ async fn errors_are_json_with_a_stable_code() {
         (app.client.post(app.url("/api/v1/accounts")).header("Content-Type", "application/json").body("{not json"), 400, "invalid_body"),
         (app.client.post(app.url("/api/v1/accounts")).json(&serde_json::json!({"email": "x@pusan.ac.kr"})), 400, "invalid_body"),
         (app.client.get(app.url("/api/v1/no-such-route")), 404, "not_found"),
-        (app.client.post(app.url("/api/v1/tokens")).json(&serde_json::json!({"email": "ghost@pusan.ac.kr", "password": PASSWORD, "name": "x"})), 401, "invalid_credentials"),
+        (
+            app.client
+                .post(app.url("/api/v1/tokens"))
+                .json(&serde_json::json!({"email": "ghost@pusan.ac.kr", "password": PASSWORD, "name": "x"})),
+            401,
+            "invalid_credentials",
+        ),
         (app.client.post(app.url("/api/v1/accounts/verify")).json(&serde_json::json!({"token": "nope"})), 400, "token_invalid"),
     ];
     for (request, status, code) in cases {
@@ -69,7 +94,13 @@ async fn errors_are_json_with_a_stable_code() {
 async fn unverified_accounts_get_no_api_token() {
     let app = spawn_app().await;
     app.sign_up("unverified@pusan.ac.kr").await;
-    let response = app.client.post(app.url("/api/v1/tokens")).json(&serde_json::json!({"email": "unverified@pusan.ac.kr", "password": PASSWORD, "name": "x"})).send().await.expect("POST");
+    let response = app
+        .client
+        .post(app.url("/api/v1/tokens"))
+        .json(&serde_json::json!({"email": "unverified@pusan.ac.kr", "password": PASSWORD, "name": "x"}))
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(response.status(), 403);
     assert_eq!(response.json::<serde_json::Value>().await.expect("json")["error"]["code"], "email_not_verified");
 }
@@ -82,16 +113,51 @@ async fn admin_routes_are_for_admins_only() {
     assert_eq!(forbidden.status(), 403);
     assert_eq!(forbidden.json::<serde_json::Value>().await.expect("json")["error"]["code"], "forbidden");
 
-    portal::accounts::create_verified_user(&app.state.db, "root@pusan.ac.kr", PASSWORD, "Root", portal::domain::Role::Admin).await.expect("admin");
-    let admin: serde_json::Value = app.client.post(app.url("/api/v1/tokens")).json(&serde_json::json!({"email": "root@pusan.ac.kr", "password": PASSWORD, "name": "x"})).send().await.expect("POST").json().await.expect("json");
+    portal::accounts::create_verified_user(&app.state.db, "root@pusan.ac.kr", PASSWORD, "Root", portal::domain::Role::Admin)
+        .await
+        .expect("admin");
+    let admin: serde_json::Value = app
+        .client
+        .post(app.url("/api/v1/tokens"))
+        .json(&serde_json::json!({"email": "root@pusan.ac.kr", "password": PASSWORD, "name": "x"}))
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("json");
     let admin = admin["token"].as_str().expect("token").to_owned();
-    let users: serde_json::Value = app.client.get(app.url("/api/v1/admin/users")).bearer_auth(&admin).send().await.expect("GET").json().await.expect("json");
-    let student_id = users["users"].as_array().expect("users").iter().find(|u| u["email"] == "student@pusan.ac.kr").expect("listed")["id"].as_i64().expect("id");
-    let promoted = app.client.patch(app.url(&format!("/api/v1/admin/users/{student_id}"))).bearer_auth(&admin).json(&serde_json::json!({"role": "professor"})).send().await.expect("PATCH");
+    let users: serde_json::Value =
+        app.client.get(app.url("/api/v1/admin/users")).bearer_auth(&admin).send().await.expect("GET").json().await.expect("json");
+    let student_id = users["users"].as_array().expect("users").iter().find(|u| u["email"] == "student@pusan.ac.kr").expect("listed")["id"]
+        .as_i64()
+        .expect("id");
+    let promoted = app
+        .client
+        .patch(app.url(&format!("/api/v1/admin/users/{student_id}")))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"role": "professor"}))
+        .send()
+        .await
+        .expect("PATCH");
     assert_eq!(promoted.json::<serde_json::Value>().await.expect("json")["role"], "professor");
-    let bad_role = app.client.patch(app.url(&format!("/api/v1/admin/users/{student_id}"))).bearer_auth(&admin).json(&serde_json::json!({"role": "god"})).send().await.expect("PATCH");
+    let bad_role = app
+        .client
+        .patch(app.url(&format!("/api/v1/admin/users/{student_id}")))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"role": "god"}))
+        .send()
+        .await
+        .expect("PATCH");
     assert_eq!(bad_role.status(), 422);
-    let missing = app.client.patch(app.url("/api/v1/admin/users/999999")).bearer_auth(&admin).json(&serde_json::json!({"role": "student"})).send().await.expect("PATCH");
+    let missing = app
+        .client
+        .patch(app.url("/api/v1/admin/users/999999"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"role": "student"}))
+        .send()
+        .await
+        .expect("PATCH");
     assert_eq!(missing.status(), 404);
 }
 
@@ -137,7 +203,13 @@ async fn a_dead_redis_gives_a_clear_503_and_the_portal_recovers() {
     redis.child.wait().expect("reap redis");
 
     let started = std::time::Instant::now();
-    let login = app.client.post(app.url("/api/v1/tokens")).json(&serde_json::json!({"email": "redis@pusan.ac.kr", "password": PASSWORD, "name": "x"})).send().await.expect("POST");
+    let login = app
+        .client
+        .post(app.url("/api/v1/tokens"))
+        .json(&serde_json::json!({"email": "redis@pusan.ac.kr", "password": PASSWORD, "name": "x"}))
+        .send()
+        .await
+        .expect("POST");
     assert!(started.elapsed() < Duration::from_secs(10), "a dead Redis must not hang requests ({:?})", started.elapsed());
     assert_eq!(login.status(), 503);
     assert!(login.headers().contains_key("retry-after"));
@@ -152,10 +224,20 @@ async fn a_dead_redis_gives_a_clear_503_and_the_portal_recovers() {
 
     // Redis comes back on the same port: the portal reconnects by itself.
     let port = redis.url.rsplit(':').next().expect("port").to_owned();
-    redis.child = std::process::Command::new("redis-server").args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).stdout(std::process::Stdio::null()).spawn().expect("redis-server");
+    redis.child = std::process::Command::new("redis-server")
+        .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let response = app.client.post(app.url("/api/v1/tokens")).json(&serde_json::json!({"email": "redis@pusan.ac.kr", "password": PASSWORD, "name": "x"})).send().await.expect("POST");
+        let response = app
+            .client
+            .post(app.url("/api/v1/tokens"))
+            .json(&serde_json::json!({"email": "redis@pusan.ac.kr", "password": PASSWORD, "name": "x"}))
+            .send()
+            .await
+            .expect("POST");
         if response.status() == 201 {
             break;
         }

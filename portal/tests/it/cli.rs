@@ -26,7 +26,9 @@ fn run_with_stdin(mut command: Command, stdin: &str) -> std::process::Output {
 async fn admin_create_user_bootstraps_a_verified_admin_who_can_use_the_cli() {
     let app = spawn_app().await;
     let mut create = slipway();
-    create.args(["admin", "create-user", "boss@pusan.ac.kr", "--role", "admin", "--password-stdin", "--name", "Boss"]).env("DATABASE_URL", &app.database.url);
+    create
+        .args(["admin", "create-user", "boss@pusan.ac.kr", "--role", "admin", "--password-stdin", "--name", "Boss"])
+        .env("DATABASE_URL", &app.database.url);
     let output = tokio::task::spawn_blocking(move || run_with_stdin(create, &format!("{PASSWORD}\n"))).await.expect("join");
     assert!(output.status.success(), "create-user failed: {}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("role admin"));
@@ -53,9 +55,17 @@ async fn admin_create_user_bootstraps_a_verified_admin_who_can_use_the_cli() {
     assert!(output.status.success() && printed.contains("boss@pusan.ac.kr") && printed.contains("admin"), "{printed}");
 
     // SLIPWAY_PORTAL and SLIPWAY_TOKEN work without stored credentials, as in CI.
-    let token = std::fs::read_to_string(&credentials).expect("read").lines().find_map(|l| l.strip_prefix("token = \"").map(|t| t.trim_end_matches('"').to_owned())).expect("token line");
+    let token = std::fs::read_to_string(&credentials)
+        .expect("read")
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \"").map(|t| t.trim_end_matches('"').to_owned()))
+        .expect("token line");
     let mut from_env = slipway();
-    from_env.arg("whoami").env("XDG_CONFIG_HOME", app.data_dir.join("empty-home")).env("SLIPWAY_PORTAL", &app.address).env("SLIPWAY_TOKEN", &token);
+    from_env
+        .arg("whoami")
+        .env("XDG_CONFIG_HOME", app.data_dir.join("empty-home"))
+        .env("SLIPWAY_PORTAL", &app.address)
+        .env("SLIPWAY_TOKEN", &token);
     let output = tokio::task::spawn_blocking(move || from_env.output().expect("run")).await.expect("join");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
@@ -73,7 +83,9 @@ async fn wrong_password_at_cli_login_says_why_and_stores_nothing() {
     let app = spawn_app().await;
     let config_home = app.data_dir.join("config-home");
     let mut login = slipway();
-    login.args(["login", "--portal", &app.address, "--email", "ghost@pusan.ac.kr", "--password-stdin"]).env("XDG_CONFIG_HOME", &config_home);
+    login
+        .args(["login", "--portal", &app.address, "--email", "ghost@pusan.ac.kr", "--password-stdin"])
+        .env("XDG_CONFIG_HOME", &config_home);
     let output = tokio::task::spawn_blocking(move || run_with_stdin(login, "wrong password")).await.expect("join");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid_credentials"));
@@ -90,7 +102,12 @@ fn configuration_errors_name_the_key_and_the_value() {
     let output = slipway().args(["config", "check", "--apps-domain", "bad domain"]).output().expect("run");
     assert!(String::from_utf8_lossy(&output.stderr).contains("`apps_domain` = `bad domain`"));
 
-    let output = slipway().args(["config", "check"]).env_remove("SLIPWAY_ALLOWED_EMAIL_DOMAINS").current_dir(std::env::temp_dir()).output().expect("run");
+    let output = slipway()
+        .args(["config", "check"])
+        .env_remove("SLIPWAY_ALLOWED_EMAIL_DOMAINS")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run");
     assert!(String::from_utf8_lossy(&output.stderr).contains("allowed_email_domains"));
 
     let output = slipway().args(["config", "check"]).env("DATABASE_URL", "postgres://u:hunter2@db/x").output().expect("run");
@@ -104,7 +121,11 @@ async fn slipway_up_runs_on_private_services_and_stops_them_cleanly() {
     let data_dir = std::env::temp_dir().join(format!("slipway-up-{}", uuid::Uuid::new_v4().simple()));
     let port = free_port();
     let mut up = slipway();
-    up.args(["up", "--data-dir"]).arg(&data_dir).args(["--portal", &format!("127.0.0.1:{port}")]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    up.args(["up", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--portal", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = up.spawn().expect("spawn slipway up");
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -11,7 +11,14 @@ fn example(name: &str) -> Vec<u8> {
 }
 
 async fn create(app: &TestApp, token: &str, name: &str, template: &str) {
-    let response = app.client.post(app.url("/api/v1/projects")).bearer_auth(token).json(&serde_json::json!({ "name": name, "template": template })).send().await.expect("POST");
+    let response = app
+        .client
+        .post(app.url("/api/v1/projects"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "name": name, "template": template }))
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(response.status(), 201);
 }
 
@@ -51,7 +58,14 @@ async fn the_project_page_uploads_shows_revisions_logs_and_rolls_back() {
     app.signed_in_user("pageuser@pusan.ac.kr").await;
     assert_eq!(app.post_form("/projects", &[("name", "page-site"), ("template", "static")]).await.status(), 303);
     let csrf = app.csrf_for(&app.client, &app.jar).await;
-    let upload = |zip: Vec<u8>, csrf: String| app.client.post(app.url("/projects/page-site/upload")).header("Content-Type", "application/zip").header("X-CSRF-Token", csrf).body(zip).send();
+    let upload = |zip: Vec<u8>, csrf: String| {
+        app.client
+            .post(app.url("/projects/page-site/upload"))
+            .header("Content-Type", "application/zip")
+            .header("X-CSRF-Token", csrf)
+            .body(zip)
+            .send()
+    };
 
     let forged = upload(example("static-hello"), "forged".to_owned()).await.expect("POST");
     assert_eq!(forged.status(), 403, "the upload needs the CSRF header");

@@ -33,7 +33,9 @@ pub fn backends() -> &'static Backends {
         if database_ok && redis_ok {
             return Backends { admin_database_url: database, redis_url: redis };
         }
-        eprintln!("test backends: {database} reachable = {database_ok}, {redis} reachable = {redis_ok}; starting private PostgreSQL and Redis");
+        eprintln!(
+            "test backends: {database} reachable = {database_ok}, {redis} reachable = {redis_ok}; starting private PostgreSQL and Redis"
+        );
         start_private_backends(database_ok.then_some(database), redis_ok.then_some(redis))
     })
 }
@@ -169,7 +171,12 @@ impl Drop for SmtpServer {
 /// fails with `IncompleteMessage` (a POST is never retried). `hostile_zips` hit that reliably
 /// with the CPU saturated.
 fn test_client(jar: Arc<reqwest::cookie::Jar>) -> reqwest::Client {
-    reqwest::Client::builder().cookie_provider(jar).redirect(reqwest::redirect::Policy::none()).pool_idle_timeout(Duration::from_secs(2)).build().expect("client")
+    reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .expect("client")
 }
 
 pub struct TestApp {
@@ -217,7 +224,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let port = free_port();
     let smtp_port = options.smtp_port_without_server.or(options.smtp.then(free_port));
     let smtp = options.smtp.then(|| SmtpServer::start_on(smtp_port.expect("port chosen"), &data_dir.join("maildir")));
-    let smtp_table = smtp_port.map(|p| format!("[smtp]\nhost = \"127.0.0.1\"\nport = {p}\nsecurity = \"none\"\ntimeout = \"2s\"\n")).unwrap_or_default();
+    let smtp_table =
+        smtp_port.map(|p| format!("[smtp]\nhost = \"127.0.0.1\"\nport = {p}\nsecurity = \"none\"\ntimeout = \"2s\"\n")).unwrap_or_default();
     let config_text = format!(
         "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:{port}\"\ngateway_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
          [mail]\nfrom = \"Slipway <no-reply@pusan.ac.kr>\"\nretry_base = \"200ms\"\nretry_max = \"1s\"\npoll_interval = \"100ms\"\n\
@@ -243,7 +251,18 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         Some(server) => server.maildir.join("new"),
         None => data_dir.join("outbox"),
     };
-    TestApp { address: format!("http://127.0.0.1:{port}"), gateway_port, database, data_dir, jar, client, state, mail_dir, _smtp: smtp, shutdown }
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        gateway_port,
+        database,
+        data_dir,
+        jar,
+        client,
+        state,
+        mail_dir,
+        _smtp: smtp,
+        shutdown,
+    }
 }
 
 impl Drop for TestApp {
@@ -268,7 +287,10 @@ pub fn parse_mail(raw: &str) -> ReceivedMail {
     let header = |name: &str| head.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap_or("").trim().to_owned();
     let encoding = header("Content-Transfer-Encoding").to_ascii_lowercase();
     let body = match encoding.as_str() {
-        "quoted-printable" => String::from_utf8(quoted_printable::decode(body, quoted_printable::ParseMode::Robust).expect("valid quoted-printable")).expect("utf-8 body"),
+        "quoted-printable" => {
+            String::from_utf8(quoted_printable::decode(body, quoted_printable::ParseMode::Robust).expect("valid quoted-printable"))
+                .expect("utf-8 body")
+        }
         "base64" => {
             use base64::Engine;
             let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
@@ -315,7 +337,13 @@ impl TestApp {
         self.post_form_as(&self.client, &self.jar, path, fields).await
     }
 
-    pub async fn post_form_as(&self, client: &reqwest::Client, jar: &reqwest::cookie::Jar, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn post_form_as(
+        &self,
+        client: &reqwest::Client,
+        jar: &reqwest::cookie::Jar,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
         let csrf = self.csrf_for(client, jar).await;
         let mut form: Vec<(&str, &str)> = vec![("csrf_token", &csrf)];
         form.extend_from_slice(fields);
@@ -332,8 +360,15 @@ impl TestApp {
             }
             if tokio::time::Instant::now() >= deadline {
                 use portal::db::schema::outbound_mail;
-                let queue: Vec<(String, i32, Option<String>)> = outbound_mail::table.select((outbound_mail::to_address, outbound_mail::attempts, outbound_mail::last_error)).load(&mut self.db()).unwrap_or_default();
-                panic!("expected {n_expected} mail(s) to {address} in {}, found {}; queue: {queue:?}", self.mail_dir.display(), found.len());
+                let queue: Vec<(String, i32, Option<String>)> = outbound_mail::table
+                    .select((outbound_mail::to_address, outbound_mail::attempts, outbound_mail::last_error))
+                    .load(&mut self.db())
+                    .unwrap_or_default();
+                panic!(
+                    "expected {n_expected} mail(s) to {address} in {}, found {}; queue: {queue:?}",
+                    self.mail_dir.display(),
+                    found.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -364,7 +399,12 @@ impl TestApp {
 
     /// Signs up through the page and returns the verification link from the mail.
     pub async fn sign_up(&self, email: &str) -> String {
-        let response = self.post_form("/signup", &[("email", email), ("password", PASSWORD), ("display_name", "Kim Minsu"), ("student_number", "202312345")]).await;
+        let response = self
+            .post_form(
+                "/signup",
+                &[("email", email), ("password", PASSWORD), ("display_name", "Kim Minsu"), ("student_number", "202312345")],
+            )
+            .await;
         assert_eq!(response.status(), 200, "sign-up page answered {}", response.text().await.unwrap_or_default());
         let mails = self.wait_for_mail(email, 1).await;
         Self::link_in(mails.last().expect("one mail"), "/verify")
@@ -382,7 +422,13 @@ impl TestApp {
     pub async fn api_token(&self, email: &str) -> String {
         let link = self.sign_up(email).await;
         assert_eq!(self.client.get(&link).send().await.expect("verify").status(), 200);
-        let response = self.client.post(self.url("/api/v1/tokens")).json(&serde_json::json!({"email": email, "password": PASSWORD, "name": "test"})).send().await.expect("request");
+        let response = self
+            .client
+            .post(self.url("/api/v1/tokens"))
+            .json(&serde_json::json!({"email": email, "password": PASSWORD, "name": "test"}))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(response.status(), 201);
         let body: serde_json::Value = response.json().await.expect("json");
         body["token"].as_str().expect("token").to_owned()
@@ -390,12 +436,25 @@ impl TestApp {
 
     /// GET through the gateway as `NAME.localhost`.
     pub async fn app_get(&self, name: &str, path: &str) -> reqwest::Response {
-        reqwest::Client::new().get(format!("http://127.0.0.1:{}{path}", self.gateway_port)).header("Host", format!("{name}.localhost")).send().await.expect("gateway request")
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}{path}", self.gateway_port))
+            .header("Host", format!("{name}.localhost"))
+            .send()
+            .await
+            .expect("gateway request")
     }
 
     /// Creates a project over the API and deploys `zip` to it; returns the revision JSON.
     pub async fn deploy_zip(&self, token: &str, name: &str, zip: Vec<u8>) -> (u16, serde_json::Value) {
-        let response = self.client.post(self.url(&format!("/api/v1/projects/{name}/deployments"))).bearer_auth(token).header("Content-Type", "application/zip").body(zip).send().await.expect("upload");
+        let response = self
+            .client
+            .post(self.url(&format!("/api/v1/projects/{name}/deployments")))
+            .bearer_auth(token)
+            .header("Content-Type", "application/zip")
+            .body(zip)
+            .send()
+            .await
+            .expect("upload");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or_default())
     }
@@ -404,7 +463,16 @@ impl TestApp {
     pub async fn wait_for_revision(&self, token: &str, name: &str, number: i64) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
         loop {
-            let listing: serde_json::Value = self.client.get(self.url(&format!("/api/v1/projects/{name}/revisions"))).bearer_auth(token).send().await.expect("GET").json().await.expect("json");
+            let listing: serde_json::Value = self
+                .client
+                .get(self.url(&format!("/api/v1/projects/{name}/revisions")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("json");
             if let Some(revision) = listing["revisions"].as_array().and_then(|r| r.iter().find(|r| r["number"] == number)) {
                 if matches!(revision["status"].as_str(), Some("live" | "failed" | "retired")) {
                     return revision.clone();
@@ -417,14 +485,30 @@ impl TestApp {
 
     /// Creates a project over the API and asserts it was created.
     pub async fn create_project(&self, token: &str, name: &str, template: &str) {
-        let response = self.client.post(self.url("/api/v1/projects")).bearer_auth(token).json(&serde_json::json!({ "name": name, "template": template })).send().await.expect("POST /api/v1/projects");
+        let response = self
+            .client
+            .post(self.url("/api/v1/projects"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "name": name, "template": template }))
+            .send()
+            .await
+            .expect("POST /api/v1/projects");
         let status = response.status();
         assert_eq!(status, 201, "creating {name}: {}", response.text().await.unwrap_or_default());
     }
 
     /// Every revision of `name`, newest first, as the API lists them.
     pub async fn revisions(&self, token: &str, name: &str) -> Vec<serde_json::Value> {
-        let listing: serde_json::Value = self.client.get(self.url(&format!("/api/v1/projects/{name}/revisions"))).bearer_auth(token).send().await.expect("GET revisions").json().await.expect("json");
+        let listing: serde_json::Value = self
+            .client
+            .get(self.url(&format!("/api/v1/projects/{name}/revisions")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET revisions")
+            .json()
+            .await
+            .expect("json");
         listing["revisions"].as_array().cloned().unwrap_or_default()
     }
 
@@ -473,7 +557,8 @@ pub fn example_zip(name: &str) -> Vec<u8> {
 
 /// A folder zipped with the platform's own `pack_dir`.
 pub fn pack(dir: &Path) -> Vec<u8> {
-    orchestrator::artifact::pack_dir(dir, &orchestrator::artifact::Limits::default()).unwrap_or_else(|e| panic!("pack {}: {e}", dir.display()))
+    orchestrator::artifact::pack_dir(dir, &orchestrator::artifact::Limits::default())
+        .unwrap_or_else(|e| panic!("pack {}: {e}", dir.display()))
 }
 
 /// A temporary project folder with `files` (path, contents) written into it.

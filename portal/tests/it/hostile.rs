@@ -138,7 +138,8 @@ async fn portal_answers(app: &TestApp, token: &str) -> (u16, Duration) {
 async fn an_app_cannot_read_another_apps_files_or_the_hosts_secrets() {
     let app = spawn_app().await;
     let token = app.api_token("h-read@pusan.ac.kr").await;
-    let (_victim, _thief) = tokio::join!(app.deploy_live(&token, "h-victim", "python", probe_zip()), app.deploy_live(&token, "h-thief", "python", probe_zip()));
+    let (_victim, _thief) =
+        tokio::join!(app.deploy_live(&token, "h-victim", "python", probe_zip()), app.deploy_live(&token, "h-thief", "python", probe_zip()));
     let secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
     let written = ask(&app, "h-victim", &format!("/write?path=/data/secret.txt&text={secret}")).await;
     assert_eq!(written["ok"], true, "the victim can write its own /data: {written}");
@@ -192,7 +193,12 @@ async fn an_app_cannot_connect_to_postgres_redis_the_portal_or_the_gateway() {
     let own = ask(&app, "h-net", "/connect?host=127.0.0.1&port=8080").await;
     assert_eq!(own["ok"], true, "{own}");
     let mut reached = Vec::new();
-    for (what, port) in [("PostgreSQL", "5432".to_owned()), ("Redis", "6379".to_owned()), ("the portal", portal_port), ("the gateway", app.gateway_port.to_string())] {
+    for (what, port) in [
+        ("PostgreSQL", "5432".to_owned()),
+        ("Redis", "6379".to_owned()),
+        ("the portal", portal_port),
+        ("the gateway", app.gateway_port.to_string()),
+    ] {
         for host in ["127.0.0.1", "localhost"] {
             let answer = ask(&app, "h-net", &format!("/connect?host={host}&port={port}")).await;
             eprintln!("hostile connect to {what} at {host}:{port}: {answer}");
@@ -222,7 +228,10 @@ fn pids_in_cgroup(app_name: &str) -> Option<u64> {
 async fn a_fork_bomb_is_held_by_the_process_limit_and_the_host_and_a_neighbour_keep_serving() {
     let app = spawn_app().await;
     let token = app.api_token("h-fork@pusan.ac.kr").await;
-    tokio::join!(app.deploy_live(&token, "h-bomb", "python", probe_zip()), app.deploy_live(&token, "h-neighbour", "static", example_zip("static-hello")));
+    tokio::join!(
+        app.deploy_live(&token, "h-bomb", "python", probe_zip()),
+        app.deploy_live(&token, "h-neighbour", "static", example_zip("static-hello"))
+    );
     let started = ask(&app, "h-bomb", "/fork").await;
     assert_eq!(started["ok"], true, "{started}");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -254,7 +263,10 @@ async fn a_fork_bomb_is_held_by_the_process_limit_and_the_host_and_a_neighbour_k
 async fn an_app_allocating_10_gb_is_killed_by_its_memory_limit_and_restarted_while_others_serve() {
     let app = spawn_app().await;
     let token = app.api_token("h-mem@pusan.ac.kr").await;
-    tokio::join!(app.deploy_live(&token, "h-hog", "python", probe_zip()), app.deploy_live(&token, "h-calm", "static", example_zip("static-hello")));
+    tokio::join!(
+        app.deploy_live(&token, "h-hog", "python", probe_zip()),
+        app.deploy_live(&token, "h-calm", "static", example_zip("static-hello"))
+    );
     let started = Instant::now();
     let answer = app.app_get("h-hog", "/eat").await;
     let status = answer.status().as_u16();
@@ -289,7 +301,17 @@ async fn an_app_can_write_only_to_data_and_tmp() {
     let token = app.api_token("h-write@pusan.ac.kr").await;
     app.deploy_live(&token, "h-writer", "python", probe_zip()).await;
     let mut outcomes = Vec::new();
-    for path in ["/data/note.txt", "/tmp/note.txt", "/app/main.py", "/app/new.txt", "/etc/passwd", "/usr/bin/python3", "/note.txt", "/dev/shm/note.txt", "/proc/sys/kernel/hostname"] {
+    for path in [
+        "/data/note.txt",
+        "/tmp/note.txt",
+        "/app/main.py",
+        "/app/new.txt",
+        "/etc/passwd",
+        "/usr/bin/python3",
+        "/note.txt",
+        "/dev/shm/note.txt",
+        "/proc/sys/kernel/hostname",
+    ] {
         let answer = ask(&app, "h-writer", &format!("/write?path={}&text=pwned", encode(path))).await;
         eprintln!("hostile write {path}: {answer}");
         outcomes.push((path, answer["ok"] == true));

@@ -68,15 +68,57 @@ fn cases(marker: &str) -> Vec<Case> {
     let absolute = format!("/tmp/{marker}-absolute.txt");
     let many: Vec<String> = (0..60).map(|n| format!("page-{n}.html")).collect();
     vec![
-        Case { what: "zip-slip with ../", body: zip_of(&[index(), Entry::File(&escaped, b"owned".to_vec())]), status: 422, code: "zip_slip", names: escaped.clone() },
-        Case { what: "zip-slip through a folder", body: zip_of(&[index(), Entry::File(&nested, b"owned".to_vec())]), status: 422, code: "zip_slip", names: nested.clone() },
-        Case { what: "absolute path", body: zip_of(&[index(), Entry::File(&absolute, b"owned".to_vec())]), status: 422, code: "absolute_path", names: absolute.clone() },
-        Case { what: "symlink to an absolute path", body: zip_of(&[index(), Entry::Symlink("passwd", "/etc/passwd")]), status: 422, code: "symlink_escape", names: "passwd".to_owned() },
-        Case { what: "symlink climbing out", body: zip_of(&[index(), Entry::Symlink("up", "../../../../etc")]), status: 422, code: "symlink_escape", names: "up".to_owned() },
-        Case { what: "file written through a symlink", body: zip_of(&[index(), Entry::Symlink("here", "."), Entry::File("here/../escape.txt", b"owned".to_vec())]), status: 422, code: "", names: "escape.txt".to_owned() },
+        Case {
+            what: "zip-slip with ../",
+            body: zip_of(&[index(), Entry::File(&escaped, b"owned".to_vec())]),
+            status: 422,
+            code: "zip_slip",
+            names: escaped.clone(),
+        },
+        Case {
+            what: "zip-slip through a folder",
+            body: zip_of(&[index(), Entry::File(&nested, b"owned".to_vec())]),
+            status: 422,
+            code: "zip_slip",
+            names: nested.clone(),
+        },
+        Case {
+            what: "absolute path",
+            body: zip_of(&[index(), Entry::File(&absolute, b"owned".to_vec())]),
+            status: 422,
+            code: "absolute_path",
+            names: absolute.clone(),
+        },
+        Case {
+            what: "symlink to an absolute path",
+            body: zip_of(&[index(), Entry::Symlink("passwd", "/etc/passwd")]),
+            status: 422,
+            code: "symlink_escape",
+            names: "passwd".to_owned(),
+        },
+        Case {
+            what: "symlink climbing out",
+            body: zip_of(&[index(), Entry::Symlink("up", "../../../../etc")]),
+            status: 422,
+            code: "symlink_escape",
+            names: "up".to_owned(),
+        },
+        Case {
+            what: "file written through a symlink",
+            body: zip_of(&[index(), Entry::Symlink("here", "."), Entry::File("here/../escape.txt", b"owned".to_vec())]),
+            status: 422,
+            code: "",
+            names: "escape.txt".to_owned(),
+        },
         // 64 MiB of zeros deflate to about 64 KiB: far under the upload limit, far over the
         // 2 MiB unpacked limit.
-        Case { what: "zip bomb", body: zip_of(&[index(), Entry::File("bomb.bin", vec![0; 64 << 20])]), status: 422, code: "too_large", names: "2097152".to_owned() },
+        Case {
+            what: "zip bomb",
+            body: zip_of(&[index(), Entry::File("bomb.bin", vec![0; 64 << 20])]),
+            status: 422,
+            code: "too_large",
+            names: "2097152".to_owned(),
+        },
         Case {
             what: "too many entries",
             body: zip_of(&std::iter::once(index()).chain(many.iter().map(|name| Entry::File(name, b"x".to_vec()))).collect::<Vec<_>>()),
@@ -84,8 +126,20 @@ fn cases(marker: &str) -> Vec<Case> {
             code: "too_many_entries",
             names: "50".to_owned(),
         },
-        Case { what: "not a ZIP", body: b"<html>this is an HTML page, not a ZIP</html>".to_vec(), status: 422, code: "not_a_zip", names: "not a ZIP".to_owned() },
-        Case { what: "oversized upload", body: incompressible(3 << 20), status: 413, code: "upload_too_large", names: "1048576".to_owned() },
+        Case {
+            what: "not a ZIP",
+            body: b"<html>this is an HTML page, not a ZIP</html>".to_vec(),
+            status: 422,
+            code: "not_a_zip",
+            names: "not a ZIP".to_owned(),
+        },
+        Case {
+            what: "oversized upload",
+            body: incompressible(3 << 20),
+            status: 413,
+            code: "upload_too_large",
+            names: "1048576".to_owned(),
+        },
         Case { what: "empty upload", body: Vec::new(), status: 422, code: "not_a_zip", names: "not a ZIP".to_owned() },
     ]
 }
@@ -125,7 +179,8 @@ async fn every_hostile_upload_is_refused_with_a_clear_error_and_the_live_site_ke
         assert!(!path.exists(), "{} was written", path.display());
     }
     assert!(!app.data_dir.join("escape.txt").exists());
-    let scratch: Vec<_> = std::fs::read_dir(app.data_dir.join("tmp")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let scratch: Vec<_> =
+        std::fs::read_dir(app.data_dir.join("tmp")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(scratch.is_empty(), "scratch folders left behind: {scratch:?}");
     assert!(wrong.is_empty(), "{wrong:#?}");
 }

@@ -55,7 +55,15 @@ async fn redeploy(app: &TestApp, token: &str, name: &str, zip: Vec<u8>) -> serde
 }
 
 async fn status_of(app: &TestApp, token: &str, name: &str) -> serde_json::Value {
-    app.client.get(app.url(&format!("/api/v1/projects/{name}/status"))).bearer_auth(token).send().await.expect("GET status").json().await.expect("json")
+    app.client
+        .get(app.url(&format!("/api/v1/projects/{name}/status")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET status")
+        .json()
+        .await
+        .expect("json")
 }
 
 #[tokio::test]
@@ -76,7 +84,8 @@ async fn a_failed_build_leaves_the_previous_revision_live_and_says_why() {
 
     assert_eq!(body_of(&app, "l-build").await, (200, "version one".to_owned()));
     let revisions = app.revisions(&token, "l-build").await;
-    let states: Vec<(i64, &str)> = revisions.iter().map(|r| (r["number"].as_i64().unwrap_or(0), r["status"].as_str().unwrap_or(""))).collect();
+    let states: Vec<(i64, &str)> =
+        revisions.iter().map(|r| (r["number"].as_i64().unwrap_or(0), r["status"].as_str().unwrap_or(""))).collect();
     assert_eq!(states, [(2, "failed"), (1, "live")]);
     let status = status_of(&app, &token, "l-build").await;
     assert_eq!((status["state"].as_str(), status["revision"].as_i64()), (Some("running"), Some(1)), "{status}");
@@ -110,7 +119,11 @@ async fn an_app_that_never_listens_fails_its_health_check_while_the_old_revision
     assert!(error.contains("did not answer on port 8080 within 30 s") && error.contains("thinking..."), "{error}");
     assert_eq!(body_of(&app, "l-health").await, (200, "still the old one".to_owned()));
     let status = status_of(&app, &token, "l-health").await;
-    assert_eq!((status["state"].as_str(), status["revision"].as_i64(), status["running_revision"].as_i64()), (Some("running"), Some(1), Some(1)), "{status}");
+    assert_eq!(
+        (status["state"].as_str(), status["revision"].as_i64(), status["running_revision"].as_i64()),
+        (Some("running"), Some(1), Some(1)),
+        "{status}"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +134,8 @@ async fn a_crashed_app_shows_the_crash_page_then_is_restarted_and_serves_again()
     let crash = app.app_get("l-crash", "/crash").await;
     assert_eq!(crash.text().await.unwrap_or_default(), "crashing now");
 
-    let (status, page) = app.app_get_until("l-crash", "/", Duration::from_secs(5), |status, body| status == 502 && body.contains("crashed")).await;
+    let (status, page) =
+        app.app_get_until("l-crash", "/", Duration::from_secs(5), |status, body| status == 502 && body.contains("crashed")).await;
     assert_eq!(status, 502, "{page}");
     assert!(page.contains("This app crashed") && page.contains("l-crash"), "{page}");
     let crashed = status_of(&app, &token, "l-crash").await;
@@ -133,15 +147,28 @@ async fn a_crashed_app_shows_the_crash_page_then_is_restarted_and_serves_again()
     assert_eq!((status, body.as_str()), (200, "alive"));
     let restarted = status_of(&app, &token, "l-crash").await;
     assert_eq!((restarted["state"].as_str(), restarted["restarts"].as_i64()), (Some("running"), Some(1)), "{restarted}");
-    let logs = app.client.get(app.url("/api/v1/projects/l-crash/logs")).bearer_auth(&token).send().await.expect("GET logs").text().await.expect("text");
-    assert!(logs.contains("about to crash") && logs.contains("exited with code 1; restarting") && logs.contains("[slipway] restarted"), "{logs}");
+    let logs = app
+        .client
+        .get(app.url("/api/v1/projects/l-crash/logs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET logs")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        logs.contains("about to crash") && logs.contains("exited with code 1; restarting") && logs.contains("[slipway] restarted"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]
 async fn rollback_puts_the_previous_revision_back_and_refuses_revisions_that_never_built() {
     let app = spawn_app().await;
     let token = app.api_token("l-rollback@pusan.ac.kr").await;
-    let rollback = |body: serde_json::Value| app.client.post(app.url("/api/v1/projects/l-rollback/rollback")).bearer_auth(&token).json(&body).send();
+    let rollback =
+        |body: serde_json::Value| app.client.post(app.url("/api/v1/projects/l-rollback/rollback")).bearer_auth(&token).json(&body).send();
 
     app.deploy_live(&token, "l-rollback", "auto", static_site("first")).await;
     let nothing = rollback(serde_json::json!({})).await.expect("POST");
@@ -162,7 +189,12 @@ async fn rollback_puts_the_previous_revision_back_and_refuses_revisions_that_nev
     assert_eq!(back.status(), 200);
     assert_eq!(back.json::<serde_json::Value>().await.expect("json")["number"], 1);
     assert_eq!(body_of(&app, "l-rollback").await, (200, "first".to_owned()));
-    let states: Vec<(i64, String)> = app.revisions(&token, "l-rollback").await.iter().map(|r| (r["number"].as_i64().unwrap_or(0), r["status"].as_str().unwrap_or("").to_owned())).collect();
+    let states: Vec<(i64, String)> = app
+        .revisions(&token, "l-rollback")
+        .await
+        .iter()
+        .map(|r| (r["number"].as_i64().unwrap_or(0), r["status"].as_str().unwrap_or("").to_owned()))
+        .collect();
     assert_eq!(states, [(3, "failed".to_owned()), (2, "retired".to_owned()), (1, "live".to_owned())]);
 
     // Forward again, by number.
@@ -179,7 +211,15 @@ async fn deleting_a_project_stops_its_instance_and_removes_its_files() {
     app.deploy_live(&token, "l-delete", "python", python_app("here")).await;
     assert_eq!(body_of(&app, "l-delete").await, (200, "here".to_owned()));
     let sandboxes = |name: &str| -> Vec<String> {
-        std::fs::read_dir("/sys/fs/cgroup/pids/slipway").or_else(|_| std::fs::read_dir("/sys/fs/cgroup/slipway")).map(|dir| dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&format!("app-{name}-"))).collect()).unwrap_or_default()
+        std::fs::read_dir("/sys/fs/cgroup/pids/slipway")
+            .or_else(|_| std::fs::read_dir("/sys/fs/cgroup/slipway"))
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("app-{name}-")))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     assert_eq!(sandboxes("l-delete").len(), 1, "one running sandbox before the delete");
 

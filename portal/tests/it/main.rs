@@ -15,3 +15,4 @@ mod mail;
 mod migrations;
 mod projects;
 mod templates;
+mod tiers;

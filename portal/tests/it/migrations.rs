@@ -15,7 +15,18 @@ fn schema_dump(url: &str) -> String {
         .expect("pg_dump (from the postgresql-client package)");
     assert!(output.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&output.stderr));
     // Drop comments and the header lines that carry versions or settings, keep the schema.
-    String::from_utf8(output.stdout).expect("utf-8").lines().filter(|l| !l.starts_with("--") && !l.starts_with("SET ") && !l.starts_with("SELECT pg_catalog") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).collect::<Vec<_>>().join("\n")
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--")
+                && !l.starts_with("SET ")
+                && !l.starts_with("SELECT pg_catalog")
+                && !l.starts_with("\\restrict")
+                && !l.starts_with("\\unrestrict")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]

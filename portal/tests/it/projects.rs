@@ -14,22 +14,37 @@ async fn api_json(response: reqwest::Response) -> (u16, serde_json::Value) {
 async fn project_names_follow_the_subdomain_rules_and_are_unique() {
     let app = spawn_app().await;
     let token = app.api_token("owner@pusan.ac.kr").await;
-    let create = |name: &str| app.client.post(app.url("/api/v1/projects")).bearer_auth(&token).json(&serde_json::json!({ "name": name })).send();
+    let create =
+        |name: &str| app.client.post(app.url("/api/v1/projects")).bearer_auth(&token).json(&serde_json::json!({ "name": name })).send();
     let (status, body) = api_json(create("quiz").await.expect("POST")).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!((body["name"].as_str(), body["template"].as_str()), (Some("quiz"), Some("auto")));
     assert!(body["url"].as_str().expect("url").starts_with("http://quiz.localhost:"));
 
-    for (name, status, code) in [("quiz", 409, "app_name_taken"), ("admin", 422, "app_name_reserved"), ("My_App", 422, "invalid_app_name"), ("a--b", 422, "invalid_app_name"), ("9lives", 422, "invalid_app_name")] {
+    for (name, status, code) in [
+        ("quiz", 409, "app_name_taken"),
+        ("admin", 422, "app_name_reserved"),
+        ("My_App", 422, "invalid_app_name"),
+        ("a--b", 422, "invalid_app_name"),
+        ("9lives", 422, "invalid_app_name"),
+    ] {
         let (got, body) = api_json(create(name).await.expect("POST")).await;
         assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{name}: {body}");
     }
-    let bad_template = app.client.post(app.url("/api/v1/projects")).bearer_auth(&token).json(&serde_json::json!({ "name": "other", "template": "cobol" })).send().await.expect("POST");
+    let bad_template = app
+        .client
+        .post(app.url("/api/v1/projects"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "other", "template": "cobol" }))
+        .send()
+        .await
+        .expect("POST");
     let (status, body) = api_json(bad_template).await;
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("unknown_template")));
     assert!(body["error"]["message"].as_str().expect("message").contains("python"), "lists the templates: {body}");
 
-    let availability = |name: &str| app.client.get(app.url(&format!("/api/v1/projects/availability?name={name}"))).bearer_auth(&token).send();
+    let availability =
+        |name: &str| app.client.get(app.url(&format!("/api/v1/projects/availability?name={name}"))).bearer_auth(&token).send();
     assert_eq!(api_json(availability("quiz").await.expect("GET")).await.1["available"], false);
     assert_eq!(api_json(availability("fresh-name").await.expect("GET")).await.1["available"], true);
     assert_eq!(api_json(availability("www").await.expect("GET")).await.1["code"], "app_name_reserved");
@@ -39,23 +54,40 @@ async fn project_names_follow_the_subdomain_rules_and_are_unique() {
 async fn secret_variables_are_sealed_and_never_shown_back() {
     let app = spawn_app().await;
     let token = app.api_token("secrets@pusan.ac.kr").await;
-    app.client.post(app.url("/api/v1/projects")).bearer_auth(&token).json(&serde_json::json!({ "name": "keeper", "template": "python" })).send().await.expect("POST");
-    let put = |key: &str, value: &str, secret: bool| app.client.put(app.url(&format!("/api/v1/projects/keeper/env/{key}"))).bearer_auth(&token).json(&serde_json::json!({ "value": value, "secret": secret })).send();
+    app.client
+        .post(app.url("/api/v1/projects"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "keeper", "template": "python" }))
+        .send()
+        .await
+        .expect("POST");
+    let put = |key: &str, value: &str, secret: bool| {
+        app.client
+            .put(app.url(&format!("/api/v1/projects/keeper/env/{key}")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "value": value, "secret": secret }))
+            .send()
+    };
     assert_eq!(put("API_KEY", "sk-live-hunter2-value", true).await.expect("PUT").status(), 204);
     assert_eq!(put("MODE", "production", false).await.expect("PUT").status(), 204);
     let (status, body) = api_json(put("PORT", "1", false).await.expect("PUT")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("reserved_env_name")));
 
-    let (_, listing) = api_json(app.client.get(app.url("/api/v1/projects/keeper/env")).bearer_auth(&token).send().await.expect("GET")).await;
+    let (_, listing) =
+        api_json(app.client.get(app.url("/api/v1/projects/keeper/env")).bearer_auth(&token).send().await.expect("GET")).await;
     let listing_text = listing.to_string();
     assert!(!listing_text.contains("hunter2"), "the API never shows a secret: {listing_text}");
     assert!(listing_text.contains("\"MODE\"") && listing_text.contains("production"));
 
     // At rest: no plaintext in any column.
     let mut conn = app.db();
-    let dump: Vec<(String, Option<String>)> = portal::db::schema::project_env::table.select((portal::db::schema::project_env::name, portal::db::schema::project_env::value)).load(&mut conn).expect("env rows");
+    let dump: Vec<(String, Option<String>)> = portal::db::schema::project_env::table
+        .select((portal::db::schema::project_env::name, portal::db::schema::project_env::value))
+        .load(&mut conn)
+        .expect("env rows");
     assert!(dump.iter().any(|(name, value)| name == "API_KEY" && value.is_none()));
-    let sealed: Vec<Vec<u8>> = portal::db::schema::sealed_secrets::table.select(portal::db::schema::sealed_secrets::sealed).load(&mut conn).expect("sealed");
+    let sealed: Vec<Vec<u8>> =
+        portal::db::schema::sealed_secrets::table.select(portal::db::schema::sealed_secrets::sealed).load(&mut conn).expect("sealed");
     assert_eq!(sealed.len(), 1);
     assert!(!String::from_utf8_lossy(&sealed[0]).contains("hunter2"));
 
@@ -71,7 +103,10 @@ async fn secret_variables_are_sealed_and_never_shown_back() {
     assert!(page.contains("API_KEY") && !page.contains("hunter2"), "{page}");
 
     // Unsetting removes the sealed copy too.
-    assert_eq!(app.client.delete(app.url("/api/v1/projects/keeper/env/API_KEY")).bearer_auth(&token).send().await.expect("DELETE").status(), 204);
+    assert_eq!(
+        app.client.delete(app.url("/api/v1/projects/keeper/env/API_KEY")).bearer_auth(&token).send().await.expect("DELETE").status(),
+        204
+    );
     let n_sealed: i64 = portal::db::schema::sealed_secrets::table.count().get_result(&mut conn).expect("count");
     assert_eq!(n_sealed, 0);
 }
@@ -81,7 +116,13 @@ async fn only_the_owner_and_admins_manage_a_project() {
     let app = spawn_app().await;
     let owner = app.api_token("alice@pusan.ac.kr").await;
     let other = app.api_token("bob@pusan.ac.kr").await;
-    app.client.post(app.url("/api/v1/projects")).bearer_auth(&owner).json(&serde_json::json!({ "name": "alices" })).send().await.expect("POST");
+    app.client
+        .post(app.url("/api/v1/projects"))
+        .bearer_auth(&owner)
+        .json(&serde_json::json!({ "name": "alices" }))
+        .send()
+        .await
+        .expect("POST");
     let attempts: Vec<reqwest::RequestBuilder> = vec![
         app.client.get(app.url("/api/v1/projects/alices")).bearer_auth(&other),
         app.client.patch(app.url("/api/v1/projects/alices")).bearer_auth(&other).json(&serde_json::json!({ "template": "static" })),
@@ -97,8 +138,22 @@ async fn only_the_owner_and_admins_manage_a_project() {
     let listed = api_json(app.client.get(app.url("/api/v1/projects")).bearer_auth(&other).send().await.expect("GET")).await.1;
     assert_eq!(listed["projects"].as_array().map(Vec::len), Some(0), "others' projects are not listed");
 
-    portal::accounts::create_verified_user(&app.state.db, "root@pusan.ac.kr", PASSWORD, "Root", portal::domain::Role::Admin).await.expect("admin");
-    let admin = api_json(app.client.post(app.url("/api/v1/tokens")).json(&serde_json::json!({"email": "root@pusan.ac.kr", "password": PASSWORD, "name": "x"})).send().await.expect("POST")).await.1["token"].as_str().expect("token").to_owned();
+    portal::accounts::create_verified_user(&app.state.db, "root@pusan.ac.kr", PASSWORD, "Root", portal::domain::Role::Admin)
+        .await
+        .expect("admin");
+    let admin = api_json(
+        app.client
+            .post(app.url("/api/v1/tokens"))
+            .json(&serde_json::json!({"email": "root@pusan.ac.kr", "password": PASSWORD, "name": "x"}))
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await
+    .1["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     assert_eq!(app.client.get(app.url("/api/v1/projects/alices")).bearer_auth(&admin).send().await.expect("GET").status(), 200);
     assert_eq!(app.client.get(app.url("/api/v1/projects/nobody")).bearer_auth(&admin).send().await.expect("GET").status(), 404);
 }

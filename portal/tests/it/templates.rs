@@ -69,13 +69,21 @@ async fn a_plain_python_server_deploys_from_its_folder_with_the_cli_and_answers(
     app.create_project(&token, "tpl-py-plain", "python").await;
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-plain");
     let mut deploy = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
-    deploy.args(["deploy", "tpl-py-plain"]).arg(&folder).env("SLIPWAY_PORTAL", &app.address).env("SLIPWAY_TOKEN", &token).env_remove("XDG_CONFIG_HOME");
+    deploy
+        .args(["deploy", "tpl-py-plain"])
+        .arg(&folder)
+        .env("SLIPWAY_PORTAL", &app.address)
+        .env("SLIPWAY_TOKEN", &token)
+        .env_remove("XDG_CONFIG_HOME");
     let output = tokio::task::spawn_blocking(move || deploy.output().expect("run slipway deploy")).await.expect("join");
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "slipway deploy failed: {stdout}{stderr}");
     assert!(stderr.contains("revision 1 queued (python template)"), "{stderr}");
     // The build log streams to stdout while the CLI waits.
-    assert!(stdout.contains("$ python3 -m venv .venv") && stdout.contains("tpl-py-plain is live: http://tpl-py-plain.localhost:"), "{stdout}");
+    assert!(
+        stdout.contains("$ python3 -m venv .venv") && stdout.contains("tpl-py-plain is live: http://tpl-py-plain.localhost:"),
+        "{stdout}"
+    );
     assert_eq!(get_ok(&app, "tpl-py-plain", "/").await, "Hello from Slipway (plain Python)\n");
     assert_eq!(app.app_get("tpl-py-plain", "/elsewhere").await.status(), 404);
     assert_eq!(app.revisions(&token, "tpl-py-plain").await[0]["source"], "cli");
@@ -88,7 +96,10 @@ async fn a_vite_app_is_built_with_npm_and_dist_is_served_with_the_spa_fallback()
     let index = get_ok(&app, "tpl-vite", "/").await;
     assert!(index.contains("Hello from Slipway (Vite)"), "{index}");
     // `vite build` rewrote the module script to a hashed bundle under /assets.
-    let bundle = index.split('"').find(|part| part.starts_with("/assets/") && part.ends_with(".js")).unwrap_or_else(|| panic!("no bundled script in {index}"));
+    let bundle = index
+        .split('"')
+        .find(|part| part.starts_with("/assets/") && part.ends_with(".js"))
+        .unwrap_or_else(|| panic!("no bundled script in {index}"));
     assert!(get_ok(&app, "tpl-vite", bundle).await.contains("You are at"));
     // A client-side route has no file of its own and gets index.html.
     assert!(get_ok(&app, "tpl-vite", "/about").await.contains("Hello from Slipway (Vite)"));
@@ -98,9 +109,22 @@ async fn a_vite_app_is_built_with_npm_and_dist_is_served_with_the_spa_fallback()
 fn runnable_jar(dir: &std::path::Path) {
     let classes = tempfile::tempdir().expect("temp dir");
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/java-hello/src/main/java/hello/Main.java");
-    let javac = std::process::Command::new("javac").args(["--release", "17", "-d"]).arg(classes.path()).arg(&source).output().expect("run javac (Debian's openjdk-17-jdk-headless)");
+    let javac = std::process::Command::new("javac")
+        .args(["--release", "17", "-d"])
+        .arg(classes.path())
+        .arg(&source)
+        .output()
+        .expect("run javac (Debian's openjdk-17-jdk-headless)");
     assert!(javac.status.success(), "javac: {}", String::from_utf8_lossy(&javac.stderr));
-    let jar = std::process::Command::new("jar").arg("--create").arg("--file").arg(dir.join("hello.jar")).args(["--main-class", "hello.Main", "-C"]).arg(classes.path()).arg(".").output().expect("run jar");
+    let jar = std::process::Command::new("jar")
+        .arg("--create")
+        .arg("--file")
+        .arg(dir.join("hello.jar"))
+        .args(["--main-class", "hello.Main", "-C"])
+        .arg(classes.path())
+        .arg(".")
+        .output()
+        .expect("run jar");
     assert!(jar.status.success(), "jar: {}", String::from_utf8_lossy(&jar.stderr));
 }
 

@@ -84,10 +84,7 @@ where
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(request).await) }
                 });
-                let _ = server_http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
+                let _ = server_http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades().await;
             });
         }
     });
@@ -97,10 +94,7 @@ where
 /// An app that answers `NAME PATH` so tests can see where a request went.
 async fn named_app(name: &'static str) -> App {
     spawn_app(move |request: Request<Incoming>| async move {
-        Response::new(full(format!(
-            "{name} {}",
-            request.uri().path_and_query().map_or("", |pq| pq.as_str())
-        )))
+        Response::new(full(format!("{name} {}", request.uri().path_and_query().map_or("", |pq| pq.as_str()))))
     })
     .await
 }
@@ -108,21 +102,15 @@ async fn named_app(name: &'static str) -> App {
 /// An app that answers with the request headers it received, one `name: value` per line.
 async fn header_echo_app() -> App {
     spawn_app(|request: Request<Incoming>| async move {
-        let lines: String = request
-            .headers()
-            .iter()
-            .map(|(name, value)| format!("{}: {}\n", name, String::from_utf8_lossy(value.as_bytes())))
-            .collect();
+        let lines: String =
+            request.headers().iter().map(|(name, value)| format!("{}: {}\n", name, String::from_utf8_lossy(value.as_bytes()))).collect();
         Response::new(full(lines))
     })
     .await
 }
 
 fn parse_header_lines(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|line| line.split_once(": "))
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect()
+    text.lines().filter_map(|line| line.split_once(": ")).map(|(name, value)| (name.to_owned(), value.to_owned())).collect()
 }
 
 fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
@@ -137,8 +125,8 @@ struct Recorder {
 }
 
 impl Resolver for Recorder {
-    fn resolve(&self, app: &str) -> impl Future<Output = Resolution> + Send {
-        self.table.resolve(app)
+    fn resolve(&self, app: &str, hints: &RequestHints<'_>) -> impl Future<Output = Resolution> + Send {
+        self.table.resolve(app, hints)
     }
 
     fn on_upstream_error(&self, app: &str, _upstream: &Upstream, error: &UpstreamError) {
@@ -181,13 +169,7 @@ async fn start_with<C: Connector>(config: GatewayConfig, routes: Vec<(&str, Rout
     let gateway = Gateway::new(config, Arc::clone(&recorder), connector);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let served = tokio::spawn(Arc::clone(&gateway).serve(listener, shutdown_rx));
-    Running {
-        addr,
-        gateway,
-        recorder,
-        shutdown,
-        served,
-    }
+    Running { addr, gateway, recorder, shutdown, served }
 }
 
 async fn start(routes: Vec<(&str, Route)>) -> Running<TcpConnector> {
@@ -203,10 +185,7 @@ async fn send(addr: SocketAddr, request: Request<TestBody>) -> Response<Incoming
 }
 
 fn get(host: &str, path: &str) -> Request<TestBody> {
-    Request::get(path)
-        .header(header::HOST, host)
-        .body(full(""))
-        .expect("valid test request")
+    Request::get(path).header(header::HOST, host).body(full("")).expect("valid test request")
 }
 
 async fn text(response: Response<Incoming>) -> String {
@@ -241,10 +220,7 @@ async fn requests_are_routed_by_host_to_the_right_app() {
     })
     .await;
     // An absolute-form target names the host itself, and the app still gets origin-form.
-    let absolute = Request::get("http://blog.localhost:8000/abs?q")
-        .header(header::HOST, "quiz.localhost")
-        .body(full(""))
-        .expect("valid");
+    let absolute = Request::get("http://blog.localhost:8000/abs?q").header(header::HOST, "quiz.localhost").body(full("")).expect("valid");
     assert_eq!(text(bounded(send(gateway.addr, absolute)).await).await, "blog /abs?q");
     gateway.stop().await;
 }
@@ -268,18 +244,8 @@ async fn unknown_hosts_and_apps_get_friendly_404_pages() {
         }
     };
     check(Some("example.com"), StatusCode::NOT_FOUND, "no app called <code>example.com</code>").await;
-    check(
-        Some("a.b.localhost"),
-        StatusCode::NOT_FOUND,
-        "no app called <code>a.b.localhost</code>",
-    )
-    .await;
-    check(
-        Some("ghost.localhost:8000"),
-        StatusCode::NOT_FOUND,
-        "no app called <code>ghost</code>",
-    )
-    .await;
+    check(Some("a.b.localhost"), StatusCode::NOT_FOUND, "no app called <code>a.b.localhost</code>").await;
+    check(Some("ghost.localhost:8000"), StatusCode::NOT_FOUND, "no app called <code>ghost</code>").await;
     check(Some("localhost:8000"), StatusCode::NOT_FOUND, "the apps domain").await;
     check(Some("127.0.0.1:8000"), StatusCode::NOT_FOUND, "NAME.localhost").await;
     check(None, StatusCode::BAD_REQUEST, "no Host header").await;
@@ -307,31 +273,10 @@ async fn apps_that_cannot_answer_get_crashed_starting_and_stopped_pages() {
             }
         }
     };
-    check(
-        "broken.localhost",
-        StatusCode::BAD_GATEWAY,
-        "5",
-        &["<code>broken</code> crashed and is being restarted"],
-    )
-    .await;
-    check(
-        "waking.localhost",
-        StatusCode::SERVICE_UNAVAILABLE,
-        "3",
-        &["is starting", "http-equiv=\"refresh\" content=\"3\""],
-    )
-    .await;
-    check(
-        "parked.localhost",
-        StatusCode::SERVICE_UNAVAILABLE,
-        "60",
-        &["<code>parked</code> is stopped"],
-    )
-    .await;
-    assert!(
-        gateway.recorder.errors().is_empty(),
-        "known-unavailable apps are not upstream errors"
-    );
+    check("broken.localhost", StatusCode::BAD_GATEWAY, "5", &["<code>broken</code> crashed and is being restarted"]).await;
+    check("waking.localhost", StatusCode::SERVICE_UNAVAILABLE, "3", &["is starting", "http-equiv=\"refresh\" content=\"3\""]).await;
+    check("parked.localhost", StatusCode::SERVICE_UNAVAILABLE, "60", &["<code>parked</code> is stopped"]).await;
+    assert!(gateway.recorder.errors().is_empty(), "known-unavailable apps are not upstream errors");
     gateway.stop().await;
 }
 
@@ -380,11 +325,8 @@ async fn a_trusted_front_proxy_keeps_its_forwarding_headers() {
 #[tokio::test]
 async fn hop_by_hop_headers_are_stripped_both_ways() {
     let app = spawn_app(|request: Request<Incoming>| async move {
-        let lines: String = request
-            .headers()
-            .iter()
-            .map(|(name, value)| format!("{}: {}\n", name, value.to_str().unwrap_or("?")))
-            .collect();
+        let lines: String =
+            request.headers().iter().map(|(name, value)| format!("{}: {}\n", name, value.to_str().unwrap_or("?"))).collect();
         Response::builder()
             .header(header::CONNECTION, "x-resp-custom")
             .header("x-resp-custom", "hop")
@@ -409,11 +351,7 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
         .expect("valid");
     let response = bounded(send(gateway.addr, request)).await;
     for name in ["x-resp-custom", "keep-alive", "proxy-connection", "connection"] {
-        assert!(
-            !response.headers().contains_key(name),
-            "response still has {name}: {:?}",
-            response.headers()
-        );
+        assert!(!response.headers().contains_key(name), "response still has {name}: {:?}", response.headers());
     }
     assert_eq!(response.headers()["x-end-to-end"], "kept");
     let seen = parse_header_lines(&text(response).await);
@@ -427,12 +365,7 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
 #[tokio::test]
 async fn portal_cookies_never_reach_the_app_and_the_app_cannot_set_them() {
     let app = spawn_app(|request: Request<Incoming>| async move {
-        let cookies: Vec<String> = request
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap_or("?").to_owned())
-            .collect();
+        let cookies: Vec<String> = request.headers().get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap_or("?").to_owned()).collect();
         Response::builder()
             .header(header::SET_COOKIE, "slipway_session=planted; Path=/; HttpOnly")
             .header(header::SET_COOKIE, "theme=dark; Path=/")
@@ -447,12 +380,7 @@ async fn portal_cookies_never_reach_the_app_and_the_app_cannot_set_them() {
         .body(full(""))
         .expect("valid");
     let response = bounded(send(gateway.addr, request)).await;
-    let set: Vec<&str> = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().expect("ASCII"))
-        .collect();
+    let set: Vec<&str> = response.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().expect("ASCII")).collect();
     assert_eq!(set, ["theme=dark; Path=/"]);
     assert_eq!(text(response).await, "a=1; b=2");
     gateway.stop().await;
@@ -460,10 +388,7 @@ async fn portal_cookies_never_reach_the_app_and_the_app_cannot_set_them() {
 
 /// Deterministic test data: chunk `index` of a large body.
 fn chunk(index: usize, size: usize) -> Bytes {
-    (0..size)
-        .map(|j| (index.wrapping_mul(31) ^ j.wrapping_mul(7) ^ (j >> 9)) as u8)
-        .collect::<Vec<u8>>()
-        .into()
+    (0..size).map(|j| (index.wrapping_mul(31) ^ j.wrapping_mul(7) ^ (j >> 9)) as u8).collect::<Vec<u8>>().into()
 }
 
 /// A cheap order-sensitive checksum, updated chunk by chunk.
@@ -554,10 +479,7 @@ async fn a_50_mb_download_streams_through_intact() {
                 }
                 *record.lock().expect("not poisoned") = Some(sum);
             });
-            Response::builder()
-                .header(header::CONTENT_LENGTH, CHUNK * CHUNKS)
-                .body(body)
-                .expect("valid")
+            Response::builder().header(header::CONTENT_LENGTH, CHUNK * CHUNKS).body(body).expect("valid")
         }
     })
     .await;
@@ -601,10 +523,7 @@ async fn server_sent_events_arrive_one_by_one_and_count_as_in_flight() {
                 }
                 flag.store(true, Ordering::SeqCst);
             });
-            Response::builder()
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .body(body)
-                .expect("valid")
+            Response::builder().header(header::CONTENT_TYPE, "text/event-stream").body(body).expect("valid")
         }
     })
     .await;
@@ -612,17 +531,9 @@ async fn server_sent_events_arrive_one_by_one_and_count_as_in_flight() {
     let response = bounded(send(gateway.addr, get("sse.localhost", "/events"))).await;
     assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
     let mut body = response.into_body();
-    let first = bounded(body.frame())
-        .await
-        .expect("a first frame")
-        .expect("no error")
-        .into_data()
-        .expect("data");
+    let first = bounded(body.frame()).await.expect("a first frame").expect("no error").into_data().expect("data");
     assert_eq!(&first[..], b"data: event 0\n\n");
-    assert!(
-        !finished.load(Ordering::SeqCst),
-        "the first event arrived only after the app finished"
-    );
+    assert!(!finished.load(Ordering::SeqCst), "the first event arrived only after the app finished");
     assert_eq!(gateway.gateway.in_flight("sse"), 1, "a streaming response is in flight");
     let mut rest = Vec::new();
     bounded(async {
@@ -653,10 +564,7 @@ async fn upgraded_connections_are_spliced_both_ways() {
     // path a WebSocket takes through the gateway, without a WebSocket implementation.
     let app = spawn_app(|mut request: Request<Incoming>| async move {
         if request.headers().get(header::UPGRADE).is_none_or(|protocol| protocol != "echo") {
-            return Response::builder()
-                .status(StatusCode::BAD_REQUEST)
-                .body(full("upgrade to echo"))
-                .expect("valid");
+            return Response::builder().status(StatusCode::BAD_REQUEST).body(full("upgrade to echo")).expect("valid");
         }
         let upgrade = hyper::upgrade::on(&mut request);
         tokio::spawn(async move {
@@ -704,10 +612,7 @@ async fn upgraded_connections_are_spliced_both_ways() {
     })
     .await;
     // A plain request to the same app still works: upgrades do not poison anything.
-    assert_eq!(
-        bounded(send(gateway.addr, get("chat.localhost", "/"))).await.status(),
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(bounded(send(gateway.addr, get("chat.localhost", "/"))).await.status(), StatusCode::BAD_REQUEST);
     gateway.stop().await;
 }
 
@@ -719,19 +624,11 @@ async fn sequential_requests_reuse_one_upstream_connection() {
         let response = bounded(send(gateway.addr, get("pool.localhost", &format!("/{index}")))).await;
         assert_eq!(text(response).await, format!("pool /{index}"));
     }
-    assert_eq!(
-        app.connections.load(Ordering::SeqCst),
-        1,
-        "ten sequential requests should share one upstream connection"
-    );
+    assert_eq!(app.connections.load(Ordering::SeqCst), 1, "ten sequential requests should share one upstream connection");
     assert_eq!(gateway.gateway.idle_upstream_connections(), 1);
     let gw = Arc::clone(&gateway.gateway);
     gateway.stop().await;
-    assert_eq!(
-        gw.idle_upstream_connections(),
-        0,
-        "serve closes idle upstream connections on the way out"
-    );
+    assert_eq!(gw.idle_upstream_connections(), 0, "serve closes idle upstream connections on the way out");
 }
 
 #[tokio::test]
@@ -815,12 +712,7 @@ impl Connector for HangingConnector {
 async fn a_connect_that_hangs_is_a_504_page_and_is_reported() {
     let mut config = GatewayConfig::new("localhost");
     config.upstream_connect_timeout = Duration::from_millis(200);
-    let gateway = start_with(
-        config,
-        vec![("stuck", tcp("127.0.0.1:9".parse().expect("literal")))],
-        HangingConnector,
-    )
-    .await;
+    let gateway = start_with(config, vec![("stuck", tcp("127.0.0.1:9".parse().expect("literal")))], HangingConnector).await;
     let response = bounded(send(gateway.addr, get("stuck.localhost", "/"))).await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(text(response).await.contains("took too long"));
@@ -858,22 +750,13 @@ async fn request_bodies_over_the_limit_get_413() {
     let mut config = GatewayConfig::new("localhost");
     config.max_request_body = Some(2048);
     let gateway = start_with(config, vec![("small", tcp(app.addr))], TcpConnector).await;
-    let post = |body: TestBody| {
-        Request::post("/")
-            .header(header::HOST, "small.localhost")
-            .body(body)
-            .expect("valid")
-    };
+    let post = |body: TestBody| Request::post("/").header(header::HOST, "small.localhost").body(body).expect("valid");
 
     let response = bounded(send(gateway.addr, post(full(vec![b'x'; 2048])))).await;
     assert_eq!(text(response).await, "2048", "a body at the limit passes");
 
     let response = bounded(send(gateway.addr, post(full(vec![b'x'; 4096])))).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "a declared length over the limit is refused up front"
-    );
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "a declared length over the limit is refused up front");
 
     let (chunks, body) = channel_body();
     for _ in 0..3 {
@@ -881,11 +764,7 @@ async fn request_bodies_over_the_limit_get_413() {
     }
     drop(chunks);
     let response = bounded(send(gateway.addr, post(body))).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "a chunked body is cut off at the limit"
-    );
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "a chunked body is cut off at the limit");
     assert!(gateway.recorder.errors().is_empty(), "an oversized request is not the app's fault");
     gateway.stop().await;
 }
@@ -918,10 +797,7 @@ async fn shutdown_closes_what_is_still_running_after_the_grace() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        Response::builder()
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .body(body)
-            .expect("valid")
+        Response::builder().header(header::CONTENT_TYPE, "text/event-stream").body(body).expect("valid")
     })
     .await;
     let mut config = GatewayConfig::new("localhost");
@@ -948,17 +824,9 @@ async fn shutdown_closes_what_is_still_running_after_the_grace() {
 #[tokio::test]
 async fn a_namespaced_app_is_reached_through_the_gateway() {
     let Some(netns) = TestNetns::create() else { return };
-    let app = spawn_app_on(netns.bind_loopback(), |_request: Request<Incoming>| async move {
-        Response::new(full("inside the sandbox"))
-    });
-    assert!(
-        TcpStream::connect(app.addr).await.is_err(),
-        "the app must not be reachable from the host namespace"
-    );
-    let route = Route::Ready(Upstream::InNetns {
-        netns: netns.path.clone(),
-        addr: app.addr,
-    });
+    let app = spawn_app_on(netns.bind_loopback(), |_request: Request<Incoming>| async move { Response::new(full("inside the sandbox")) });
+    assert!(TcpStream::connect(app.addr).await.is_err(), "the app must not be reachable from the host namespace");
+    let route = Route::Ready(Upstream::InNetns { netns: netns.path.clone(), addr: app.addr });
     let gateway = start_with(GatewayConfig::new("localhost"), vec![("boxed", route)], NetnsConnector::new()).await;
     for _ in 0..3 {
         let response = bounded(send(gateway.addr, get("boxed.localhost", "/"))).await;

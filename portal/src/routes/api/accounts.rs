@@ -34,7 +34,13 @@ async fn sign_up(req: HttpRequest, state: web::Data<AppState>, body: web::Json<S
         Some(code) => Language::parse(code)?,
         None => Language::default(),
     };
-    let request = SignUp { email: body.email, password: body.password, display_name: body.display_name, student_number: body.student_number.unwrap_or_default(), language };
+    let request = SignUp {
+        email: body.email,
+        password: body.password,
+        display_name: body.display_name,
+        student_number: body.student_number.unwrap_or_default(),
+        language,
+    };
     accounts::sign_up(&state, request, client_ip(&req)).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "verification_sent" })))
 }

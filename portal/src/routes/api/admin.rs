@@ -27,7 +27,12 @@ struct UpdateBody {
     role: String,
 }
 
-async fn update(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<i64>, body: web::Json<UpdateBody>) -> Result<HttpResponse, AppError> {
+async fn update(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<i64>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, AppError> {
     let updated = accounts::set_role(&state.db, &user, path.into_inner(), &body.role).await?;
     Ok(HttpResponse::Ok().json(user_json(&updated)))
 }

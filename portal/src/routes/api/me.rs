@@ -44,7 +44,11 @@ struct PasswordBody {
     new_password: String,
 }
 
-async fn change_password(state: web::Data<AppState>, ApiUser(user): ApiUser, body: web::Json<PasswordBody>) -> Result<HttpResponse, AppError> {
+async fn change_password(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    body: web::Json<PasswordBody>,
+) -> Result<HttpResponse, AppError> {
     accounts::change_password(&state, &user, &body.current_password, &body.new_password).await?;
     Ok(HttpResponse::NoContent().finish())
 }

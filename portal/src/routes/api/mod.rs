@@ -50,6 +50,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{name}/status"),
     ("get", "/api/v1/projects/{name}/logs"),
     ("post", "/api/v1/projects/{name}/rollback"),
+    ("post", "/api/v1/projects/{name}/sleep"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");

@@ -25,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/revisions/{number}/log", web::get().to(build_log))
         .route("/projects/{name}/status", web::get().to(status))
         .route("/projects/{name}/logs", web::get().to(logs))
-        .route("/projects/{name}/rollback", web::post().to(rollback));
+        .route("/projects/{name}/rollback", web::post().to(rollback))
+        .route("/projects/{name}/sleep", web::post().to(sleep));
 }
 
 #[derive(Deserialize)]
@@ -35,12 +36,14 @@ struct FollowQuery {
     lines: Option<usize>,
 }
 
-async fn build_log(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<(String, i32)>, query: web::Query<FollowQuery>) -> Result<HttpResponse, AppError> {
+async fn build_log(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<(String, i32)>,
+    query: web::Query<FollowQuery>,
+) -> Result<HttpResponse, AppError> {
     let (name, number) = path.into_inner();
-    let project = projects::get(&state, &user, &name).await?;
-    let project_id = project.id;
-    let revision = state.db.run(move |conn| crate::db::revisions::find_number(conn, project_id, number)).await?.ok_or(AppError::NotFound("revision"))?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").insert_header(("X-Accel-Buffering", "no")).streaming(crate::deploys::build_log_stream(state.get_ref().clone(), revision.id, query.follow)))
+    crate::deploys::build_log_response(&state, &user, &name, number, query.follow).await
 }
 
 async fn status(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
@@ -49,10 +52,13 @@ async fn status(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::P
     Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
 }
 
-async fn logs(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>, query: web::Query<FollowQuery>) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
-    let lines = query.lines.unwrap_or(200).min(2000);
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").insert_header(("X-Accel-Buffering", "no")).streaming(crate::deploys::app_log_stream(&state, &project.name, lines, query.follow)))
+async fn logs(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    query: web::Query<FollowQuery>,
+) -> Result<HttpResponse, AppError> {
+    crate::deploys::app_log_response(&state, &user, &path, query.lines.unwrap_or(200), query.follow).await
 }
 
 #[derive(Deserialize, Default)]
@@ -60,7 +66,12 @@ struct RollbackBody {
     revision: Option<i32>,
 }
 
-async fn rollback(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>, body: Option<web::Json<RollbackBody>>) -> Result<HttpResponse, AppError> {
+async fn rollback(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    body: Option<web::Json<RollbackBody>>,
+) -> Result<HttpResponse, AppError> {
     let project = projects::get(&state, &user, &path).await?;
     let revision = crate::deploys::rollback(&state, &project, body.and_then(|b| b.revision)).await?;
     Ok(HttpResponse::Ok().json(crate::deploys::revision_json(&revision)))
@@ -79,7 +90,14 @@ struct DeployQuery {
 }
 
 /// Body: the ZIP itself (`Content-Type: application/zip`).
-async fn deploy(req: actix_web::HttpRequest, state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>, query: web::Query<DeployQuery>, mut payload: web::Payload) -> Result<HttpResponse, AppError> {
+async fn deploy(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    query: web::Query<DeployQuery>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
     let project = projects::get(&state, &user, &path).await?;
     let body = read_limited(&mut payload, upload_limit(&state)).await?;
     let _ = req;
@@ -98,7 +116,10 @@ pub async fn read_limited(payload: &mut web::Payload, limit: usize) -> Result<by
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| AppError::BadRequest(format!("the upload broke off: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(AppError::Rejected { code: "upload_too_large", message: format!("the upload is larger than {} bytes", limit.saturating_sub(1)) });
+            return Err(AppError::Rejected {
+                code: "upload_too_large",
+                message: format!("the upload is larger than {} bytes", limit.saturating_sub(1)),
+            });
         }
         body.extend_from_slice(&chunk);
     }
@@ -172,7 +193,12 @@ struct UpdateBody {
     template: Option<String>,
 }
 
-async fn update(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>, body: web::Json<UpdateBody>) -> Result<HttpResponse, AppError> {
+async fn update(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, AppError> {
     let project = match &body.template {
         Some(template) => projects::set_template(&state, &user, &path, template).await?,
         None => projects::get(&state, &user, &path).await?,
@@ -198,16 +224,45 @@ struct EnvBody {
     secret: bool,
 }
 
-async fn set_env(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<(String, String)>, body: web::Json<EnvBody>) -> Result<HttpResponse, AppError> {
+async fn set_env(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<(String, String)>,
+    body: web::Json<EnvBody>,
+) -> Result<HttpResponse, AppError> {
     let (name, key) = path.into_inner();
     let project = projects::get(&state, &user, &name).await?;
     projects::set_env(&state, &project, &key, &body.value, body.secret).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn unset_env(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+async fn unset_env(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (name, key) = path.into_inner();
     let project = projects::get(&state, &user, &name).await?;
     projects::unset_env(&state, &project, &key).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, Default)]
+struct SleepBody {
+    #[serde(default)]
+    freeze: bool,
+}
+
+/// Puts the app in the frozen or stopped tier now (operators, tests and benchmarks use it).
+async fn sleep(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    body: Option<web::Json<SleepBody>>,
+) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    let freeze = body.map(|b| b.freeze).unwrap_or(false);
+    state.runtime.sleep(&project.name, freeze).await.map_err(|reason| AppError::Rejected { code: "cannot_sleep", message: reason })?;
+    let live = crate::deploys::live_number(&state, &project).await?;
+    Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
 }

@@ -9,7 +9,10 @@ use super::MessagePage;
 use crate::accounts::{self, SignUp, Verified};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::{check_csrf, client_ip, flash_cookie, removal_cookie, safe_next, see_other, session_cookie, PageCtx, PageError, PageResult, Viewer, CSRF_COOKIE, SESSION_COOKIE};
+use crate::web::{
+    check_csrf, client_ip, flash_cookie, removal_cookie, safe_next, see_other, session_cookie, PageCtx, PageError, PageResult, Viewer,
+    CSRF_COOKIE, SESSION_COOKIE,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/signup", web::get().to(signup_form))
@@ -59,20 +62,36 @@ struct SignupForm {
 
 async fn signup_form(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> HttpResponse {
     let ctx = PageCtx::new(&req, &viewer);
-    ctx.ok(&SignupPage { page: &ctx, email: "", display_name: "", student_number: "", domains: state.domains.domains().join(", "), error: None, error_field: "" })
+    ctx.ok(&SignupPage {
+        page: &ctx,
+        email: "",
+        display_name: "",
+        student_number: "",
+        domains: state.domains.domains().join(", "),
+        error: None,
+        error_field: "",
+    })
 }
 
 async fn signup(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, form: web::Form<SignupForm>) -> HttpResponse {
     let ctx = PageCtx::new(&req, &viewer);
     let result = match check_csrf(&req, &form.csrf_token) {
         Ok(()) => {
-            let request = SignUp { email: form.email.clone(), password: form.password.clone(), display_name: form.display_name.clone(), student_number: form.student_number.clone(), language: ctx.language };
+            let request = SignUp {
+                email: form.email.clone(),
+                password: form.password.clone(),
+                display_name: form.display_name.clone(),
+                student_number: form.student_number.clone(),
+                language: ctx.language,
+            };
             accounts::sign_up(&state, request, client_ip(&req)).await
         }
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => message(&ctx, StatusCode::OK, "signup.sent_title", ctx.tr.fill("signup.sent_body", &[("email", form.email.trim())]), None),
+        Ok(()) => {
+            message(&ctx, StatusCode::OK, "signup.sent_title", ctx.tr.fill("signup.sent_body", &[("email", form.email.trim())]), None)
+        }
         Err(error) => {
             let page = SignupPage {
                 page: &ctx,
@@ -98,9 +117,23 @@ async fn verify(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, qu
     let ctx = PageCtx::new(&req, &viewer);
     let token = query.token.clone().unwrap_or_default();
     match accounts::verify_email(&state, &token).await {
-        Ok(Verified::Now) => message(&ctx, StatusCode::OK, "verify.done_title", ctx.t("verify.done_body").to_owned(), Some(("/login", ctx.t("nav.login")))),
-        Ok(Verified::Already) => message(&ctx, StatusCode::OK, "verify.done_title", ctx.t("verify.already_body").to_owned(), Some(("/login", ctx.t("nav.login")))),
-        Err(error) => message_for_error(&ctx, &error, "verify.failed_title", ctx.error_message(&error), Some(("/verify/resend", ctx.t("verify.resend_link")))),
+        Ok(Verified::Now) => {
+            message(&ctx, StatusCode::OK, "verify.done_title", ctx.t("verify.done_body").to_owned(), Some(("/login", ctx.t("nav.login"))))
+        }
+        Ok(Verified::Already) => message(
+            &ctx,
+            StatusCode::OK,
+            "verify.done_title",
+            ctx.t("verify.already_body").to_owned(),
+            Some(("/login", ctx.t("nav.login"))),
+        ),
+        Err(error) => message_for_error(
+            &ctx,
+            &error,
+            "verify.failed_title",
+            ctx.error_message(&error),
+            Some(("/verify/resend", ctx.t("verify.resend_link"))),
+        ),
     }
 }
 
@@ -130,7 +163,9 @@ async fn resend(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, fo
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => message(&ctx, StatusCode::OK, "resend.sent_title", ctx.tr.fill("resend.sent_body", &[("email", form.email.trim())]), None),
+        Ok(()) => {
+            message(&ctx, StatusCode::OK, "resend.sent_title", ctx.tr.fill("resend.sent_body", &[("email", form.email.trim())]), None)
+        }
         Err(error) => ctx.render_error(&error, &ResendPage { page: &ctx, email: &form.email, error: Some(ctx.error_message(&error)) }),
     }
 }
@@ -182,14 +217,24 @@ async fn login(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, for
                     tracing::warn!("could not end the previous session: {e}");
                 }
             }
-            state.cache.create_session(user.id, state.config.accounts.session_ttl, chrono::Utc::now().timestamp()).await.map_err(AppError::from).map(|token| (user, token))
+            state
+                .cache
+                .create_session(user.id, state.config.accounts.session_ttl, chrono::Utc::now().timestamp())
+                .await
+                .map_err(AppError::from)
+                .map(|token| (user, token))
         }
         Err(e) => Err(e),
     };
     match started {
         Ok((user, token)) => {
             let mut response = see_other(&next);
-            let lang = actix_web::cookie::Cookie::build(crate::web::LANG_COOKIE, user.language.clone()).path("/").same_site(actix_web::cookie::SameSite::Lax).secure(state.config.secure_cookies).max_age(actix_web::cookie::time::Duration::days(365)).finish();
+            let lang = actix_web::cookie::Cookie::build(crate::web::LANG_COOKIE, user.language.clone())
+                .path("/")
+                .same_site(actix_web::cookie::SameSite::Lax)
+                .secure(state.config.secure_cookies)
+                .max_age(actix_web::cookie::time::Duration::days(365))
+                .finish();
             for cookie in [session_cookie(token, &state), removal_cookie(CSRF_COOKIE), lang] {
                 if let Err(e) = response.add_cookie(&cookie) {
                     tracing::error!("cannot set cookie: {e}");
@@ -199,7 +244,10 @@ async fn login(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, for
         }
         Err(error) => {
             let unverified = matches!(error, AppError::EmailNotVerified);
-            ctx.render_error(&error, &LoginPage { page: &ctx, email: &form.email, next: &next, error: Some(ctx.error_message(&error)), unverified })
+            ctx.render_error(
+                &error,
+                &LoginPage { page: &ctx, email: &form.email, next: &next, error: Some(ctx.error_message(&error)), unverified },
+            )
         }
     }
 }
@@ -256,7 +304,9 @@ async fn forgot(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, fo
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => message(&ctx, StatusCode::OK, "forgot.sent_title", ctx.tr.fill("forgot.sent_body", &[("email", form.email.trim())]), None),
+        Ok(()) => {
+            message(&ctx, StatusCode::OK, "forgot.sent_title", ctx.tr.fill("forgot.sent_body", &[("email", form.email.trim())]), None)
+        }
         Err(error) => ctx.render_error(&error, &ForgotPage { page: &ctx, email: &form.email, error: Some(ctx.error_message(&error)) }),
     }
 }
@@ -274,7 +324,13 @@ async fn reset_form(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer
     let token = query.token.clone().unwrap_or_default();
     match accounts::check_reset_token(&state, &token).await {
         Ok(()) => ctx.ok(&ResetPage { page: &ctx, token: &token, error: None }),
-        Err(error) => message_for_error(&ctx, &error, "reset.failed_title", ctx.error_message(&error), Some(("/password/forgot", ctx.t("reset.again_link")))),
+        Err(error) => message_for_error(
+            &ctx,
+            &error,
+            "reset.failed_title",
+            ctx.error_message(&error),
+            Some(("/password/forgot", ctx.t("reset.again_link"))),
+        ),
     }
 }
 
@@ -286,7 +342,12 @@ struct ResetForm {
     password_confirm: String,
 }
 
-async fn reset(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, form: web::Form<ResetForm>) -> Result<HttpResponse, PageError> {
+async fn reset(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    form: web::Form<ResetForm>,
+) -> Result<HttpResponse, PageError> {
     let ctx = PageCtx::new(&req, &viewer);
     let result = match check_csrf(&req, &form.csrf_token) {
         Ok(()) if form.password != form.password_confirm => Err(passwords_differ()),
@@ -296,10 +357,18 @@ async fn reset(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, for
     match result {
         Ok(()) => {
             let mut response = see_other("/login");
-            response.add_cookie(&flash_cookie("flash.password_reset", &state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
+            response
+                .add_cookie(&flash_cookie("flash.password_reset", &state))
+                .map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
             Ok(response)
         }
-        Err(error @ (AppError::TokenExpired | AppError::TokenUsed | AppError::TokenInvalid)) => Ok(message_for_error(&ctx, &error, "reset.failed_title", ctx.error_message(&error), Some(("/password/forgot", ctx.t("reset.again_link"))))),
+        Err(error @ (AppError::TokenExpired | AppError::TokenUsed | AppError::TokenInvalid)) => Ok(message_for_error(
+            &ctx,
+            &error,
+            "reset.failed_title",
+            ctx.error_message(&error),
+            Some(("/password/forgot", ctx.t("reset.again_link"))),
+        )),
         Err(error) => Ok(ctx.render_error(&error, &ResetPage { page: &ctx, token: &form.token, error: Some(ctx.error_message(&error)) })),
     }
 }

@@ -45,14 +45,22 @@ struct RoleForm {
     role: String,
 }
 
-async fn set_role(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<i64>, form: web::Form<RoleForm>) -> PageResult {
+async fn set_role(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<i64>,
+    form: web::Form<RoleForm>,
+) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
     match accounts::set_role(&state.db, user, path.into_inner(), &form.role).await {
         Ok(_) => {
             let mut response = see_other("/admin/users");
-            response.add_cookie(&flash_cookie("flash.role_changed", &state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
+            response
+                .add_cookie(&flash_cookie("flash.role_changed", &state))
+                .map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
             Ok(response)
         }
         Err(AppError::Forbidden) => Err(ctx.error_page(AppError::Forbidden)),

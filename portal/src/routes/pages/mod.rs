@@ -18,19 +18,19 @@ use crate::web::{check_csrf, csrf_cookie, safe_next, see_other, PageCtx, PageRes
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-    web::scope("")
-        .wrap(from_fn(csrf_cookie))
-        .app_data(web::FormConfig::default().limit(64 * 1024))
-        .route("/", web::get().to(home))
-        .route("/dashboard", web::get().to(dashboard))
-        .route("/language", web::post().to(switch_language))
-        .route("/static/app.css", web::get().to(stylesheet))
-        .route("/static/app.js", web::get().to(script))
-        .route("/healthz", web::get().to(health))
-        .configure(accounts::configure)
-        .configure(profile::configure)
-        .configure(admin::configure)
-        .configure(projects::configure),
+        web::scope("")
+            .wrap(from_fn(csrf_cookie))
+            .app_data(web::FormConfig::default().limit(64 * 1024))
+            .route("/", web::get().to(home))
+            .route("/dashboard", web::get().to(dashboard))
+            .route("/language", web::post().to(switch_language))
+            .route("/static/app.css", web::get().to(stylesheet))
+            .route("/static/app.js", web::get().to(script))
+            .route("/healthz", web::get().to(health))
+            .configure(accounts::configure)
+            .configure(profile::configure)
+            .configure(admin::configure)
+            .configure(projects::configure),
     );
 }
 
@@ -86,7 +86,11 @@ async fn switch_language(req: HttpRequest, state: web::Data<AppState>, viewer: V
         let user_id = user.id;
         state.db.run(move |conn| db::users::set_language(conn, user_id, language.code())).await.map_err(|e| ctx.error_page(e.into()))?;
     }
-    let mut cookie = actix_web::cookie::Cookie::build(LANG_COOKIE, language.code()).path("/").same_site(actix_web::cookie::SameSite::Lax).secure(state.config.secure_cookies).finish();
+    let mut cookie = actix_web::cookie::Cookie::build(LANG_COOKIE, language.code())
+        .path("/")
+        .same_site(actix_web::cookie::SameSite::Lax)
+        .secure(state.config.secure_cookies)
+        .finish();
     cookie.set_max_age(actix_web::cookie::time::Duration::days(365));
     let mut response = see_other(&safe_next(form.next.as_deref()));
     response.add_cookie(&cookie).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
@@ -94,11 +98,17 @@ async fn switch_language(req: HttpRequest, state: web::Data<AppState>, viewer: V
 }
 
 async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/css; charset=utf-8").insert_header(("Cache-Control", "public, max-age=3600")).body(include_str!("../../../static/app.css"))
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(include_str!("../../../static/app.css"))
 }
 
 async fn script() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/javascript; charset=utf-8").insert_header(("Cache-Control", "public, max-age=3600")).body(include_str!("../../../static/app.js"))
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(include_str!("../../../static/app.js"))
 }
 
 /// Liveness and dependencies, for load balancers and `make up` smoke checks.

@@ -67,19 +67,36 @@ async fn save_profile(req: HttpRequest, state: web::Data<AppState>, viewer: View
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     let result = match check_csrf(&req, &form.csrf_token) {
-        Ok(()) => accounts::update_profile(&state.db, user.id, ProfileEdit { display_name: form.display_name.clone(), student_number: form.student_number.clone(), language: form.language.clone() }).await,
+        Ok(()) => {
+            accounts::update_profile(
+                &state.db,
+                user.id,
+                ProfileEdit {
+                    display_name: form.display_name.clone(),
+                    student_number: form.student_number.clone(),
+                    language: form.language.clone(),
+                },
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     match result {
         Ok(updated) => {
             let mut response = see_other("/profile");
-            let lang = actix_web::cookie::Cookie::build(LANG_COOKIE, updated.language.clone()).path("/").same_site(actix_web::cookie::SameSite::Lax).secure(state.config.secure_cookies).max_age(actix_web::cookie::time::Duration::days(365)).finish();
+            let lang = actix_web::cookie::Cookie::build(LANG_COOKIE, updated.language.clone())
+                .path("/")
+                .same_site(actix_web::cookie::SameSite::Lax)
+                .secure(state.config.secure_cookies)
+                .max_age(actix_web::cookie::time::Duration::days(365))
+                .finish();
             for cookie in [flash_cookie("flash.profile_saved", &state), lang] {
                 response.add_cookie(&cookie).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
             }
             Ok(response)
         }
-        Err(error) => Ok(ctx.render_error(&error,
+        Err(error) => Ok(ctx.render_error(
+            &error,
             &ProfilePage {
                 page: &ctx,
                 email: &user.email,
@@ -114,14 +131,19 @@ async fn change_password(req: HttpRequest, state: web::Data<AppState>, viewer: V
     };
     match result {
         Ok(()) => {
-            let token = state.cache.create_session(user.id, state.config.accounts.session_ttl, chrono::Utc::now().timestamp()).await.map_err(|e| ctx.error_page(e.into()))?;
+            let token = state
+                .cache
+                .create_session(user.id, state.config.accounts.session_ttl, chrono::Utc::now().timestamp())
+                .await
+                .map_err(|e| ctx.error_page(e.into()))?;
             let mut response = see_other("/profile");
             for cookie in [session_cookie(token, &state), flash_cookie("flash.password_changed", &state)] {
                 response.add_cookie(&cookie).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
             }
             Ok(response)
         }
-        Err(error) => Ok(ctx.render_error(&error,
+        Err(error) => Ok(ctx.render_error(
+            &error,
             &ProfilePage {
                 page: &ctx,
                 email: &user.email,
@@ -146,7 +168,14 @@ struct TokensPage<'a> {
     error: Option<String>,
 }
 
-async fn tokens_page(ctx: &PageCtx, state: &AppState, user_id: i64, status: StatusCode, new_token: Option<String>, error: Option<String>) -> PageResult {
+async fn tokens_page(
+    ctx: &PageCtx,
+    state: &AppState,
+    user_id: i64,
+    status: StatusCode,
+    new_token: Option<String>,
+    error: Option<String>,
+) -> PageResult {
     let tokens = state.db.run(move |conn| db::api_tokens::list_active(conn, user_id)).await.map_err(|e| ctx.error_page(e.into()))?;
     Ok(ctx.render(status, &TokensPage { page: ctx, tokens, new_token, error }))
 }
@@ -178,7 +207,13 @@ struct CsrfOnly {
     csrf_token: String,
 }
 
-async fn revoke_token(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<i64>, form: web::Form<CsrfOnly>) -> PageResult {
+async fn revoke_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<i64>,
+    form: web::Form<CsrfOnly>,
+) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;

@@ -31,7 +31,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The upload from the project page's script: the ZIP as the body, the CSRF token in a header.
 /// Answers JSON (the revision, or the error) because a script reads it.
-async fn upload(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, mut payload: web::Payload) -> Result<HttpResponse, AppError> {
+async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
     let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
     let submitted = req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()).unwrap_or("");
     check_csrf(&req, submitted)?;
@@ -47,7 +53,13 @@ struct RollbackForm {
     revision: i32,
 }
 
-async fn rollback(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, form: web::Form<RollbackForm>) -> PageResult {
+async fn rollback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<RollbackForm>,
+) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
@@ -73,7 +85,12 @@ async fn revision_page(req: HttpRequest, state: web::Data<AppState>, viewer: Vie
     let (name, number) = path.into_inner();
     let project = projects::get(&state, user, &name).await.map_err(|e| ctx.error_page(e))?;
     let project_id = project.id;
-    let revision = state.db.run(move |conn| crate::db::revisions::find_number(conn, project_id, number)).await.map_err(|e| ctx.error_page(e.into()))?.ok_or_else(|| ctx.error_page(AppError::NotFound("revision")))?;
+    let revision = state
+        .db
+        .run(move |conn| crate::db::revisions::find_number(conn, project_id, number))
+        .await
+        .map_err(|e| ctx.error_page(e.into()))?
+        .ok_or_else(|| ctx.error_page(AppError::NotFound("revision")))?;
     let finished = !matches!(revision.status.as_str(), "queued" | "building" | "built");
     Ok(ctx.ok(&RevisionPage { page: &ctx, project: &project, revision, finished }))
 }
@@ -84,13 +101,15 @@ struct FollowQuery {
     follow: bool,
 }
 
-async fn build_log_text(state: web::Data<AppState>, viewer: Viewer, path: web::Path<(String, i32)>, query: web::Query<FollowQuery>) -> Result<HttpResponse, AppError> {
+async fn build_log_text(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<(String, i32)>,
+    query: web::Query<FollowQuery>,
+) -> Result<HttpResponse, AppError> {
     let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
     let (name, number) = path.into_inner();
-    let project = projects::get(&state, user, &name).await?;
-    let project_id = project.id;
-    let revision = state.db.run(move |conn| crate::db::revisions::find_number(conn, project_id, number)).await?.ok_or(AppError::NotFound("revision"))?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").insert_header(("Cache-Control", "no-store")).streaming(crate::deploys::build_log_stream(state.get_ref().clone(), revision.id, query.follow)))
+    crate::deploys::build_log_response(&state, user, &name, number, query.follow).await
 }
 
 #[derive(Template)]
@@ -107,10 +126,14 @@ async fn logs_page(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer,
     Ok(ctx.ok(&LogsPage { page: &ctx, project: &project }))
 }
 
-async fn logs_text(state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, query: web::Query<FollowQuery>) -> Result<HttpResponse, AppError> {
+async fn logs_text(
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    query: web::Query<FollowQuery>,
+) -> Result<HttpResponse, AppError> {
     let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
-    let project = projects::get(&state, user, &path).await?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").insert_header(("Cache-Control", "no-store")).streaming(crate::deploys::app_log_stream(&state, &project.name, 500, query.follow)))
+    crate::deploys::app_log_response(&state, user, &path, 500, query.follow).await
 }
 
 pub struct ProjectRow {
@@ -136,9 +159,17 @@ fn template_choices() -> Vec<(&'static str, &'static str)> {
     std::iter::once(("auto", "Auto")).chain(orchestrator::template::all().iter().map(|t| (t.id.as_str(), t.name.as_str()))).collect()
 }
 
-async fn list_page(ctx: &PageCtx, state: &AppState, user: &crate::db::models::User, name: &str, template: &str, error: Option<&AppError>) -> PageResult {
+async fn list_page(
+    ctx: &PageCtx,
+    state: &AppState,
+    user: &crate::db::models::User,
+    name: &str,
+    template: &str,
+    error: Option<&AppError>,
+) -> PageResult {
     let projects = projects::list(state, user).await.map_err(|e| ctx.error_page(e))?;
-    let rows = projects.iter().map(|p| ProjectRow { name: p.name.clone(), template: p.template.clone(), url: app_url(state, &p.name) }).collect();
+    let rows =
+        projects.iter().map(|p| ProjectRow { name: p.name.clone(), template: p.template.clone(), url: app_url(state, &p.name) }).collect();
     let page = ProjectsPage {
         page: ctx,
         projects: rows,
@@ -186,7 +217,12 @@ struct NameQuery {
 }
 
 /// JSON for the create form's as-you-type check (session-authenticated, read-only).
-async fn availability(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, query: web::Query<NameQuery>) -> Result<HttpResponse, AppError> {
+async fn availability(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    query: web::Query<NameQuery>,
+) -> Result<HttpResponse, AppError> {
     let _ = req;
     if viewer.user.is_none() {
         return Err(AppError::Unauthorized);
@@ -244,7 +280,13 @@ struct TemplateForm {
     template: String,
 }
 
-async fn set_template(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, form: web::Form<TemplateForm>) -> PageResult {
+async fn set_template(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<TemplateForm>,
+) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
@@ -267,7 +309,13 @@ struct EnvForm {
     secret: Option<String>,
 }
 
-async fn set_env(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, form: web::Form<EnvForm>) -> PageResult {
+async fn set_env(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<EnvForm>,
+) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
@@ -283,7 +331,13 @@ struct CsrfOnly {
     csrf_token: String,
 }
 
-async fn unset_env(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<(String, String)>, form: web::Form<CsrfOnly>) -> PageResult {
+async fn unset_env(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfOnly>,
+) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
@@ -300,18 +354,29 @@ struct DeleteForm {
 }
 
 /// Deleting needs the project's name typed again, so a stray click cannot do it.
-async fn delete(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, form: web::Form<DeleteForm>) -> PageResult {
+async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<DeleteForm>,
+) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
     let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
     if form.confirm_name.trim() != project.name {
-        let error = AppError::Validation(crate::domain::ValidationError::new("confirm_name_mismatch", "confirm_name", format!("type `{}` to confirm", project.name)).with("value", project.name.clone()));
+        let error = AppError::Validation(
+            crate::domain::ValidationError::new("confirm_name_mismatch", "confirm_name", format!("type `{}` to confirm", project.name))
+                .with("value", project.name.clone()),
+        );
         return project_page(&ctx, &state, &project, Some(&error)).await;
     }
     crate::deploys::delete_project(&state, &project).await.map_err(|e| ctx.error_page(e))?;
     let mut response = see_other("/projects");
-    response.add_cookie(&flash_cookie("flash.project_deleted", &state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
+    response
+        .add_cookie(&flash_cookie("flash.project_deleted", &state))
+        .map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
     Ok(response)
 }
 
@@ -320,4 +385,3 @@ fn redirect_with_flash(ctx: &PageCtx, state: &AppState, name: &str, flash: &str)
     response.add_cookie(&flash_cookie(flash, state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
     Ok(response)
 }
-
