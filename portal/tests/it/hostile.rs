@@ -5,13 +5,14 @@
 //! and that the host and a neighbour app kept serving.
 //!
 //! One small Python app (standard library only) plays every part: its handlers try what the
-//! query string asks and answer with JSON saying what happened.
+//! query string asks and answer with JSON saying what happened. The last test is about builds,
+//! not running apps: a build script reports which of the host's loopback services it can reach.
 
 use std::time::{Duration, Instant};
 
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 
-use crate::helpers::{example_zip, pack, project_dir, spawn_app, TestApp};
+use crate::helpers::{backends, example_zip, pack, project_dir, spawn_app, TestApp};
 
 /// The hostile app: `/read?path=`, `/write?path=&text=`, `/connect?host=&port=`, `/fork`, `/eat`.
 const PROBE_APP: &str = r#"
@@ -247,8 +248,15 @@ async fn a_fork_bomb_is_held_by_the_process_limit_and_the_host_and_a_neighbour_k
         assert_eq!(portal_status, 200);
         assert!(took < Duration::from_secs(2) && portal_took < Duration::from_secs(2), "too slow: {took:?}, {portal_took:?}");
     }
-    let bomb_itself = tokio::time::timeout(Duration::from_secs(5), app.app_get("h-bomb", "/")).await;
-    eprintln!("the bomb app itself: {:?}", bomb_itself.as_ref().map(|r| r.status()));
+    // The bomb app itself cannot start a thread for a request any more, so the gateway answers
+    // 502. FIXME: the runtime checks health only at start, so an app wedged like this stays
+    // `running` and routed, and is never restarted; a periodic liveness probe (the template's
+    // `[health] interval_secs`, unused by the local runtime) would restart it.
+    let bomb_itself = tokio::time::timeout(Duration::from_secs(5), app.app_get("h-bomb", "/")).await.expect("the gateway answers in time");
+    let bomb_status = app.state.runtime.status("h-bomb");
+    eprintln!("the bomb app itself: {}, runtime state {:?}", bomb_itself.status(), bomb_status);
+    assert_eq!(bomb_itself.status(), 502);
+    assert_eq!(bomb_status.state, "running");
 
     // Stopping the app kills the whole tree, bomb included, in bounded time.
     let stop_started = Instant::now();
@@ -324,4 +332,62 @@ async fn an_app_can_write_only_to_data_and_tmp() {
     let id = project_id(&app, "h-writer");
     let main_py = std::fs::read_to_string(app.data_dir.join(format!("apps/{id}/r1/main.py"))).expect("the revision's main.py");
     assert!(main_py.contains("ThreadingHTTPServer"));
+}
+
+/// A build script that reports whether it can reach TCP services on the host's loopback; for
+/// Redis it also sends `PING`.
+const BUILD_PROBE: &str = r#"
+const net = require("node:net");
+const targets = JSON.parse(process.env.npm_package_config_targets);
+let pending = targets.length;
+for (const [what, port] of targets) {
+  const socket = net.connect({ host: "127.0.0.1", port }, () => {
+    if (what === "redis") socket.write("PING\r\n"); else { console.log(`probe ${what}: open`); socket.destroy(); done(); }
+  });
+  socket.on("data", (data) => { console.log(`probe ${what}: open, answered ${JSON.stringify(data.toString().trim())}`); socket.destroy(); done(); });
+  socket.on("error", (error) => { console.log(`probe ${what}: ${error.code}`); done(); });
+  socket.setTimeout(2000, () => { console.log(`probe ${what}: timeout`); socket.destroy(); done(); });
+}
+function done() { if (--pending === 0) process.exit(0); }
+"#;
+
+fn port_of(url: &str) -> u16 {
+    url::Url::parse(url).ok().and_then(|u| u.port()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_build_step_shares_the_hosts_network_and_reaches_its_loopback_services() {
+    let app = spawn_app().await;
+    let token = app.api_token("h-build-net@pusan.ac.kr").await;
+    let portal_port: u16 = app.address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+    let targets = serde_json::json!([
+        ["postgres", port_of(&backends().admin_database_url)],
+        ["redis", port_of(&backends().redis_url)],
+        ["portal", portal_port],
+    ]);
+    let package = serde_json::json!({
+        "name": "build-probe",
+        "version": "1.0.0",
+        "main": "server.js",
+        "config": { "targets": targets.to_string() },
+        "scripts": { "build": "node probe.js" },
+    });
+    let server = "require('node:http').createServer((q, r) => r.end('ok')).listen(Number(process.env.PORT), '0.0.0.0');\n";
+    let dir = project_dir(&[("package.json", &package.to_string()), ("probe.js", BUILD_PROBE), ("server.js", server)]);
+    let revision = app.deploy_live(&token, "h-build-net", "node", pack(dir.path())).await;
+    let log = app.build_log(&revision);
+    let probes: Vec<&str> = log.lines().filter(|line| line.starts_with("probe ")).collect();
+    eprintln!("what the build step reached: {probes:#?}");
+    // FIXME: builds run with `Network::Host` (`deploy.build_network = true`, the default) so that
+    // npm and pip can download; any build script (`npm run build`, a setup.py, a postinstall
+    // hook) can therefore talk to PostgreSQL, Redis and the portal on the host's loopback.
+    // Redis answers PING without a password, and the route and policy records live there. Builds
+    // need their own network namespace with only a path to the package registries (a proxy).
+    // This test pins today's behaviour; it should be turned around when that lands.
+    assert_eq!(probes.len(), 3, "build log: {log}");
+    assert!(probes.iter().any(|line| line.starts_with("probe redis: open, answered \"+PONG\"")), "{probes:?}");
+    assert!(probes.iter().any(|line| *line == "probe portal: open"), "{probes:?}");
+    assert!(probes.iter().any(|line| *line == "probe postgres: open"), "{probes:?}");
+    // The app itself, at run time, is shut in its own network namespace (see the test above).
+    assert_eq!(app.app_get("h-build-net", "/").await.text().await.expect("body"), "ok");
 }
