@@ -112,6 +112,19 @@ fn cases(marker: &str) -> Vec<Case> {
         },
         // 64 MiB of zeros deflate to about 64 KiB: far under the upload limit, far over the
         // 2 MiB unpacked limit.
+        // Three files of 1 MiB each stay under the per-file limit; together they pass 2 MiB.
+        Case {
+            what: "zip bomb of many small files",
+            body: zip_of(&[
+                index(),
+                Entry::File("a.bin", vec![0; 1 << 20]),
+                Entry::File("b.bin", vec![0; 1 << 20]),
+                Entry::File("c.bin", vec![0; 1 << 20]),
+            ]),
+            status: 422,
+            code: "too_large",
+            names: "over the limit of 2097152 bytes".to_owned(),
+        },
         Case {
             what: "zip bomb",
             body: zip_of(&[index(), Entry::File("bomb.bin", vec![0; 64 << 20])]),
