@@ -5,9 +5,11 @@
 //! It never depends on the portal and never opens the portal's database.
 
 pub mod artifact;
+pub mod autoscaler;
 pub mod build;
 pub mod duration;
 pub mod gateway;
+pub mod metrics;
 pub mod model;
 pub mod runtime;
 pub mod sandbox;

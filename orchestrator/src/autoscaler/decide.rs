@@ -10,21 +10,24 @@
 //! freeze tier before zero and treats missing metrics as unknown.
 //!
 //! ```text
-//!                     activator holds a request
-//!   ┌──────────────┐  (or load seen, 0 ready)   ┌──────┐  an instance is ready  ┌────────┐
-//!   │ ScaleToZero  │ ─────────────────────────▶ │ Wake │ ─────────────────────▶ │ Stable │ ◀──┐
-//!   │  desired 0   │                            │  ≥ 1 │                        └────────┘    │
-//!   └──────────────┘                            └──────┘        6 s load ≥ 2× ready │  ▲    │ load
-//!          ▲                                        ▲            capacity           ▼  │    │ again
-//!          │ idle for idle_to_zero_s (300 s)        │                        ┌───────┐ │    │
-//!          │ and min_instances = 0                  │                        │ Panic │─┘    │
-//!   ┌──────────────┐                                │                        └───────┘      │
-//!   │    Freeze    │ ─── activator demand at 0 ─────┘    a stable window (60 s) with no     │
-//!   │ keep, frozen │                                     tick over the panic threshold      │
-//!   └──────────────┘ ◀── idle for freeze_after_s (60 s) ── Stable ─── any request ──────────┘
+//!                request                  ready            6 s load ≥ 2× ready capacity
+//!   ScaleToZero ─────────▶ Wake ─────────────────▶ Stable ─────────────────────────────▶ Panic
+//!        ▲                                        ▲    │ ◀───────────────────────────────
+//!        │                                request │    │ idle 60 s    no tick over the threshold
+//!        │                                        │    ▼              for a stable window (60 s)
+//!        └──────────────── idle 300 s ────────── Freeze
 //!
-//!   Hold: from any state, a tick whose concurrency is missing or stale keeps the current count
-//!   and the current state; unknown load never scales down and never counts as idle.
+//!   ScaleToZero → Wake     the activator holds a request, or load is seen with 0 ready: desired ≥ 1
+//!                          at once, without waiting for the windows
+//!   Wake → Stable          an instance is ready; from here the windows size the app
+//!   Stable → Panic         the panic-window load reaches panic_threshold × the ready capacity
+//!   Panic → Stable         a stable window passes with no tick over the threshold
+//!   Stable → Freeze        known-zero traffic for freeze_after_s: keep the instances, frozen
+//!   Freeze → Stable        any request (the runtime thaws the instances; if it reports frozen
+//!                          instances as not ready, the same request is a Wake instead)
+//!   Freeze → ScaleToZero   known-zero traffic for idle_to_zero_s and min_instances = 0
+//!   any → Hold             concurrency missing or stale: keep the count and the state; unknown
+//!                          load never scales down and never counts as idle
 //! ```
 //!
 //! "Idle" means known-zero traffic: concurrency 0, no requests and no activator demand, measured
@@ -65,11 +68,12 @@ pub struct Policy {
     pub max_scale_down_rate: f64,
     /// Seconds a higher count is remembered before scaling down to a lower one. 0 turns it off.
     pub scale_down_delay_s: f64,
-    /// Seconds of known-zero traffic after which instances are frozen (kept, not running).
-    pub freeze_after_s: f64,
+    /// Seconds of known-zero traffic after which instances are frozen (memory kept, thawed by the
+    /// next request). `null` (`None`) never freezes.
+    pub freeze_after_s: Option<f64>,
     /// Seconds of known-zero traffic after which every instance is stopped (unless
-    /// `min_instances` keeps some). At least `freeze_after_s`.
-    pub idle_to_zero_s: f64,
+    /// `min_instances` keeps some). At least `freeze_after_s`. `null` (`None`) never stops.
+    pub idle_to_zero_s: Option<f64>,
     /// Metrics older than this many seconds are unknown and never scale down. Two scrape
     /// intervals of 2 s by default.
     pub max_metrics_age_s: f64,
@@ -87,8 +91,8 @@ impl Default for Policy {
             max_scale_up_rate: 10.0,
             max_scale_down_rate: 2.0,
             scale_down_delay_s: 0.0,
-            freeze_after_s: 60.0,
-            idle_to_zero_s: 300.0,
+            freeze_after_s: Some(60.0),
+            idle_to_zero_s: Some(300.0),
             max_metrics_age_s: 4.0,
         }
     }
@@ -127,16 +131,23 @@ impl Policy {
                 return invalid(field, value, "a number greater than 0");
             }
         }
-        let above_one =
-            [("panic_threshold", self.panic_threshold), ("max_scale_up_rate", self.max_scale_up_rate), ("max_scale_down_rate", self.max_scale_down_rate)];
+        let above_one = [
+            ("panic_threshold", self.panic_threshold),
+            ("max_scale_up_rate", self.max_scale_up_rate),
+            ("max_scale_down_rate", self.max_scale_down_rate),
+        ];
         for (field, value) in above_one {
             if !(value.is_finite() && value > 1.0) {
                 return invalid(field, value, "a number greater than 1");
             }
         }
-        let not_negative =
-            [("scale_down_delay_s", self.scale_down_delay_s), ("freeze_after_s", self.freeze_after_s), ("idle_to_zero_s", self.idle_to_zero_s)];
+        let not_negative = [
+            ("scale_down_delay_s", Some(self.scale_down_delay_s)),
+            ("freeze_after_s", self.freeze_after_s),
+            ("idle_to_zero_s", self.idle_to_zero_s),
+        ];
         for (field, value) in not_negative {
+            let Some(value) = value else { continue };
             if !(value.is_finite() && value >= 0.0) {
                 return invalid(field, value, "a number of seconds, 0 or more");
             }
@@ -153,8 +164,10 @@ impl Policy {
         if self.panic_window_s > self.stable_window_s {
             return greater("panic_window_s", &self.panic_window_s, "stable_window_s", &self.stable_window_s);
         }
-        if self.freeze_after_s > self.idle_to_zero_s {
-            return greater("freeze_after_s", &self.freeze_after_s, "idle_to_zero_s", &self.idle_to_zero_s);
+        if let (Some(freeze_after_s), Some(idle_to_zero_s)) = (self.freeze_after_s, self.idle_to_zero_s) {
+            if freeze_after_s > idle_to_zero_s {
+                return greater("freeze_after_s", &freeze_after_s, "idle_to_zero_s", &idle_to_zero_s);
+            }
         }
         Ok(())
     }
@@ -228,7 +241,8 @@ pub enum Mode {
     Stable,
     /// Sized by the panic window; never scales down.
     Panic,
-    /// Load is unknown (missing or stale metrics, or time went backwards): keep the current count.
+    /// Load is unknown (missing or stale metrics, or time went backwards): keep the current count
+    /// and change nothing else (frozen instances stay frozen).
     Hold,
     /// Idle: keep `desired` instances but freeze them until a request arrives.
     Freeze,
@@ -286,7 +300,13 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot, state: &ScalerState, now: f6
     if !now.is_finite() || state.last_tick_at.is_some_and(|last| now < last) {
         let last = state.last_tick_at.map_or_else(|| "never".to_owned(), num);
         let desired = within_policy(policy, current);
-        return finish(next, now, desired, Mode::Hold, format!("time went backwards (now = {}, last tick at {last}): holding {desired}", num(now)));
+        return finish(
+            next,
+            now,
+            desired,
+            Mode::Hold,
+            format!("time went backwards (now = {}, last tick at {last}): holding {desired}", num(now)),
+        );
     }
     next.last_tick_at = Some(now);
 
@@ -338,11 +358,12 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot, state: &ScalerState, now: f6
     }
 
     let idle_for = next.idle_since.map(|since| now - since);
-    if policy.min_instances == 0 && idle_for.is_some_and(|idle_for| idle_for >= policy.idle_to_zero_s) {
-        next.panic = None;
-        let idle_for = idle_for.expect("checked just above");
-        let reason = format!("idle for {} s (idle_to_zero_s = {}): stop every instance", num(idle_for), num(policy.idle_to_zero_s));
-        return finish(next, now, 0, Mode::ScaleToZero, reason);
+    if let (Some(idle_for), Some(idle_to_zero_s), 0) = (idle_for, policy.idle_to_zero_s, policy.min_instances) {
+        if idle_for >= idle_to_zero_s {
+            next.panic = None;
+            let reason = format!("idle for {} s (idle_to_zero_s = {}): stop every instance", num(idle_for), num(idle_to_zero_s));
+            return finish(next, now, 0, Mode::ScaleToZero, reason);
+        }
     }
 
     let (Some(stable_average), Some(panic_average)) =
@@ -389,14 +410,26 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot, state: &ScalerState, now: f6
     let down_limit = ceil_count(f64::from(down_reference) / policy.max_scale_down_rate);
     let limit = |want: u32| want.max(down_limit).min(up_limit);
 
-    let mut desired = match &next.panic {
-        Some(panic) => limit(want_stable).max(limit(want_panic)).max(panic.max_desired).max(current),
-        None => limit(want_stable),
+    // Outside panic the stable window sizes the app, but a scale-down never goes below what the
+    // last panic window of load needs. Knative lacks this guard, and it matters after a ramp:
+    // when the panic ends, the 60 s average still remembers the climb. Worked example (test
+    // `leaving_panic_at_a_steady_peak_does_not_scale_down`): 41 instances carry a steady 410, but
+    // the 60 s average is 296 because of the ramp, so stable alone would drop to 30 and climb back;
+    // the panic window's 410 wants 41, so the app stays at 41.
+    let want = match &next.panic {
+        Some(_) => want_stable.max(want_panic),
+        None if want_stable < current => want_stable.max(want_panic.min(current)),
+        None => want_stable,
     };
-    let want = if next.panic.is_some() { want_stable.max(want_panic) } else { want_stable };
+    let mut desired = limit(want);
+    if let Some(panic) = &next.panic {
+        desired = desired.max(panic.max_desired).max(current);
+    } else if want > want_stable {
+        notes.push(format!("scale-down held at {want} by the {} s average concurrency {}", num(policy.panic_window_s), num(panic_average)));
+    }
     if want > up_limit {
         notes.push(format!("scale-up limited to {up_limit} ({}x of {ready} ready)", num(policy.max_scale_up_rate)));
-    } else if want < down_limit && desired == down_limit {
+    } else if want < down_limit && desired == down_limit && down_limit > policy.min_instances.max(1) {
         notes.push(format!("scale-down limited to {down_limit} ({down_reference} / {})", num(policy.max_scale_down_rate)));
     }
 
@@ -416,7 +449,10 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot, state: &ScalerState, now: f6
         notes.push(if policy.min_instances > 0 {
             format!("raised to min_instances = {floor}")
         } else {
-            format!("kept at 1 until idle for {} s", num(policy.idle_to_zero_s))
+            match policy.idle_to_zero_s {
+                Some(idle_to_zero_s) => format!("kept at 1 until idle for {} s", num(idle_to_zero_s)),
+                None => "kept at 1 (idle_to_zero_s is off)".to_owned(),
+            }
         });
         desired = floor;
     }
@@ -429,7 +465,7 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot, state: &ScalerState, now: f6
         panic.max_desired = desired;
         let reason = if over_threshold {
             format!(
-                "panic: {} s average concurrency {} is {}x the capacity of {} ready (threshold {}x): {desired}, never scaling down",
+                "panic: {} s average concurrency {} is {}x the capacity of {} ready (threshold {}x): {desired} instances, no scale-down during panic",
                 num(policy.panic_window_s),
                 num(panic_average),
                 num(load_ratio),
@@ -438,7 +474,7 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot, state: &ScalerState, now: f6
             )
         } else {
             format!(
-                "panic since t = {}; load last over {}x capacity at t = {}, panic ends {} s after that: {desired}, never scaling down",
+                "panic since t = {}; load last over {}x capacity at t = {}, panic ends {} s after that: {desired} instances, no scale-down during panic",
                 num(panic.since),
                 num(policy.panic_threshold),
                 num(panic.last_over_at),
@@ -453,20 +489,21 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot, state: &ScalerState, now: f6
             num(stable_average),
             num(policy.target_concurrency)
         );
-        match idle_for.filter(|idle_for| *idle_for >= policy.freeze_after_s) {
-            Some(idle_for) if policy.min_instances > 0 && idle_for >= policy.idle_to_zero_s => (
-                Mode::Freeze,
-                format!("idle for {} s but min_instances = {}: keep {desired} frozen", num(idle_for), policy.min_instances),
-            ),
-            Some(idle_for) => (
-                Mode::Freeze,
-                format!(
-                    "idle for {} s (freeze_after_s = {}): keep {desired} frozen; stop in {} s",
-                    num(idle_for),
-                    num(policy.freeze_after_s),
-                    num(policy.idle_to_zero_s - idle_for)
-                ),
-            ),
+        let frozen_for = match (idle_for, policy.freeze_after_s) {
+            (Some(idle_for), Some(freeze_after_s)) if idle_for >= freeze_after_s => Some((idle_for, freeze_after_s)),
+            _ => None,
+        };
+        match frozen_for {
+            Some((idle_for, freeze_after_s)) => {
+                let then = match policy.idle_to_zero_s {
+                    _ if policy.min_instances > 0 => format!("min_instances = {} keeps them", policy.min_instances),
+                    Some(idle_to_zero_s) => format!("stop in {} s", num(idle_to_zero_s - idle_for)),
+                    None => "never stopped (idle_to_zero_s is off)".to_owned(),
+                };
+                let reason =
+                    format!("idle for {} s (freeze_after_s = {}): keep {desired} frozen; {then}", num(idle_for), num(freeze_after_s));
+                (Mode::Freeze, reason)
+            }
             None if left_panic => {
                 (Mode::Stable, format!("panic over (no tick over the threshold for {} s); {sized}", num(policy.stable_window_s)))
             }
@@ -493,8 +530,10 @@ fn finish(mut next: ScalerState, now: f64, desired: u32, mode: Mode, reason: Str
 
 fn observe(policy: &Policy, snapshot: &Snapshot) -> Load {
     if let Some(age) = snapshot.metrics_age_s {
-        if !(age <= policy.max_metrics_age_s) {
-            return Load::Unknown { why: format!("metrics are {} s old (max_metrics_age_s = {})", num(age), num(policy.max_metrics_age_s)) };
+        if age.is_nan() || age > policy.max_metrics_age_s {
+            return Load::Unknown {
+                why: format!("metrics are {} s old (max_metrics_age_s = {})", num(age), num(policy.max_metrics_age_s)),
+            };
         }
     }
     match snapshot.concurrency {
@@ -534,3 +573,457 @@ fn num(value: f64) -> String {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One tick of a scenario. `ready: None` means the runtime did what the previous decision
+    /// asked, instantly; `Some(n)` pins what the runtime had.
+    #[derive(Clone)]
+    struct Tick {
+        ready: Option<u32>,
+        snapshot: Snapshot,
+    }
+
+    /// A tick with `concurrency` in flight and as many requests arriving.
+    fn load(concurrency: f64) -> Tick {
+        Tick { ready: None, snapshot: Snapshot { concurrency: Some(concurrency), requests: Some(concurrency), ..Snapshot::default() } }
+    }
+
+    fn silent() -> Tick {
+        load(0.0)
+    }
+
+    /// A tick whose scrape failed.
+    fn unknown() -> Tick {
+        Tick { ready: None, snapshot: Snapshot::default() }
+    }
+
+    impl Tick {
+        fn ready(mut self, n_instances: u32) -> Self {
+            self.ready = Some(n_instances);
+            self
+        }
+
+        fn metrics_age(mut self, age_s: f64) -> Self {
+            self.snapshot.metrics_age_s = Some(age_s);
+            self
+        }
+
+        fn activator_demand(mut self, n_requests: u32) -> Self {
+            self.snapshot.activator_demand = n_requests;
+            self
+        }
+    }
+
+    /// `tick` repeated every 2 s from `from` to `to`, both included.
+    fn every_2s(from: u32, to: u32, tick: Tick) -> Vec<(f64, Tick)> {
+        (from..=to).step_by(2).map(|t| (f64::from(t), tick.clone())).collect()
+    }
+
+    /// Runs the ticks in order through `decide`, carrying the state, and compares the decisions,
+    /// written as runs: `0..58: 3 stable` means every tick from t = 0 to t = 58 decided 3 instances
+    /// in stable mode. Hold runs also show their reason, since saying why is the point of a hold.
+    /// Before the first tick the runtime has `start_ready` instances.
+    fn check(policy: &Policy, start_ready: u32, ticks: &[Vec<(f64, Tick)>], expected: &str) {
+        let mut state = ScalerState::default();
+        let mut ready = start_ready;
+        let mut runs: Vec<(f64, f64, String)> = Vec::new();
+        for (t, tick) in ticks.iter().flatten() {
+            ready = tick.ready.unwrap_or(ready);
+            let snapshot = Snapshot { ready_instances: ready, ..tick.snapshot.clone() };
+            let decision = decide(policy, &snapshot, &state, *t);
+            let shown = match decision.mode {
+                Mode::Hold => format!("{} hold: {}", decision.desired, decision.reason),
+                mode => format!("{} {mode}", decision.desired),
+            };
+            match runs.last_mut() {
+                Some((_, last_t, last_shown)) if *last_shown == shown => *last_t = *t,
+                _ => runs.push((*t, *t, shown)),
+            }
+            ready = decision.desired;
+            state = decision.next_state;
+        }
+        let actual: Vec<String> = runs
+            .into_iter()
+            .map(|(from, to, shown)| if from == to { format!("{from}: {shown}") } else { format!("{from}..{to}: {shown}") })
+            .collect();
+        let expected: Vec<&str> = expected.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+        assert_eq!(actual, expected, "\nactual:\n{}\n", actual.join("\n"));
+    }
+
+    fn policy() -> Policy {
+        Policy::default()
+    }
+
+    #[test]
+    fn steady_load_holds_at_ceil_of_concurrency_over_target() {
+        check(&policy(), 3, &[every_2s(0, 120, load(25.0))], "0..120: 3 stable");
+        check(&policy(), 2, &[every_2s(0, 120, load(20.0))], "0..120: 2 stable");
+        check(&policy(), 2, &[every_2s(0, 120, load(20.5))], "0..120: 3 stable");
+        check(&policy(), 1, &[every_2s(0, 120, load(0.5))], "0..120: 1 stable");
+    }
+
+    #[test]
+    fn a_ramp_scales_up_step_by_step_within_the_rate_limit() {
+        let policy = Policy { max_instances: 100, max_scale_up_rate: 2.0, ..policy() };
+        // The load climbs from 10 to 400 in 10 s, far faster than doubling every tick.
+        let ramp: Vec<(f64, Tick)> = (0..=5u32).map(|step| (f64::from(step * 2), load(10.0 + 78.0 * f64::from(step)))).collect();
+        check(
+            &policy,
+            1,
+            &[ramp, every_2s(12, 40, load(400.0))],
+            "
+            0: 1 stable
+            2: 2 panic
+            4: 4 panic
+            6: 8 panic
+            8: 16 panic
+            10: 32 panic
+            12: 38 panic
+            14..40: 40 panic
+        ",
+        );
+    }
+
+    #[test]
+    fn leaving_panic_at_a_steady_peak_does_not_scale_down() {
+        let policy = Policy { max_instances: 100, max_scale_up_rate: 2.0, ..policy() };
+        // The load climbs by 20 every tick for 40 s, then stays at 410.
+        let ramp: Vec<(f64, Tick)> = (0..=20u32).map(|step| (f64::from(step * 2), load(10.0 + 20.0 * f64::from(step)))).collect();
+        check(
+            &policy,
+            1,
+            &[ramp, every_2s(42, 180, load(410.0))],
+            "
+            0: 1 stable
+            2: 2 panic
+            4: 3 panic
+            6: 5 panic
+            8: 7 panic
+            10: 9 panic
+            12: 11 panic
+            14: 13 panic
+            16: 15 panic
+            18: 17 panic
+            20: 19 panic
+            22: 21 panic
+            24: 23 panic
+            26: 25 panic
+            28: 27 panic
+            30: 29 panic
+            32: 31 panic
+            34: 33 panic
+            36: 35 panic
+            38: 37 panic
+            40: 39 panic
+            42..60: 41 panic
+            62..180: 41 stable
+        ",
+        );
+    }
+
+    #[test]
+    fn scale_up_is_limited_by_ready_instances_not_by_what_was_asked_for() {
+        let policy = Policy { max_instances: 100, ..policy() };
+        check(&policy, 1, &[every_2s(0, 20, load(500.0).ready(1))], "0..20: 10 panic");
+    }
+
+    #[test]
+    fn a_spike_enters_panic_scales_up_on_the_panic_window_and_never_scales_down_while_panicking() {
+        let policy = Policy { max_instances: 10, ..policy() };
+        check(
+            &policy,
+            1,
+            &[every_2s(0, 58, load(10.0)), every_2s(60, 70, load(60.0)), every_2s(72, 200, load(5.0))],
+            "
+            0..58: 1 stable
+            60: 3 panic
+            62: 5 panic
+            64..118: 6 panic
+            120: 3 stable
+            122..124: 2 stable
+            126..200: 1 stable
+        ",
+        );
+    }
+
+    #[test]
+    fn panic_ends_after_a_calm_stable_window() {
+        let policy = Policy { max_instances: 10, ..policy() };
+        check(
+            &policy,
+            1,
+            &[every_2s(0, 20, load(50.0).ready(1)), every_2s(22, 140, load(5.0))],
+            "
+            0..78: 5 panic
+            80: 3 stable
+            82: 2 stable
+            84..140: 1 stable
+        ",
+        );
+    }
+
+    #[test]
+    fn silence_freezes_after_a_minute_and_stops_after_five_minutes() {
+        check(
+            &policy(),
+            1,
+            &[every_2s(0, 58, load(10.0)), every_2s(60, 420, silent())],
+            "
+            0..118: 1 stable
+            120..358: 1 freeze
+            360..420: 0 scale_to_zero
+        ",
+        );
+    }
+
+    #[test]
+    fn a_request_while_frozen_returns_to_stable_and_restarts_the_idle_clock() {
+        check(
+            &policy(),
+            1,
+            &[every_2s(0, 58, load(10.0)), every_2s(60, 200, silent()), every_2s(202, 202, load(5.0)), every_2s(204, 400, silent())],
+            "
+            0..118: 1 stable
+            120..200: 1 freeze
+            202..262: 1 stable
+            264..400: 1 freeze
+        ",
+        );
+    }
+
+    #[test]
+    fn freezing_and_stopping_can_each_be_turned_off() {
+        let never_frozen = Policy { freeze_after_s: None, ..policy() };
+        check(
+            &never_frozen,
+            1,
+            &[every_2s(0, 58, load(10.0)), every_2s(60, 420, silent())],
+            "
+            0..358: 1 stable
+            360..420: 0 scale_to_zero
+        ",
+        );
+        let never_stopped = Policy { idle_to_zero_s: None, ..policy() };
+        check(
+            &never_stopped,
+            1,
+            &[every_2s(0, 58, load(10.0)), every_2s(60, 420, silent())],
+            "
+            0..118: 1 stable
+            120..420: 1 freeze
+        ",
+        );
+    }
+
+    #[test]
+    fn silence_never_goes_below_min_instances() {
+        let policy = Policy { min_instances: 2, ..policy() };
+        check(
+            &policy,
+            2,
+            &[every_2s(0, 58, load(10.0)), every_2s(60, 420, silent())],
+            "
+            0..118: 2 stable
+            120..420: 2 freeze
+        ",
+        );
+    }
+
+    #[test]
+    fn missing_metrics_hold_the_count_and_say_why() {
+        check(
+            &policy(),
+            3,
+            &[every_2s(0, 20, load(30.0)), every_2s(22, 400, unknown()), every_2s(402, 800, silent())],
+            "
+            0..20: 3 stable
+            22..400: 3 hold: no concurrency sample this tick: holding 3, because unknown load never scales down
+            402: 2 stable
+            404..460: 1 stable
+            462..700: 1 freeze
+            702..800: 0 scale_to_zero
+        ",
+        );
+    }
+
+    #[test]
+    fn stale_metrics_hold_the_count_and_say_why() {
+        check(
+            &policy(),
+            3,
+            &[every_2s(0, 20, load(30.0)), every_2s(22, 400, silent().metrics_age(10.0)), every_2s(402, 420, silent().metrics_age(4.0))],
+            "
+            0..20: 3 stable
+            22..400: 3 hold: metrics are 10 s old (max_metrics_age_s = 4): holding 3, because unknown load never scales down
+            402: 2 stable
+            404..420: 1 stable
+        ",
+        );
+    }
+
+    #[test]
+    fn activator_demand_at_zero_wakes_one_instance_at_once() {
+        check(
+            &policy(),
+            0,
+            &[
+                every_2s(0, 8, silent().ready(0)),
+                every_2s(10, 12, unknown().ready(0).activator_demand(3)),
+                every_2s(14, 20, load(3.0).ready(1)),
+            ],
+            "
+            0..8: 0 scale_to_zero
+            10..12: 1 wake
+            14..20: 1 stable
+        ",
+        );
+        check(
+            &policy(),
+            0,
+            &[every_2s(0, 8, silent().ready(0)), every_2s(10, 12, load(3.0).ready(0)), every_2s(14, 20, load(3.0).ready(1))],
+            "
+            0..8: 0 scale_to_zero
+            10..12: 1 wake
+            14..20: 1 stable
+        ",
+        );
+    }
+
+    #[test]
+    fn max_instances_caps_even_a_panic() {
+        check(&policy(), 1, &[every_2s(0, 60, load(1000.0))], "0..60: 3 panic");
+        let capped = Policy { max_instances: 10, ..policy() }.clamp(&GlobalCaps { max_instances_per_app: 2 });
+        check(&capped, 1, &[every_2s(0, 60, load(1000.0))], "0..60: 2 panic");
+    }
+
+    #[test]
+    fn min_instances_is_a_floor_under_light_load() {
+        let policy = Policy { min_instances: 2, ..policy() };
+        check(&policy, 2, &[every_2s(0, 40, load(5.0))], "0..40: 2 stable");
+        check(&policy, 0, &[every_2s(0, 40, silent())], "0..40: 2 stable");
+    }
+
+    #[test]
+    fn time_going_backwards_holds() {
+        check(
+            &policy(),
+            2,
+            &[every_2s(0, 10, load(20.0)), every_2s(4, 4, silent())],
+            "
+            0..10: 2 stable
+            4: 2 hold: time went backwards (now = 4, last tick at 10): holding 2
+        ",
+        );
+    }
+
+    #[test]
+    fn scale_down_delay_remembers_a_higher_count() {
+        let policy = Policy { stable_window_s: 6.0, scale_down_delay_s: 20.0, ..policy() };
+        check(
+            &policy,
+            3,
+            &[every_2s(0, 20, load(30.0)), every_2s(22, 80, load(10.0))],
+            "
+            0..40: 3 stable
+            42..60: 2 stable
+            62..80: 1 stable
+        ",
+        );
+        let no_delay = Policy { scale_down_delay_s: 0.0, ..policy };
+        check(
+            &no_delay,
+            3,
+            &[every_2s(0, 20, load(30.0)), every_2s(22, 80, load(10.0))],
+            "
+            0..22: 3 stable
+            24: 2 stable
+            26..80: 1 stable
+        ",
+        );
+    }
+
+    mod validation {
+        use super::super::*;
+
+        fn check(policy: Policy, expected: Result<(), &str>) {
+            let actual = policy.validate().map_err(|error| error.to_string());
+            assert_eq!(actual, expected.map_err(str::to_owned), "{policy:?}");
+        }
+
+        #[test]
+        fn the_defaults_are_valid() {
+            check(Policy::default(), Ok(()));
+            check(Policy { min_instances: 3, max_instances: 3, freeze_after_s: Some(300.0), ..Policy::default() }, Ok(()));
+            check(Policy { freeze_after_s: None, idle_to_zero_s: None, ..Policy::default() }, Ok(()));
+            check(Policy { freeze_after_s: Some(600.0), idle_to_zero_s: None, ..Policy::default() }, Ok(()));
+        }
+
+        #[test]
+        fn a_zero_or_missing_target_is_refused() {
+            check(Policy { target_concurrency: 0.0, ..Policy::default() }, Err("target_concurrency = 0, must be a number greater than 0"));
+            check(
+                Policy { target_concurrency: -5.0, ..Policy::default() },
+                Err("target_concurrency = -5, must be a number greater than 0"),
+            );
+            check(
+                Policy { target_concurrency: f64::NAN, ..Policy::default() },
+                Err("target_concurrency = NaN, must be a number greater than 0"),
+            );
+        }
+
+        #[test]
+        fn min_above_max_is_refused() {
+            check(
+                Policy { min_instances: 4, max_instances: 3, ..Policy::default() },
+                Err("min_instances = 4 is greater than max_instances = 3"),
+            );
+            check(Policy { max_instances: 0, ..Policy::default() }, Err("max_instances = 0, must be at least 1"));
+        }
+
+        #[test]
+        fn windows_rates_and_idle_periods_are_checked() {
+            check(Policy { panic_window_s: 90.0, ..Policy::default() }, Err("panic_window_s = 90 is greater than stable_window_s = 60"));
+            check(Policy { panic_threshold: 1.0, ..Policy::default() }, Err("panic_threshold = 1, must be a number greater than 1"));
+            check(Policy { max_scale_up_rate: 0.5, ..Policy::default() }, Err("max_scale_up_rate = 0.5, must be a number greater than 1"));
+            check(
+                Policy { max_scale_down_rate: f64::INFINITY, ..Policy::default() },
+                Err("max_scale_down_rate = inf, must be a number greater than 1"),
+            );
+            check(
+                Policy { scale_down_delay_s: -1.0, ..Policy::default() },
+                Err("scale_down_delay_s = -1, must be a number of seconds, 0 or more"),
+            );
+            check(
+                Policy { freeze_after_s: Some(600.0), ..Policy::default() },
+                Err("freeze_after_s = 600 is greater than idle_to_zero_s = 300"),
+            );
+            check(
+                Policy { idle_to_zero_s: Some(-1.0), ..Policy::default() },
+                Err("idle_to_zero_s = -1, must be a number of seconds, 0 or more"),
+            );
+            check(Policy { max_metrics_age_s: 0.0, ..Policy::default() }, Err("max_metrics_age_s = 0, must be a number greater than 0"));
+        }
+
+        #[test]
+        fn global_caps_lower_both_bounds() {
+            let policy = Policy { min_instances: 4, max_instances: 10, ..Policy::default() };
+            let capped = policy.clamp(&GlobalCaps { max_instances_per_app: 2 });
+            assert_eq!((capped.min_instances, capped.max_instances), (2, 2));
+            check(capped, Ok(()));
+            let zero_cap = Policy::default().clamp(&GlobalCaps { max_instances_per_app: 0 });
+            assert_eq!(zero_cap.max_instances, 1, "a cap of 0 would make every policy invalid");
+        }
+
+        #[test]
+        fn a_policy_parses_from_json_with_defaults_and_refuses_unknown_fields() {
+            let parsed: Policy = serde_json::from_str(r#"{"max_instances": 5}"#).expect("valid policy JSON");
+            assert_eq!(parsed, Policy { max_instances: 5, ..Policy::default() });
+            let never_frozen: Policy = serde_json::from_str(r#"{"freeze_after_s": null}"#).expect("valid policy JSON");
+            assert_eq!(never_frozen, Policy { freeze_after_s: None, ..Policy::default() });
+            let typo = serde_json::from_str::<Policy>(r#"{"max_instance": 5}"#).expect_err("unknown field");
+            assert!(typo.to_string().starts_with("unknown field `max_instance`"), "{typo}");
+        }
+    }
+}

@@ -6,14 +6,17 @@
 //! the decision's `Mode`. An app moves through these states:
 //!
 //! ```text
-//!   Zero ──request──▶ Wake ──ready──▶ Stable ⇄ Panic
-//!    ▲                  ▲               │
-//!    │                  └──request──┐   │ no request, no concurrency for freeze_after_s (60 s)
-//!    │                              │   ▼
-//!    └── idle_to_zero_s (300 s) ── Freeze (instances kept, frozen)
+//!          request            ready
+//!   Zero ──────────▶ Wake ──────────▶ Stable ⇄ Panic
+//!    ▲                                 ▲  │
+//!    │                         request │  │ no request, no concurrency for freeze_after_s (60 s)
+//!    │                                 │  ▼
+//!    └──── idle_to_zero_s (300 s) ──── Freeze (instances kept, frozen)
 //!
 //!   Hold (any state): metrics missing or stale, keep the current count.
 //! ```
+//!
+//! `decide.rs` lists each transition and its exact condition.
 //!
 //! - `window`: sliding windows of samples (seconds as `f64`); averages that treat gaps as unknown.
 //! - `decide`: `Policy`, `Snapshot`, `ScalerState`, `Decision`, and the rules, Knative-KPA style.

@@ -7,6 +7,7 @@
 //!   `client_golang`) writes it, and `samples`, the same data without the text.
 //! - `parse`: `parse`, a reader for that text format (real Traefik's and ours) into flat `Sample`s.
 //! - `snapshot`: `app_traffic`, two scrapes → per-app requests, concurrency and in-flight counts.
+//! - `testdata/`: a real Traefik v3.7.15 scrape; the tests parse it and re-render it byte for byte.
 //!
 //! The contract, shared with Traefik v3 (`pkg/observability/metrics/prometheus.go`):
 //!
@@ -39,7 +40,7 @@ pub mod snapshot;
 pub use exposition::{render, samples, CONTENT_TYPE};
 pub use parse::{parse, ParseError, ParseProblem, Sample};
 pub use registry::{
-    method_label, service_for_app, GaugeGuard, HistogramValue, MetricFamily, MetricKind, Protocol, Registry, Series, ServiceMetrics,
-    Value, WakePhase, WakeTier, ENTRYPOINT, PROVIDER, REQUEST_DURATION_BUCKETS, WAKE_DURATION_BUCKETS,
+    method_label, service_for_app, GaugeGuard, HistogramValue, MetricFamily, MetricKind, Protocol, Registry, Series, ServiceMetrics, Value,
+    WakePhase, WakeTier, ENTRYPOINT, PROVIDER, REQUEST_DURATION_BUCKETS, WAKE_DURATION_BUCKETS,
 };
 pub use snapshot::{app_for_service, app_traffic, AppTraffic, Scrape, SnapshotError};

@@ -384,7 +384,7 @@ impl Registry {
 
     /// The metrics of `service` (`p42@slipway`), created on first use.
     pub fn service(&self, service: &str) -> Arc<ServiceMetrics> {
-        self.with_service(service, |metrics| Arc::clone(metrics))
+        self.with_service(service, Arc::clone)
     }
 
     /// `ServiceMetrics::observe` for `service`. The arguments mirror Traefik's label set and
@@ -446,14 +446,16 @@ impl Registry {
         services.sort_by(|a, b| a.0.cmp(&b.0));
 
         let family = |name, help, kind| MetricFamily { name, help, kind, series: Vec::new() };
-        let mut in_flight = family(IN_FLIGHT, "Requests an app is serving right now, open WebSockets and event streams included.", MetricKind::Gauge);
+        let mut in_flight =
+            family(IN_FLIGHT, "Requests an app is serving right now, open WebSockets and event streams included.", MetricKind::Gauge);
         let mut held = family(HELD, "Requests the activator is holding while their app wakes.", MetricKind::Gauge);
         let mut wake_durations = family(
             WAKE_DURATION,
             "How long each phase of waking an app took: spawn, listening, first_byte, and the total.",
             MetricKind::Histogram,
         );
-        let mut wakes = family(WAKES_TOTAL, "How many times an app was woken, partitioned by the tier it was woken from.", MetricKind::Counter);
+        let mut wakes =
+            family(WAKES_TOTAL, "How many times an app was woken, partitioned by the tier it was woken from.", MetricKind::Counter);
         let mut requests_total = family(
             REQUESTS_TOTAL,
             "How many HTTP requests processed on a service, partitioned by status code, protocol, and method.",
@@ -474,7 +476,8 @@ impl Registry {
             "The total size of responses in bytes returned by a service, partitioned by status code, protocol, and method.",
             MetricKind::Counter,
         );
-        let mut open_connections = family(OPEN_CONNECTIONS, "How many open connections exist, by entryPoint and protocol", MetricKind::Gauge);
+        let mut open_connections =
+            family(OPEN_CONNECTIONS, "How many open connections exist, by entryPoint and protocol", MetricKind::Gauge);
         open_connections.series.push(Series {
             labels: vec![("entrypoint", ENTRYPOINT.to_owned()), ("protocol", "TCP".to_owned())],
             value: Value::Scalar(self.open_connections.load(Ordering::Relaxed) as f64),
@@ -528,7 +531,7 @@ impl Registry {
         // `client_golang` leaves out families without series and sorts the rest.
         families.retain(|family| !family.series.is_empty());
         for family in &mut families {
-            family.series.sort_by(|a, b| a.labels.iter().map(|(_, value)| value).cmp(b.labels.iter().map(|(_, value)| value)));
+            sort_series(&mut family.series);
         }
         families.sort_by_key(|family| family.name);
         families
@@ -552,6 +555,12 @@ impl Registry {
         };
         f(metrics)
     }
+}
+
+/// `client_golang`'s metric sorter: by label values, labels taken in name order (all series of a
+/// family have the same label names). `code="200"` sorts before `code="502"` whatever the service.
+pub(super) fn sort_series(series: &mut [Series]) {
+    series.sort_by(|a, b| a.labels.iter().map(|(_, value)| value).cmp(b.labels.iter().map(|(_, value)| value)));
 }
 
 // The maps are only inserted into and removed from, and every value is atomics, so a panic while a
@@ -584,10 +593,13 @@ mod tests {
         lines
     }
 
-    fn check(record: impl FnOnce(&Registry), expected: &[&str]) {
+    /// Runs `record` on a fresh registry and compares the summary, taken while whatever `record`
+    /// returned (guards) is still alive.
+    fn check<Alive>(record: impl FnOnce(&Registry) -> Alive, expected: &[&str]) {
         let registry = Registry::new();
-        record(&registry);
+        let alive = record(&registry);
         let actual = summary(&registry);
+        drop(alive);
         let wanted: Vec<String> = expected.iter().map(|line| line.to_string()).collect();
         assert_eq!(actual, wanted, "\nactual:\n{}", actual.join("\n"));
     }
@@ -648,13 +660,14 @@ mod tests {
     fn gauges_go_back_down_when_their_guards_drop() {
         check(
             |registry| {
-                let _connection = registry.open_connection();
-                let _first = registry.enter("a@slipway");
+                let connection = registry.open_connection();
+                let first = registry.enter("a@slipway");
                 let second = registry.enter("a@slipway");
-                let _held = registry.hold("b@slipway");
+                let held = registry.hold("b@slipway");
                 drop(second);
                 let finished = registry.hold("a@slipway");
                 drop(finished);
+                (connection, first, held)
             },
             &[
                 "slipway_app_held_requests{service=a@slipway} 0",

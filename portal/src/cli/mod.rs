@@ -95,6 +95,9 @@ pub enum Command {
     },
     /// Report what isolation this host gives apps, and what is degraded.
     Doctor,
+    /// Tools for the autoscaler.
+    #[command(subcommand)]
+    Autoscaler(AutoscalerCommand),
     /// Serve a folder of static files (what a static app runs inside its sandbox).
     #[command(hide = true)]
     ServeStatic {
@@ -124,6 +127,18 @@ pub enum ProjectsCommand {
         /// Confirm without a prompt (required when standard input is not a terminal).
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AutoscalerCommand {
+    /// Replay a recorded trace (one JSON object per line: t, concurrency, requests, ready) through a
+    /// policy and print one decision per tick as JSON (t, desired, mode, reason).
+    Replay {
+        trace: PathBuf,
+        /// A policy as JSON (fields of the autoscaler's Policy; missing ones take their defaults).
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -281,6 +296,21 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Doctor => doctor(),
+        Command::Autoscaler(AutoscalerCommand::Replay { trace, policy }) => {
+            let policy = match policy {
+                Some(path) => {
+                    serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?)
+                        .with_context(|| format!("{} is not a policy", path.display()))?
+                }
+                None => orchestrator::autoscaler::Policy::default(),
+            };
+            let text = std::fs::read_to_string(&trace).with_context(|| format!("cannot read {}", trace.display()))?;
+            print!(
+                "{}",
+                orchestrator::autoscaler::replay_to_string(&policy, &text).map_err(|e| anyhow::anyhow!("{}: {e}", trace.display()))?
+            );
+            Ok(())
+        }
         Command::ServeStatic { root, port, spa } => {
             orchestrator::static_site::serve(root, std::net::SocketAddr::from(([0, 0, 0, 0], port)), spa).await
         }

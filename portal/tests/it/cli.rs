@@ -151,3 +151,23 @@ async fn slipway_up_runs_on_private_services_and_stops_them_cleanly() {
     assert!(!data_dir.join("run/redis.pid").exists(), "Redis was stopped");
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+#[test]
+fn autoscaler_replay_prints_one_decision_per_tick() {
+    let trace = std::env::temp_dir().join(format!("slipway-trace-{}.jsonl", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&trace, "{\"t\": 0, \"concurrency\": 0, \"requests\": 0, \"ready\": 0}\n{\"t\": 2, \"concurrency\": 25, \"requests\": 40, \"ready\": 0}\n{\"t\": 4, \"concurrency\": null, \"requests\": null, \"ready\": 1}\n").expect("write trace");
+    let output = slipway().args(["autoscaler", "replay"]).arg(&trace).output().expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!((lines[1]["t"].as_f64(), lines[1]["mode"].as_str()), (Some(2.0), Some("wake")));
+    assert!(lines[1]["desired"].as_u64().is_some_and(|d| d >= 1));
+    assert_eq!(lines[2]["mode"], "hold", "unknown metrics hold: {}", lines[2]);
+
+    std::fs::write(&trace, "{\"t\": 0, \"ready\": 0}\nnot json\n").expect("write trace");
+    let output = slipway().args(["autoscaler", "replay"]).arg(&trace).output().expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&output.stderr));
+    let _ = std::fs::remove_file(&trace);
+}
