@@ -106,6 +106,25 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Moves the test database's project ids to a range no other test in this process uses.
+///
+/// Every test has a fresh database, so without this each one's first project would be id 1. The
+/// build worker names a build's sandbox (and so its cgroup) `build-<project id>-r<n>-s<step>` and
+/// picks the sandbox uid from the project id; two tests building at once would then share a cgroup
+/// name, and `Cgroup::create` empties a same-named group first, killing the other test's build. In
+/// a real installation ids come from one database and never repeat.
+fn give_projects_unique_ids(database_url: &str) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT_BLOCK: AtomicI64 = AtomicI64::new(0);
+    // Blocks of 100 ids, starting at a per-process offset so two test processes rarely overlap;
+    // the sandbox uid is 200000 + id mod 1000000, so ids stay well below a million.
+    let offset = i64::from(std::process::id() % 2000) * 100;
+    let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
+    let start = 1000 + (offset + block * 100) % 800_000;
+    let mut conn = PgConnection::establish(database_url).expect("connect to the test database");
+    diesel::sql_query(format!("ALTER SEQUENCE projects_id_seq RESTART WITH {start}")).execute(&mut conn).expect("move the project ids");
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
 }
@@ -145,6 +164,21 @@ impl Drop for SmtpServer {
     }
 }
 
+/// A browser-like client: its own cookie jar, no redirects followed.
+///
+/// Idle connections are dropped after 2 s, below actix's 5 s keep-alive: otherwise, on a busy
+/// machine, a request can go out on a pooled connection at the moment the portal closes it, and
+/// fails with `IncompleteMessage` (a POST is never retried). `hostile_zips` hit that reliably
+/// with the CPU saturated.
+fn test_client(jar: Arc<reqwest::cookie::Jar>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .expect("client")
+}
+
 pub struct TestApp {
     pub address: String,
     /// The app gateway's port: apps answer at `http://NAME.localhost:<gateway_port>`.
@@ -171,6 +205,8 @@ pub struct AppOptions {
     /// Extra TOML appended to the configuration (top-level keys first, then tables).
     pub extra_top: String,
     pub extra_accounts: String,
+    /// Extra lines for the `[deploy]` table, e.g. `max_unpacked_mb = 1`.
+    pub extra_deploy: String,
     /// Use this Redis instead of the shared one.
     pub redis_url: Option<String>,
 }
@@ -193,23 +229,24 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let config_text = format!(
         "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:{port}\"\ngateway_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
          [mail]\nfrom = \"Slipway <no-reply@pusan.ac.kr>\"\nretry_base = \"200ms\"\nretry_max = \"1s\"\npoll_interval = \"100ms\"\n\
-         [accounts]\n{extra_accounts}\n{smtp_table}",
+         [accounts]\n{extra_accounts}\n{smtp_table}\n[deploy]\n{extra_deploy}\n",
         dir = data_dir.display(),
         prefix = uuid::Uuid::new_v4().simple(),
         extra_top = options.extra_top,
         slipway = env!("CARGO_BIN_EXE_slipway"),
         extra_accounts = options.extra_accounts,
+        extra_deploy = options.extra_deploy,
     );
     let config = Config::from_toml_str(&config_text, "test config").expect("test config is valid");
     let redis_url = options.redis_url.clone().unwrap_or_else(|| backends.redis_url.clone());
     let app = Application::build(config, &database.url, &redis_url).await.expect("the portal builds");
+    give_projects_unique_ids(&database.url);
     let state = app.state().clone();
     let gateway_port = app.gateway_port();
     let (shutdown, receiver) = watch::channel(false);
     tokio::spawn(app.run_until_stopped(receiver));
     let jar = Arc::new(reqwest::cookie::Jar::default());
-    let client =
-        reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client = test_client(jar.clone());
     let mail_dir = match &smtp {
         Some(server) => server.maildir.join("new"),
         None => data_dir.join("outbox"),
@@ -272,8 +309,7 @@ impl TestApp {
     /// A client with its own cookie jar (another browser) for the same portal.
     pub fn new_browser(&self) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
         let jar = Arc::new(reqwest::cookie::Jar::default());
-        let client =
-            reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let client = test_client(jar.clone());
         (client, jar)
     }
 
@@ -447,9 +483,93 @@ impl TestApp {
         }
     }
 
+    /// Creates a project over the API and asserts it was created.
+    pub async fn create_project(&self, token: &str, name: &str, template: &str) {
+        let response = self
+            .client
+            .post(self.url("/api/v1/projects"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "name": name, "template": template }))
+            .send()
+            .await
+            .expect("POST /api/v1/projects");
+        let status = response.status();
+        assert_eq!(status, 201, "creating {name}: {}", response.text().await.unwrap_or_default());
+    }
+
+    /// Every revision of `name`, newest first, as the API lists them.
+    pub async fn revisions(&self, token: &str, name: &str) -> Vec<serde_json::Value> {
+        let listing: serde_json::Value = self
+            .client
+            .get(self.url(&format!("/api/v1/projects/{name}/revisions")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET revisions")
+            .json()
+            .await
+            .expect("json");
+        listing["revisions"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Creates `name` with `template`, deploys `zip` as its first revision and waits until the
+    /// revision is live; panics with the revision and its build log otherwise.
+    pub async fn deploy_live(&self, token: &str, name: &str, template: &str, zip: Vec<u8>) -> serde_json::Value {
+        self.create_project(token, name, template).await;
+        let (status, queued) = self.deploy_zip(token, name, zip).await;
+        assert_eq!(status, 202, "upload of {name} refused: {queued}");
+        let number = queued["number"].as_i64().expect("a revision number");
+        let done = self.wait_for_revision(token, name, number).await;
+        assert_eq!(done["status"], "live", "{name} did not go live: {done}\nbuild log:\n{}", self.build_log(&done));
+        done
+    }
+
+    /// The build log of a revision (as the build worker wrote it), or "" when there is none.
+    pub fn build_log(&self, revision: &serde_json::Value) -> String {
+        let Some(id) = revision["id"].as_i64() else { return String::new() };
+        std::fs::read_to_string(self.data_dir.join("logs").join("builds").join(format!("{id}.log"))).unwrap_or_default()
+    }
+
+    /// GETs `path` of app `name` through the gateway until `done` holds for (status, body) or
+    /// `within` passes; returns the last (status, body).
+    pub async fn app_get_until(&self, name: &str, path: &str, within: Duration, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let response = self.app_get(name, path).await;
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            if done(status, &body) || tokio::time::Instant::now() >= deadline {
+                return (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn db(&self) -> PgConnection {
         PgConnection::establish(&self.database.url).expect("connect to the test database")
     }
+}
+
+/// A sample app from `examples/`, zipped the way `slipway deploy` zips a folder.
+pub fn example_zip(name: &str) -> Vec<u8> {
+    pack(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name))
+}
+
+/// A folder zipped with the platform's own `pack_dir`.
+pub fn pack(dir: &Path) -> Vec<u8> {
+    orchestrator::artifact::pack_dir(dir, &orchestrator::artifact::Limits::default())
+        .unwrap_or_else(|e| panic!("pack {}: {e}", dir.display()))
+}
+
+/// A temporary project folder with `files` (path, contents) written into it.
+pub fn project_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (path, contents) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a file has a parent")).expect("mkdir");
+        std::fs::write(path, contents).expect("write project file");
+    }
+    dir
 }
 
 pub async fn text(response: reqwest::Response) -> String {
