@@ -95,7 +95,7 @@ pub async fn run(spec: &BuildSpec<'_>, host: &HostSupport, log: &dyn BuildLog) -
                 max_pids: spec.max_pids,
                 timeout: Some(remaining),
             },
-            network: spec.network,
+            network: spec.network.clone(),
             uid: spec.uid,
             gid: spec.gid,
         };

@@ -39,7 +39,9 @@ pub const ETC_READ_ONLY: [&str; 11] = [
 ];
 
 /// Host files that only make sense when the sandbox shares the host's network
-/// (builds downloading dependencies): name resolution needs the host resolver.
+/// ([`Network::Host`]): name resolution needs the host resolver. A sandbox in a
+/// joined namespace resolves nothing itself (the egress proxy resolves registry
+/// names on the host), so it does not get them either.
 pub const ETC_HOST_NETWORK_ONLY: [&str; 2] = ["/etc/resolv.conf", "/etc/gai.conf"];
 
 /// How one of [`SYSTEM_TOP_LEVEL`] looks on the host.
@@ -175,9 +177,11 @@ pub fn bwrap_argv(spec: &SandboxSpec, ctx: &BwrapContext<'_>) -> Vec<String> {
     }
 
     // Namespaces. Without a network namespace of its own the app would share the
-    // host's loopback, where PostgreSQL, Redis and the portal listen.
+    // host's loopback, where PostgreSQL, Redis and the portal listen. A joined
+    // namespace is entered by the spawner before bubblewrap starts, so bubblewrap
+    // must not replace it with a fresh one.
     push(&["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", SANDBOX_HOSTNAME]);
-    if spec.network == Network::LoopbackOnly {
+    if matches!(spec.network, Network::LoopbackOnly) {
         push(&["--unshare-net"]);
     }
     push(&["--unshare-cgroup-try", "--die-with-parent", "--new-session"]);
@@ -202,7 +206,7 @@ pub fn bwrap_argv(spec: &SandboxSpec, ctx: &BwrapContext<'_>) -> Vec<String> {
     for path in ETC_READ_ONLY {
         push(&["--ro-bind-try", path, path]);
     }
-    if spec.network == Network::Host {
+    if matches!(spec.network, Network::Host) {
         for path in ETC_HOST_NETWORK_ONLY {
             push(&["--ro-bind-try", path, path]);
         }
@@ -466,6 +470,24 @@ mod tests {
         assert!(has_seq(&args, &["--ro-bind", "/opt/toolchains/node20", "/opt/node"]));
         assert!(has_seq(&args, &["--perms", "0755", "--dir", "/cache"]));
         assert!(has_seq(&args, &["--perms", "0755", "--dir", "/opt"]));
+    }
+
+    #[test]
+    fn a_build_in_a_joined_namespace_gets_no_fresh_network_namespace_and_no_host_resolver() {
+        // Any open namespace serves for the command line; the spawner does the joining.
+        let netns = super::super::Netns::open(std::path::Path::new("/proc/self/ns/net")).expect("open our own namespace");
+        let spec = SandboxSpec { network: Network::Joined(netns), ..build_spec() };
+        for identity in [IdentitySwitch::UserNamespace, IdentitySwitch::Setpriv(PathBuf::from("/usr/bin/setpriv"))] {
+            let args = argv_for(&spec, &identity);
+            assert!(!args.iter().any(|a| a == "--unshare-net"), "{args:?}");
+            for path in ETC_HOST_NETWORK_ONLY {
+                assert!(!args.iter().any(|a| a == path), "{path} must not be bound: {args:?}");
+            }
+            for flag in ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--clearenv"] {
+                assert!(args.iter().any(|a| a == flag), "missing {flag}");
+            }
+            assert!(has_seq(&args, &["--bind", "/var/lib/slipway/apps/quiz/r3", "/app"]));
+        }
     }
 
     #[test]

@@ -11,8 +11,11 @@
 //!
 //! An app's only network interface is its own loopback; the gateway reaches it by
 //! connecting from inside its namespace ([`connect_in_netns`], [`Netns`]). Builds
-//! that must download dependencies may use [`Network::Host`], which is weaker: they
-//! can reach every service listening on the host, including its loopback.
+//! join a namespace made for them beforehand ([`Network::Joined`],
+//! [`Netns::create_with_listener`]) whose only reachable address is the egress
+//! proxy's listener (`crate::egress`). [`Network::Host`] remains for operators who
+//! choose it, and is weaker: such a sandbox can reach every service listening on the
+//! host, including its loopback.
 //!
 //! Layout: [`bwrap`] builds the command line (pure), [`cgroup`] handles cgroup v1
 //! and v2, [`netns`] connects into a sandbox, [`doctor`] probes the host. This file
@@ -32,8 +35,8 @@
 //! or choose uids (the caller owns that; with user namespaces every bound path
 //! must be reachable by the sandbox uid, and writable ones owned by it), it does not
 //! filter system calls (no seccomp policy yet), it does not limit disk usage or
-//! disk I/O, and it does not give builds a filtered network: [`Network::Host`] is
-//! the host's network, documented as weaker.
+//! disk I/O, and it does not filter traffic itself: the egress proxy decides what a
+//! build may reach, and [`Network::Host`] is the host's network, documented as weaker.
 
 pub mod bwrap;
 pub mod cgroup;
@@ -86,15 +89,22 @@ pub struct Bind {
 }
 
 /// The sandbox's network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Network {
     /// Its own network namespace with only `lo`: the app cannot reach the host's
     /// loopback services, other apps or the internet; the gateway connects in.
     #[default]
     LoopbackOnly,
-    /// The host's network namespace. Weaker: for builds that must download
-    /// dependencies, and they can reach everything the host can, including
-    /// services on the host's 127.0.0.1.
+    /// A namespace made beforehand, e.g. by [`Netns::create_with_listener`]: the
+    /// sandbox reaches exactly what was set up there (for builds: `lo` and the
+    /// egress proxy's listener). Bubblewrap gets no `--unshare-net`; the child
+    /// joins the namespace with `setns(2)` before it drops root, and the sandbox
+    /// has no capability over it, so it cannot add interfaces or routes. Several
+    /// sandboxes may join one namespace (a build's steps do).
+    Joined(Netns),
+    /// The host's network namespace. Weaker: it reaches everything the host can,
+    /// including services on the host's 127.0.0.1 (PostgreSQL, Redis, the portal).
+    /// Only for installations that choose it (`deploy.build_network = "host"`).
     Host,
 }
 
@@ -462,11 +472,14 @@ impl Sandbox {
                     timeout: spec.limits.timeout,
                     exit: None,
                 };
-                if spec.network == Network::LoopbackOnly {
-                    if let Err(e) = sandbox.pin_netns(&info) {
-                        let _ = sandbox.kill().await;
-                        return Err(e);
-                    }
+                let pinned = match &spec.network {
+                    Network::LoopbackOnly => sandbox.pin_netns(&info),
+                    Network::Joined(netns) => sandbox.check_joined(netns),
+                    Network::Host => Ok(()),
+                };
+                if let Err(e) = pinned {
+                    let _ = sandbox.kill().await;
+                    return Err(e);
                 }
                 tracing::debug!(name = %spec.name, pid, ns_pid = info.child_pid, "sandbox started");
                 Ok(sandbox)
@@ -507,6 +520,26 @@ impl Sandbox {
             });
         }
         self.netns = Some(netns);
+        Ok(())
+    }
+
+    /// Checks that the sandbox's init really is in the namespace it was asked to
+    /// join, and keeps a handle on it for [`Sandbox::netns`]. A command that
+    /// already finished has nothing left to check; that is not an error.
+    fn check_joined(&mut self, joined: &Netns) -> Result<(), SandboxError> {
+        let inode = match std::fs::metadata(self.netns_path()) {
+            Ok(meta) => meta.ino(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(SandboxError::Io { name: self.name.clone(), what: "reading the network namespace", source }),
+        };
+        if inode != joined.inode() {
+            return Err(SandboxError::Io {
+                name: self.name.clone(),
+                what: "joining the network namespace",
+                source: io::Error::other(format!("pid {} has network namespace {inode}, not {}", self.ns_pid, joined.inode())),
+            });
+        }
+        self.netns = Some(joined.clone());
         Ok(())
     }
 
@@ -561,9 +594,15 @@ impl Sandbox {
             IdentitySwitch::UserNamespace => Some((spec.uid, spec.gid)),
             IdentitySwitch::Setpriv(_) => None,
         };
+        // The namespace file stays open (close-on-exec, so bubblewrap never holds
+        // it) for as long as `spec` is borrowed, which outlasts the spawn.
+        let join_netns: Option<RawFd> = match &spec.network {
+            Network::Joined(netns) => Some(netns.raw_fd()),
+            Network::LoopbackOnly | Network::Host => None,
+        };
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (getpid, write, fcntl, setgroups, setgid,
-        // setuid) on memory allocated before the fork.
+        // async-signal-safe system calls (getpid, write, setns, fcntl, setgroups,
+        // setgid, setuid) on memory allocated before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 // Join the cgroup first, while still root: everything bubblewrap
@@ -572,6 +611,14 @@ impl Sandbox {
                 let len = format_pid(libc::getpid() as u32, &mut buf);
                 for &fd in &procs_raw {
                     if libc::write(fd, buf.as_ptr().cast(), len) != len as isize {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                // Then the prepared network namespace, also while still root:
+                // setns needs CAP_SYS_ADMIN, which the uid switch below drops.
+                // Bubblewrap and everything it starts inherit the namespace.
+                if let Some(fd) = join_netns {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                         return Err(io::Error::last_os_error());
                     }
                 }
@@ -638,15 +685,16 @@ impl Sandbox {
     }
 
     /// `/proc/<pid>/ns/net` of the sandbox's init, which is inside the sandbox's
-    /// namespaces; bubblewrap's own pid stays in the host's. Valid while the
-    /// sandbox runs; prefer [`Sandbox::netns`], which cannot go stale. For a
+    /// namespaces; bubblewrap's own pid stays in the host's (or, for
+    /// [`Network::Joined`], is in the joined one too). Valid while the sandbox
+    /// runs; prefer [`Sandbox::netns`], which cannot go stale. For a
     /// [`Network::Host`] sandbox this is the host's own namespace.
     pub fn netns_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/net", self.ns_pid))
     }
 
     /// A pinned handle on the sandbox's network namespace (for [`Network::LoopbackOnly`]
-    /// sandboxes that were still running right after spawn).
+    /// and [`Network::Joined`] sandboxes that were still running right after spawn).
     pub fn netns(&self) -> Option<&Netns> {
         self.netns.as_ref()
     }

@@ -1,4 +1,5 @@
-//! Connecting from the host into a sandbox's private network namespace.
+//! Connecting from the host into a sandbox's private network namespace, and creating a namespace
+//! up front for sandboxes to join.
 //!
 //! An application sandbox has only its own loopback interface; it has no address
 //! on the host at all. The gateway reaches it by creating a socket *inside* the
@@ -17,15 +18,25 @@
 //! request. Never call `setns` on a tokio blocking-pool thread: the pool reuses
 //! threads, and later work on that thread would run inside the sandbox's network.
 //!
-//! What this module deliberately does not do: it does not create namespaces or
-//! interfaces (bubblewrap does), it does not listen inside a sandbox, and it
-//! refuses to "connect into" the caller's own namespace, which would silently turn
-//! a sandbox address into a host address (for example after a pid was reused).
+//! Builds work the other way round: [`Netns::create_with_listener`] makes a namespace
+//! before any sandbox exists, with only `lo` (brought up) and one TCP listener on
+//! `127.0.0.1:PORT` inside it, which the egress proxy serves from the host's
+//! namespace. The build's sandboxes then join it ([`super::Network::Joined`]), so
+//! the only thing they can connect to is that listener. The namespace is created on
+//! a dedicated thread for the same reason as above: `unshare(CLONE_NEWNET)` moves
+//! the calling thread, which must not serve other work afterwards. It lives as long
+//! as something holds it: the [`Netns`] handle, the listener, or a process inside.
+//!
+//! What this module deliberately does not do: it creates no interfaces but `lo`
+//! (no veth, no routes, no NAT: nothing leads out of a created namespace), it does
+//! not listen inside an app's sandbox, and it refuses to "connect into" the
+//! caller's own namespace, which would silently turn a sandbox address into a host
+//! address (for example after a pid was reused).
 
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -37,12 +48,21 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An open handle on a network namespace. Holding it keeps the namespace alive
 /// and pins it: unlike a `/proc/<pid>/ns/net` path it cannot start to mean a
-/// different namespace when the pid is reused.
+/// different namespace when the pid is reused. Two handles are equal when they
+/// name the same namespace.
 #[derive(Debug, Clone)]
 pub struct Netns {
     file: Arc<File>,
     inode: u64,
 }
+
+impl PartialEq for Netns {
+    fn eq(&self, other: &Netns) -> bool {
+        self.inode == other.inode
+    }
+}
+
+impl Eq for Netns {}
 
 impl Netns {
     /// Opens a namespace file such as `/proc/<pid>/ns/net`.
@@ -52,9 +72,45 @@ impl Netns {
         Ok(Netns { file: Arc::new(file), inode })
     }
 
+    /// Creates a new network namespace holding only `lo`, up, and a TCP listener
+    /// on `127.0.0.1:port` inside it (port 0 picks one). The listener's socket
+    /// stays in that namespace whichever thread later accepts on it, so the
+    /// caller can serve it from the host's namespace (see the module docs).
+    ///
+    /// Needs CAP_SYS_ADMIN (the orchestrator runs as root). Blocks for the
+    /// lifetime of a short thread (well under a millisecond).
+    pub fn create_with_listener(port: u16) -> io::Result<(Netns, TcpListener)> {
+        let host_inode = std::fs::metadata("/proc/self/ns/net")?.ino();
+        let (netns, listener) = std::thread::Builder::new()
+            .name("netns-create".into())
+            .spawn(move || -> io::Result<(Netns, TcpListener)> {
+                // SAFETY: unshare(2) takes no pointers; it moves only this thread,
+                // which exits right after setting the namespace up.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let netns = Netns::open(Path::new("/proc/thread-self/ns/net"))?;
+                bring_loopback_up()?;
+                let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+                Ok((netns, listener))
+            })?
+            .join()
+            .map_err(|_| io::Error::other("the netns create thread panicked"))??;
+        if netns.inode == host_inode {
+            return Err(io::Error::other(format!("unshare left the thread in the host's network namespace {host_inode}")));
+        }
+        Ok((netns, listener))
+    }
+
     /// The namespace's inode number, as `ls -l /proc/<pid>/ns/net` shows it.
     pub fn inode(&self) -> u64 {
         self.inode
+    }
+
+    /// The open namespace file, for `setns(2)` in a child before it executes
+    /// (see `Sandbox::spawn`). Valid while this handle lives.
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
     }
 
     /// Connects to `addr` from inside this namespace (blocking; see the module
@@ -95,6 +151,36 @@ impl Netns {
         stream.set_nonblocking(true)?;
         tokio::net::TcpStream::from_std(stream)
     }
+}
+
+/// Sets the `IFF_UP` flag of `lo` in the calling thread's network namespace, the
+/// equivalent of `ip link set lo up`: a new namespace starts with `lo` down, and
+/// then even 127.0.0.1 is unreachable.
+fn bring_loopback_up() -> io::Result<()> {
+    // SAFETY: socket(2) takes no pointers; the descriptor is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` was just created and belongs to nobody else.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data, valid when zeroed.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: both ioctls read and write only the ifreq they are given, which
+    // names the interface in `ifr_name` and carries the flags in the union.
+    unsafe {
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Opens the namespace at `netns` (for example [`super::Sandbox::netns_path`]) and

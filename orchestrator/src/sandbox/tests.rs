@@ -250,6 +250,60 @@ async fn a_build_with_host_network_can_reach_the_host_loopback_which_is_why_it_i
 }
 
 #[tokio::test]
+async fn a_sandbox_in_a_joined_namespace_reaches_the_listener_made_there_but_not_the_host_loopback() {
+    let host = require_host!();
+    let host_listener = TcpListener::bind("127.0.0.1:0").expect("bind a host loopback listener");
+    host_listener.set_nonblocking(true).expect("nonblocking");
+    let host_port = host_listener.local_addr().expect("addr").port();
+
+    let (netns, inside) = Netns::create_with_listener(0).expect("create a namespace with a listener");
+    let inside_port = inside.local_addr().expect("addr").port();
+    let own_ino = std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("own netns");
+    assert_ne!(netns.inode(), own_ino, "the namespace is a new one");
+    // The listener is served from the host's namespace, as the egress proxy does.
+    inside.set_nonblocking(true).expect("nonblocking");
+    let inside = tokio::net::TcpListener::from_std(inside).expect("register the listener");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = inside.accept().await {
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, b"hello from the namespace's listener\n").await;
+        }
+    });
+
+    let script = r#"
+import os, socket, sys
+inside = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2)
+print("inside:", inside.recv(100).decode().strip())
+for port in sys.argv[2:]:
+    try:
+        socket.create_connection(("127.0.0.1", int(port)), 2).close(); print("CONNECTED", port)
+    except OSError as e:
+        print("failed", port, type(e).__name__)
+print("interfaces", " ".join(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:]))
+print("netns", os.readlink("/proc/self/ns/net"))
+"#;
+    let (inside_s, host_s) = (inside_port.to_string(), host_port.to_string());
+    let dir = app_dir(&[]);
+    let mut joined = spec("joined", dir.path(), &["python3", "-c", script, &inside_s, &host_s, "5432", "6379"]);
+    joined.network = Network::Joined(netns.clone());
+    // Both ways of dropping root join the namespace before they drop it.
+    let mut hosts = vec![host.clone()];
+    if host.setpriv.is_some() {
+        hosts.push(HostSupport { user_namespaces: false, ..host.clone() });
+    }
+    for host in &hosts {
+        let (exit, stdout, stderr) = within(20, run(&joined, host)).await;
+        assert!(exit.success(), "{exit}: {stderr}");
+        assert!(stdout.starts_with("inside: hello from the namespace's listener\n"), "{stdout}");
+        assert!(!stdout.contains("CONNECTED"), "{stdout}");
+        assert!(stdout.contains(&format!("failed {host_port} ConnectionRefusedError")), "{stdout}");
+        assert_eq!(stdout.matches("failed ").count(), 3, "{stdout}");
+        assert!(stdout.contains("interfaces lo\n"), "{stdout}");
+        assert!(stdout.contains(&format!("netns net:[{}]", netns.inode())), "{stdout}");
+    }
+    assert_eq!(host_listener.accept().map(|_| ()).map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock));
+}
+
+#[tokio::test]
 async fn a_fork_bomb_is_stopped_by_the_pids_limit_while_the_host_and_a_neighbour_stay_fine() {
     let host = require_host!();
     let neighbour_dir = app_dir(&[("hello.txt", "neighbour ok\n")]);
