@@ -8,6 +8,7 @@ pub mod artifact;
 pub mod autoscaler;
 pub mod build;
 pub mod duration;
+pub mod egress;
 pub mod gateway;
 pub mod metrics;
 pub mod model;
