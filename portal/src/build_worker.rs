@@ -4,7 +4,9 @@
 //! written to the revision (`failed` with the reason, or `live`), and the build's output to its
 //! log file, which the portal and the CLI stream.
 //!
-//! A failed build or an unhealthy start leaves the previous revision live.
+//! A failed build or an unhealthy start leaves the previous revision live. The build's network is
+//! the installation's `deploy.build_network` (by default: package registries only, through the
+//! per-build egress proxy that `build::run` starts).
 //!
 //! Folders under the data dir: `apps/<project id>/r<n>` (built revisions), `volumes/<project id>`
 //! (the app's `/data`), `cache/<project id>/<cache>` (dependency caches, per project so one
@@ -18,7 +20,7 @@ use std::time::Duration;
 use chrono::Utc;
 use orchestrator::build::{self, BuildLog, BuildSpec};
 use orchestrator::runtime::{AppSpec, LocalRuntime};
-use orchestrator::sandbox::{HostSupport, Network};
+use orchestrator::sandbox::HostSupport;
 use orchestrator::template::BuildPlan;
 use tokio::sync::{watch, Semaphore};
 
@@ -182,7 +184,7 @@ impl BuildWorker {
             cpu_millis: 1000,
             max_pids: 512,
             timeout: deploy.build_timeout,
-            network: if deploy.build_network { Network::Host } else { Network::LoopbackOnly },
+            network: deploy.build_network.clone(),
         };
         build::run(&spec, &self.host, log).await.map_err(|e| e.to_string())?;
         Ok((plan, app_dir))

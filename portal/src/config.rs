@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orchestrator::build::BuildNetwork;
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
@@ -101,8 +102,14 @@ pub struct DeployConfig {
     pub build_memory_mb: u64,
     /// Builds running at once; the rest wait in the queue (a deadline rush cannot take the machine down).
     pub max_concurrent_builds: usize,
-    /// Let builds reach the network (package registries). Runs never can, unless `app_outbound` is on.
-    pub build_network: bool,
+    /// What network build steps get, from `build_network` and `build_registries`:
+    /// `"registries"` (the default): a network namespace of the build's own with only an HTTPS
+    /// proxy that reaches the hosts in `build_registries` (and their subdomains) on port 443, and
+    /// only at public addresses; `"none"`: no network at all (dependencies must be vendored);
+    /// `"host"`: the server's own network, which is weaker: a build script can then reach every
+    /// service on the server, including PostgreSQL, Redis and the portal on its loopback (startup
+    /// and `slipway doctor` warn about it). Running apps never reach the network either way.
+    pub build_network: BuildNetwork,
     /// Accept a host whose sandboxing is weaker than the full set (`slipway doctor` says what is missing).
     pub allow_weak_isolation: bool,
 }
@@ -213,7 +220,8 @@ struct RawDeploy {
     build_timeout: Option<String>,
     build_memory_mb: Option<u64>,
     max_concurrent_builds: Option<usize>,
-    build_network: Option<bool>,
+    build_network: Option<toml::Value>,
+    build_registries: Option<StringList>,
     allow_weak_isolation: Option<bool>,
 }
 
@@ -405,6 +413,53 @@ fn is_dns_name(name: &str) -> bool {
         })
 }
 
+/// The warning an operator gets (at startup and from `slipway doctor`) for a build network
+/// weaker than the registries proxy.
+pub fn build_network_warning(network: &BuildNetwork) -> Option<&'static str> {
+    match network {
+        BuildNetwork::Host => Some(
+            "deploy.build_network = \"host\": build steps share this server's network and can reach every service on it, including PostgreSQL, Redis and the portal on its loopback; use \"registries\" (the default) to let builds reach only package registries",
+        ),
+        BuildNetwork::Registries { .. } | BuildNetwork::None => None,
+    }
+}
+
+/// `deploy.build_network` and `deploy.build_registries`, checked together.
+fn build_network(mode: Option<toml::Value>, registries: Option<StringList>) -> Result<BuildNetwork, ConfigError> {
+    let mode = match mode {
+        None => "registries".to_owned(),
+        Some(toml::Value::String(mode)) => mode,
+        Some(other) => {
+            return Err(invalid("deploy.build_network", other, "use \"registries\", \"none\" or \"host\" (it is no longer true or false)"))
+        }
+    };
+    let allowed = match registries {
+        None => orchestrator::egress::DEFAULT_REGISTRIES.iter().map(|s| (*s).to_owned()).collect(),
+        Some(list) => list
+            .into_vec()
+            .iter()
+            .map(|entry| {
+                orchestrator::egress::rules::normalize_registry(entry).ok_or_else(|| {
+                    invalid(
+                        "deploy.build_registries",
+                        entry,
+                        "not a registry host name such as registry.npmjs.org (its subdomains come with it)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<String>, ConfigError>>()?,
+    };
+    match mode.as_str() {
+        "registries" if allowed.is_empty() => {
+            Err(invalid("deploy.build_registries", "[]", "list at least one registry, or set deploy.build_network = \"none\""))
+        }
+        "registries" => Ok(BuildNetwork::Registries { allowed }),
+        "none" => Ok(BuildNetwork::None),
+        "host" => Ok(BuildNetwork::Host),
+        other => Err(invalid("deploy.build_network", other, "use \"registries\" (the default), \"none\" or \"host\"")),
+    }
+}
+
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| "./.slipway".to_owned()));
     if data_dir.as_os_str().is_empty() {
@@ -545,6 +600,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let raw_deploy = raw.deploy.unwrap_or_default();
+    let build_network = build_network(raw_deploy.build_network, raw_deploy.build_registries)?;
     let deploy = DeployConfig {
         max_upload_bytes: raw_deploy.max_upload_mb.unwrap_or(100) * 1024 * 1024,
         max_entries: raw_deploy.max_entries.unwrap_or(20_000),
@@ -552,7 +608,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         build_timeout: duration("deploy.build_timeout", raw_deploy.build_timeout, "10m")?,
         build_memory_mb: raw_deploy.build_memory_mb.unwrap_or(2048),
         max_concurrent_builds: raw_deploy.max_concurrent_builds.unwrap_or(2),
-        build_network: raw_deploy.build_network.unwrap_or(true),
+        build_network,
         allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
     };
     for (key, value) in [
@@ -636,6 +692,11 @@ mod tests {
         let text = include_str!("../../slipway.example.toml");
         let config = Config::from_toml_str(text, "slipway.example.toml").expect("the example config is valid");
         assert_eq!(config.accounts.allowed_email_domains, vec!["pusan.ac.kr".to_owned()]);
+        // The commented-out registry list is the default one.
+        let listed = text.split("# build_registries = [").nth(1).expect("the example lists the registries");
+        let listed = &listed[..listed.find(']').expect("the list ends")];
+        let names: Vec<&str> = listed.split(',').map(|n| n.trim().trim_start_matches('#').trim().trim_matches('"')).collect();
+        assert_eq!(names, orchestrator::egress::DEFAULT_REGISTRIES);
     }
 
     #[test]
@@ -690,6 +751,39 @@ mod tests {
         let typo_in_file = Config::from_toml_str("allowed_email_domains = [\"x.kr\"]\nbin = 1", "t");
         assert!(typo_in_file.is_err(), "unknown keys in the file are still refused");
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn builds_reach_the_default_registries_unless_the_installation_says_otherwise() {
+        let config = Config::from_toml_str(MINIMAL, "test").expect("valid");
+        let BuildNetwork::Registries { allowed } = &config.deploy.build_network else {
+            panic!("the default is the registries proxy, got {:?}", config.deploy.build_network)
+        };
+        assert!(allowed.iter().any(|r| r == "registry.npmjs.org") && allowed.iter().any(|r| r == "files.pythonhosted.org"));
+        assert_eq!(allowed.len(), orchestrator::egress::DEFAULT_REGISTRIES.len());
+
+        let with = |deploy: &str| Config::from_toml_str(&format!("{MINIMAL}[deploy]\n{deploy}\n"), "test").map(|c| c.deploy.build_network);
+        assert_eq!(with("build_network = \"none\"").expect("valid"), BuildNetwork::None);
+        assert_eq!(with("build_network = \"host\"").expect("valid"), BuildNetwork::Host);
+        assert_eq!(
+            with("build_registries = [\"Registry.NPMJS.org.\", \"npm.pusan.ac.kr\"]").expect("valid"),
+            BuildNetwork::Registries { allowed: vec!["registry.npmjs.org".to_owned(), "npm.pusan.ac.kr".to_owned()] }
+        );
+        let vars = env(&[("SLIPWAY_DEPLOY__BUILD_NETWORK", "host"), ("SLIPWAY_ALLOWED_EMAIL_DOMAINS", "x.kr")]);
+        let from_env = Config::load(Some(Path::new("/dev/null")), &vars, &Overrides::default()).expect("valid");
+        assert_eq!(from_env.deploy.build_network, BuildNetwork::Host);
+    }
+
+    #[test]
+    fn a_boolean_or_unknown_build_network_and_bad_registries_are_refused() {
+        let base = "allowed_email_domains = [\"x.kr\"]\n[deploy]\n";
+        check_error(&format!("{base}build_network = true"), "`deploy.build_network` = `true`: use \"registries\", \"none\" or \"host\"");
+        check_error(&format!("{base}build_network = \"open\""), "`deploy.build_network` = `open`");
+        check_error(&format!("{base}build_registries = [\"127.0.0.1\"]"), "`deploy.build_registries` = `127.0.0.1`");
+        check_error(&format!("{base}build_registries = [\"localhost\"]"), "`deploy.build_registries` = `localhost`");
+        check_error(&format!("{base}build_registries = []"), "list at least one registry");
+        // Without the proxy the list does not matter.
+        Config::from_toml_str(&format!("{base}build_network = \"none\"\nbuild_registries = []"), "t").expect("valid");
     }
 
     #[test]

@@ -70,6 +70,9 @@ impl Application {
                 anyhow::bail!("sandboxing on this host is incomplete: {}. Run `slipway doctor` for details, fix the host, or set deploy.allow_weak_isolation = true to accept weaker isolation", missing.join("; "));
             }
         }
+        if let Some(warning) = crate::config::build_network_warning(&config.deploy.build_network) {
+            tracing::warn!("{warning}");
+        }
         let slipway_binary = match &config.slipway_binary {
             Some(path) => path.clone(),
             None => std::env::current_exe().context("cannot find this program's path (set slipway_binary)")?,

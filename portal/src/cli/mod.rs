@@ -93,8 +93,12 @@ pub enum Command {
         #[arg(long)]
         freeze: bool,
     },
-    /// Report what isolation this host gives apps, and what is degraded.
-    Doctor,
+    /// Report what isolation this host gives apps and builds, and what is degraded.
+    Doctor {
+        /// Configuration file whose build network to report (default: ./slipway.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Tools for the autoscaler.
     #[command(subcommand)]
     Autoscaler(AutoscalerCommand),
@@ -273,6 +277,15 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
                 Some(smtp) => println!("smtp = {}:{} ({:?})", smtp.host, smtp.port, smtp.security),
                 None => println!("smtp = none: mail goes to {}", config.outbox_dir().display()),
             }
+            match &config.deploy.build_network {
+                orchestrator::build::BuildNetwork::Registries { allowed } => {
+                    println!("deploy.build_network = registries: {}", allowed.join(", "))
+                }
+                orchestrator::build::BuildNetwork::None => println!("deploy.build_network = none"),
+                orchestrator::build::BuildNetwork::Host => {
+                    println!("deploy.build_network = host (weaker: builds share this server's network)")
+                }
+            }
             Ok(())
         }
         Command::Login { portal, email, password_stdin: _, token_name } => login(&env, &portal, &email, token_name).await,
@@ -295,7 +308,7 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
             println!("{name} is {}", status["state"].as_str().unwrap_or("?"));
             Ok(())
         }
-        Command::Doctor => doctor(),
+        Command::Doctor { config } => doctor(&env, config),
         Command::Autoscaler(AutoscalerCommand::Replay { trace, policy }) => {
             let policy = match policy {
                 Some(path) => {
@@ -618,9 +631,11 @@ async fn logs(env: &Env, name: &str, follow: bool, lines: usize) -> anyhow::Resu
     Ok(())
 }
 
-fn doctor() -> anyhow::Result<()> {
+fn doctor(env: &Env, config: Option<PathBuf>) -> anyhow::Result<()> {
     let host = orchestrator::sandbox::probe();
-    for check in orchestrator::sandbox::doctor_report(&host) {
+    let mut checks = orchestrator::sandbox::doctor_report(&host);
+    checks.push(build_network_check(env, config));
+    for check in checks {
         let mark = if check.ok {
             "ok  "
         } else if check.required {
@@ -639,6 +654,35 @@ fn doctor() -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("isolation is incomplete: {}; `slipway up` refuses to run apps unless deploy.allow_weak_isolation = true", missing.join("; "))
+    }
+}
+
+/// What the configuration gives builds; the default when there is no configuration to read.
+fn build_network_check(env: &Env, config: Option<PathBuf>) -> orchestrator::sandbox::Check {
+    use orchestrator::build::BuildNetwork;
+    let config_path = config.or_else(|| env.get("SLIPWAY_CONFIG").map(PathBuf::from));
+    let file_present = config_path.is_some() || std::path::Path::new("slipway.toml").exists();
+    let loaded = Config::load(config_path.as_deref(), &env.vars, &Overrides::default());
+    let (detail, consequence) = match &loaded {
+        Ok(config) => match &config.deploy.build_network {
+            BuildNetwork::Registries { allowed } => {
+                (format!("registries: HTTPS to {} package registries through the build proxy, nothing else", allowed.len()), None)
+            }
+            BuildNetwork::None => ("none: builds have no network".to_owned(), None),
+            BuildNetwork::Host => (
+                "host: builds share this server's network (deploy.build_network = \"host\")".to_owned(),
+                Some("a build script can reach every service on this server, including PostgreSQL, Redis and the portal on its loopback; \"registries\" (the default) allows only package registries"),
+            ),
+        },
+        Err(e) if file_present => (format!("cannot read the configuration: {e}"), Some("the build network could not be checked")),
+        Err(_) => ("registries (the default; no slipway.toml found)".to_owned(), None),
+    };
+    orchestrator::sandbox::Check {
+        name: "build network".to_owned(),
+        ok: consequence.is_none(),
+        required: false,
+        detail,
+        degraded_consequence: consequence.map(str::to_owned),
     }
 }
 
