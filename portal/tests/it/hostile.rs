@@ -6,7 +6,8 @@
 //!
 //! One small Python app (standard library only) plays every part: its handlers try what the
 //! query string asks and answer with JSON saying what happened. The last test is about builds,
-//! not running apps: a build script reports which of the host's loopback services it can reach.
+//! not running apps: a build script reports what it can reach, directly and through the build
+//! proxy, of the host's services and the internet.
 
 use std::time::{Duration, Instant};
 
@@ -334,21 +335,43 @@ async fn an_app_can_write_only_to_data_and_tmp() {
     assert!(main_py.contains("ThreadingHTTPServer"));
 }
 
-/// A build script that reports whether it can reach TCP services on the host's loopback; for
-/// Redis it also sends `PING`.
+/// A build script that reports what it can reach: TCP services on the host's loopback directly,
+/// a registry's address directly, DNS, and, through the build proxy it is given in
+/// `HTTPS_PROXY`, the host's services, a host that is no registry, plain HTTP and a registry.
+/// Each attempt prints one `probe <what>: <outcome>` line.
 const BUILD_PROBE: &str = r#"
 const net = require("node:net");
+const dns = require("node:dns");
 const targets = JSON.parse(process.env.npm_package_config_targets);
-let pending = targets.length;
-for (const [what, port] of targets) {
-  const socket = net.connect({ host: "127.0.0.1", port }, () => {
-    if (what === "redis") socket.write("PING\r\n"); else { console.log(`probe ${what}: open`); socket.destroy(); done(); }
+const proxy = new URL(process.env.HTTPS_PROXY);
+const report = (what, outcome, resolve) => { console.log(`probe ${what}: ${outcome}`); resolve(); };
+
+function direct(what, host, port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port }, () => { socket.destroy(); report(what, "open", resolve); });
+    socket.on("error", (error) => report(what, error.code, resolve));
+    socket.setTimeout(3000, () => { socket.destroy(); report(what, "timeout", resolve); });
   });
-  socket.on("data", (data) => { console.log(`probe ${what}: open, answered ${JSON.stringify(data.toString().trim())}`); socket.destroy(); done(); });
-  socket.on("error", (error) => { console.log(`probe ${what}: ${error.code}`); done(); });
-  socket.setTimeout(2000, () => { console.log(`probe ${what}: timeout`); socket.destroy(); done(); });
 }
-function done() { if (--pending === 0) process.exit(0); }
+
+function throughProxy(what, request) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: proxy.hostname, port: Number(proxy.port) }, () => socket.write(request));
+    let answer = "";
+    socket.on("data", (data) => {
+      answer += data;
+      if (answer.includes("\r\n")) { socket.destroy(); report(what, answer.split("\r\n")[0], resolve); }
+    });
+    socket.on("error", (error) => report(what, error.code, resolve));
+    socket.setTimeout(10000, () => { socket.destroy(); report(what, "timeout", resolve); });
+  });
+}
+
+const checks = targets.direct.map(([what, port]) => direct(what, "127.0.0.1", port));
+checks.push(direct("registry address", targets.registry_address, 443));
+checks.push(new Promise((resolve) => dns.lookup("registry.npmjs.org", (error, address) => report("dns", error ? error.code : `resolved ${address}`, resolve))));
+for (const [what, request] of targets.proxied) checks.push(throughProxy(what, request));
+Promise.all(checks).then(() => process.exit(0));
 "#;
 
 fn port_of(url: &str) -> u16 {
@@ -356,15 +379,31 @@ fn port_of(url: &str) -> u16 {
 }
 
 #[tokio::test]
-async fn a_build_step_shares_the_hosts_network_and_reaches_its_loopback_services() {
+async fn a_build_step_reaches_only_the_registry_proxy_never_the_hosts_services() {
     let app = spawn_app().await;
     let token = app.api_token("h-build-net@pusan.ac.kr").await;
     let portal_port: u16 = app.address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
-    let targets = serde_json::json!([
-        ["postgres", port_of(&backends().admin_database_url)],
-        ["redis", port_of(&backends().redis_url)],
-        ["portal", portal_port],
-    ]);
+    let (redis_port, postgres_port) = (port_of(&backends().redis_url), port_of(&backends().admin_database_url));
+    // The registry's address as the host resolves it: the only place a direct connection could
+    // go if the namespace leaked.
+    let registry_address = tokio::net::lookup_host("registry.npmjs.org:443")
+        .await
+        .expect("the host resolves registry.npmjs.org")
+        .find(|a| a.is_ipv4())
+        .expect("an IPv4 address")
+        .ip();
+    let connect = |authority: &str| format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    let targets = serde_json::json!({
+        "direct": [["postgres", postgres_port], ["redis", redis_port], ["portal", portal_port], ["gateway", app.gateway_port]],
+        "registry_address": registry_address.to_string(),
+        "proxied": [
+            ["proxy to redis", connect(&format!("127.0.0.1:{redis_port}"))],
+            ["proxy to localhost", connect("localhost:443")],
+            ["proxy to evil.example", connect("evil.example:443")],
+            ["proxy to the portal over http", format!("GET http://127.0.0.1:{portal_port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")],
+            ["proxy to the npm registry", connect("registry.npmjs.org:443")],
+        ],
+    });
     let package = serde_json::json!({
         "name": "build-probe",
         "version": "1.0.0",
@@ -376,18 +415,26 @@ async fn a_build_step_shares_the_hosts_network_and_reaches_its_loopback_services
     let dir = project_dir(&[("package.json", &package.to_string()), ("probe.js", BUILD_PROBE), ("server.js", server)]);
     let revision = app.deploy_live(&token, "h-build-net", "node", pack(dir.path())).await;
     let log = app.build_log(&revision);
-    let probes: Vec<&str> = log.lines().filter(|line| line.starts_with("probe ")).collect();
+    let mut probes: Vec<&str> = log.lines().filter(|line| line.starts_with("probe ")).collect();
+    probes.sort();
     eprintln!("what the build step reached: {probes:#?}");
-    // FIXME: builds run with `Network::Host` (`deploy.build_network = true`, the default) so that
-    // npm and pip can download; any build script (`npm run build`, a setup.py, a postinstall
-    // hook) can therefore talk to PostgreSQL, Redis and the portal on the host's loopback.
-    // Redis answers PING without a password, and the route and policy records live there. Builds
-    // need their own network namespace with only a path to the package registries (a proxy).
-    // This test pins today's behaviour; it should be turned around when that lands.
-    assert_eq!(probes.len(), 3, "build log: {log}");
-    assert!(probes.iter().any(|line| line.starts_with("probe redis: open, answered \"+PONG\"")), "{probes:?}");
-    assert!(probes.contains(&"probe portal: open"), "{probes:?}");
-    assert!(probes.contains(&"probe postgres: open"), "{probes:?}");
+    // Nothing of the host's loopback exists in the build's namespace, and nothing leads out of it
+    // but the proxy: no route, no resolver.
+    for what in ["postgres", "redis", "portal", "gateway"] {
+        assert!(probes.contains(&format!("probe {what}: ECONNREFUSED").as_str()), "{what}: {probes:?}");
+    }
+    assert!(probes.contains(&"probe registry address: ENETUNREACH"), "{probes:?}");
+    let dns = probes.iter().find(|line| line.starts_with("probe dns: ")).expect("a dns probe");
+    assert!(!dns.contains("resolved"), "{dns}");
+    // The proxy refuses everything but HTTPS to a registry, and says so in the build log.
+    for what in ["redis", "localhost", "evil.example", "the portal over http"] {
+        assert!(probes.contains(&format!("probe proxy to {what}: HTTP/1.1 403 Forbidden").as_str()), "{what}: {probes:?}");
+    }
+    assert!(probes.contains(&"probe proxy to the npm registry: HTTP/1.1 200 Connection Established"), "{probes:?}");
+    assert_eq!(probes.len(), 11, "build log: {log}");
+    assert!(log.contains("[slipway] network: package registries only"), "{log}");
+    assert!(log.contains("[slipway] build proxy: builds may only reach package registries; `evil.example:443` is not one"), "{log}");
+    assert!(log.contains("[slipway] build proxy: builds may only reach package registries; `127.0.0.1:"), "{log}");
     // The app itself, at run time, is shut in its own network namespace (see the test above).
     assert_eq!(app.app_get("h-build-net", "/").await.text().await.expect("body"), "ok");
 }

@@ -8,7 +8,9 @@
 //! plugins here (so the Java test uploads a ready-made jar, built in the test with `javac` and
 //! `jar`), Go is not installed, and a console program is not a server. Only one test installs
 //! from npm for a server (Express); the Vite test installs and builds too, since that is the only
-//! way to test its template.
+//! way to test its template. Those installs, and Flask's from PyPI, go through the build proxy
+//! (the default `deploy.build_network = "registries"`): the build's namespace has no other way
+//! out, and the build log shows no refusal.
 
 use crate::helpers::{example_zip, pack, spawn_app};
 
@@ -18,6 +20,12 @@ async fn deploy_example(email: &str, name: &str, template: &str, example: &str) 
     let token = app.api_token(email).await;
     let revision = app.deploy_live(&token, name, template, example_zip(example)).await;
     (app, token, revision)
+}
+
+/// Checks that a build downloaded through the build proxy and was refused nothing.
+fn assert_built_through_the_proxy(log: &str) {
+    assert!(log.contains("[slipway] network: package registries only"), "{log}");
+    assert!(!log.contains("[slipway] build proxy:"), "the proxy refused something: {log}");
 }
 
 async fn get_ok(app: &crate::helpers::TestApp, name: &str, path: &str) -> String {
@@ -50,6 +58,7 @@ async fn an_express_app_installs_express_from_npm_at_build_time_and_answers() {
     assert_eq!(revision["template"], "node");
     assert_eq!(get_ok(&app, "tpl-express", "/").await, "Hello from Slipway (Node + Express)\n");
     assert!(app.build_log(&revision).contains("npm install"), "{}", app.build_log(&revision));
+    assert_built_through_the_proxy(&app.build_log(&revision));
 }
 
 #[tokio::test]
@@ -60,6 +69,7 @@ async fn a_flask_app_installs_flask_and_gunicorn_from_pypi_and_is_served_by_guni
     // gunicorn's start-up line is the proof that gunicorn, not Flask's development server, serves.
     let log = std::fs::read_to_string(app.data_dir.join("logs/apps/tpl-flask/r1.log")).unwrap_or_default();
     assert!(log.contains("Starting gunicorn"), "app log: {log}");
+    assert_built_through_the_proxy(&app.build_log(&revision));
 }
 
 #[tokio::test]
@@ -103,6 +113,7 @@ async fn a_vite_app_is_built_with_npm_and_dist_is_served_with_the_spa_fallback()
     assert!(get_ok(&app, "tpl-vite", bundle).await.contains("You are at"));
     // A client-side route has no file of its own and gets index.html.
     assert!(get_ok(&app, "tpl-vite", "/about").await.contains("Hello from Slipway (Vite)"));
+    assert_built_through_the_proxy(&app.build_log(&revision));
 }
 
 /// A runnable jar of `examples/java-hello`'s Main class, built with the JDK's `javac` and `jar`.
