@@ -105,6 +105,9 @@ pub struct DeployConfig {
     pub build_network: bool,
     /// Accept a host whose sandboxing is weaker than the full set (`slipway doctor` says what is missing).
     pub allow_weak_isolation: bool,
+    /// How often a running app's health check is repeated; `liveness_failures` failures in a row restart it.
+    pub liveness_interval: Duration,
+    pub liveness_failures: u32,
 }
 
 /// Scale-to-zero defaults; projects may set their own within these.
@@ -215,6 +218,8 @@ struct RawDeploy {
     max_concurrent_builds: Option<usize>,
     build_network: Option<bool>,
     allow_weak_isolation: Option<bool>,
+    liveness_interval: Option<String>,
+    liveness_failures: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -554,7 +559,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_concurrent_builds: raw_deploy.max_concurrent_builds.unwrap_or(2),
         build_network: raw_deploy.build_network.unwrap_or(true),
         allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
+        liveness_interval: duration("deploy.liveness_interval", raw_deploy.liveness_interval, "10s")?,
+        liveness_failures: raw_deploy.liveness_failures.unwrap_or(3),
     };
+    if deploy.liveness_interval.is_zero() || deploy.liveness_failures == 0 {
+        return Err(invalid(
+            "deploy.liveness_interval",
+            orchestrator::duration::format(deploy.liveness_interval),
+            "liveness_interval and liveness_failures must be above zero",
+        ));
+    }
     for (key, value) in [
         ("deploy.max_upload_mb", deploy.max_upload_bytes),
         ("deploy.max_unpacked_mb", deploy.max_unpacked_bytes),

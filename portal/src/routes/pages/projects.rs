@@ -31,7 +31,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The upload from the project page's script: the ZIP as the body, the CSRF token in a header.
 /// Answers JSON (the revision, or the error) because a script reads it.
-async fn upload(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>, mut payload: web::Payload) -> HttpResponse {
+async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    mut payload: web::Payload,
+) -> HttpResponse {
     let ctx = PageCtx::new(&req, &viewer);
     let result = async {
         let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
@@ -227,7 +233,10 @@ async fn availability(req: HttpRequest, state: web::Data<AppState>, viewer: View
     match projects::availability(&state, &query.name).await {
         Ok(mut availability) => {
             if let Some(code) = availability.code {
-                let error = AppError::Validation(crate::domain::ValidationError::new(code, "name", availability.message.clone().unwrap_or_default()).with("value", availability.name.clone()));
+                let error = AppError::Validation(
+                    crate::domain::ValidationError::new(code, "name", availability.message.clone().unwrap_or_default())
+                        .with("value", availability.name.clone()),
+                );
                 availability.message = Some(ctx.error_message(&error));
             }
             HttpResponse::Ok().json(availability)
@@ -242,7 +251,8 @@ fn json_error(ctx: &PageCtx, error: &AppError) -> HttpResponse {
     if error.status_code().is_server_error() {
         let _ = error.error_response();
     }
-    HttpResponse::build(error.status_code()).json(serde_json::json!({ "error": { "code": error.code(), "message": ctx.error_message(error) } }))
+    HttpResponse::build(error.status_code())
+        .json(serde_json::json!({ "error": { "code": error.code(), "message": ctx.error_message(error) } }))
 }
 
 #[derive(Template)]
