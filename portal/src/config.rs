@@ -112,6 +112,9 @@ pub struct DeployConfig {
     pub build_network: BuildNetwork,
     /// Accept a host whose sandboxing is weaker than the full set (`slipway doctor` says what is missing).
     pub allow_weak_isolation: bool,
+    /// How often a running app's health check is repeated; `liveness_failures` failures in a row restart it.
+    pub liveness_interval: Duration,
+    pub liveness_failures: u32,
 }
 
 /// Scale-to-zero defaults; projects may set their own within these.
@@ -223,6 +226,8 @@ struct RawDeploy {
     build_network: Option<toml::Value>,
     build_registries: Option<StringList>,
     allow_weak_isolation: Option<bool>,
+    liveness_interval: Option<String>,
+    liveness_failures: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -610,7 +615,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_concurrent_builds: raw_deploy.max_concurrent_builds.unwrap_or(2),
         build_network,
         allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
+        liveness_interval: duration("deploy.liveness_interval", raw_deploy.liveness_interval, "10s")?,
+        liveness_failures: raw_deploy.liveness_failures.unwrap_or(3),
     };
+    if deploy.liveness_interval.is_zero() || deploy.liveness_failures == 0 {
+        return Err(invalid(
+            "deploy.liveness_interval",
+            orchestrator::duration::format(deploy.liveness_interval),
+            "liveness_interval and liveness_failures must be above zero",
+        ));
+    }
     for (key, value) in [
         ("deploy.max_upload_mb", deploy.max_upload_bytes),
         ("deploy.max_unpacked_mb", deploy.max_unpacked_bytes),

@@ -59,6 +59,7 @@ pub async fn upload(
                 code: "template_requirements",
                 message: missing.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "),
             })?;
+            check_runnable(&plan)?;
             let artifact_id = store.put(&zip_bytes).map_err(artifact_error)?;
             Ok((artifact_id, plan))
         })();
@@ -90,6 +91,38 @@ pub async fn upload(
         .await?;
     state.builds.notify_one();
     Ok(revision)
+}
+
+/// Where the sandbox finds programs: the host's `/usr` is all it sees of the system.
+const TOOLCHAIN_DIRS: &[&str] = &["/usr/local/bin", "/usr/bin"];
+
+/// Refuses, before anything is built, what this installation cannot run: a template whose
+/// toolchain is not installed, or a terminal program (the web terminal does not exist yet).
+fn check_runnable(plan: &orchestrator::template::BuildPlan) -> Result<(), AppError> {
+    if matches!(plan.start, orchestrator::template::Start::Terminal { .. }) {
+        return Err(AppError::Rejected {
+            code: "console_not_supported",
+            message: "console programs run in the web terminal, which this installation does not offer yet; deploy a web app, or wait for the terminal".to_owned(),
+        });
+    }
+    let missing: Vec<&str> = plan
+        .runtime
+        .embedded
+        .iter()
+        .map(String::as_str)
+        .filter(|program| !TOOLCHAIN_DIRS.iter().any(|dir| std::path::Path::new(dir).join(program).exists()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(AppError::Rejected {
+            code: "toolchain_missing",
+            message: format!(
+                "the {} template needs {} on the server, which this installation does not have; ask its administrators",
+                plan.template,
+                missing.join(" and ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub async fn revisions(state: &AppState, project: &Project, limit: i64) -> Result<Vec<Revision>, AppError> {

@@ -154,6 +154,7 @@ impl Application {
         // The idle loop freezes and stops apps; the gateway's in-flight counts keep busy apps awake.
         let in_flight = gateway.clone();
         tokio::spawn(runtime.clone().idle_loop(move |app| in_flight.in_flight(app), shutdown.clone()));
+        tokio::spawn(runtime.clone().liveness_loop(shutdown.clone()));
         let builder =
             Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));

@@ -66,6 +66,10 @@ pub struct LocalConfig {
     pub max_held: usize,
     /// User agents (substrings, lower case) that never wake a stopped app: uptime checkers, crawlers.
     pub no_wake_agents: Vec<String>,
+    /// How often a running app's health check is repeated after it went live.
+    pub liveness_interval: Duration,
+    /// Failed checks in a row after which a running app is restarted.
+    pub liveness_failures: u32,
 }
 
 impl LocalConfig {
@@ -80,6 +84,8 @@ impl LocalConfig {
             wake_timeout: Duration::from_secs(30),
             browser_wait: Duration::from_secs(1),
             max_held: 100,
+            liveness_interval: Duration::from_secs(10),
+            liveness_failures: 3,
             no_wake_agents: [
                 "uptimerobot",
                 "pingdom",
@@ -862,6 +868,62 @@ impl LocalRuntime {
             for name in to_stop {
                 if let Err(reason) = self.sleep(&name, false).await {
                     tracing::debug!(app = name, "could not stop: {reason}");
+                }
+            }
+        }
+    }
+}
+
+/// A running app the liveness loop checks: name, instance, spec, logs.
+type LivenessTarget = (String, Arc<Instance>, Arc<AppSpec>, Arc<LogRing>);
+
+impl LocalRuntime {
+    /// Runs until `shutdown`: repeats every running app's health check each `liveness_interval`,
+    /// and restarts an app that failed `liveness_failures` checks in a row (a wedged app, such as
+    /// one whose fork bomb filled its process limit, otherwise stays routed and answers nothing).
+    /// Frozen and stopped apps are not checked.
+    pub async fn liveness_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.config.app_port));
+        let mut failures: HashMap<u64, u32> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.liveness_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            let running: Vec<LivenessTarget> = self
+                .apps()
+                .iter()
+                .filter(|(_, entry)| entry.state == State::Running)
+                .filter_map(|(name, entry)| {
+                    entry.current.clone().map(|instance| (name.clone(), instance, entry.spec.clone(), entry.logs.clone()))
+                })
+                .collect();
+            let mut checks = tokio::task::JoinSet::new();
+            for (idx, (_, instance, spec, _)) in running.iter().enumerate() {
+                let (instance, spec) = (instance.clone(), spec.clone());
+                checks.spawn(async move {
+                    let (path, healthy_below) = spec.health.as_ref().map_or(("/", 500), |h| (h.path.as_str(), h.healthy_below));
+                    let answer = tokio::time::timeout(Duration::from_secs(3), probe(&instance.netns, addr, path)).await;
+                    (idx, matches!(answer, Ok(Ok((_, status))) if status < healthy_below))
+                });
+            }
+            let mut results = vec![true; running.len()];
+            while let Some(Ok((idx, healthy))) = checks.join_next().await {
+                results[idx] = healthy;
+            }
+            failures.retain(|id, _| running.iter().any(|(_, instance, _, _)| instance.id == *id));
+            for ((name, instance, _, logs), healthy) in running.iter().zip(results) {
+                if healthy {
+                    failures.remove(&instance.id);
+                    continue;
+                }
+                let n_failed = failures.entry(instance.id).or_insert(0);
+                *n_failed += 1;
+                if *n_failed >= self.config.liveness_failures {
+                    logs.push(format!("[slipway] the app failed {n_failed} health checks in a row; restarting it"));
+                    tracing::warn!(app = name, "failed its health check {n_failed} times; restarting");
+                    failures.remove(&instance.id);
+                    instance.stop();
                 }
             }
         }

@@ -459,20 +459,17 @@ impl TestApp {
         (status, response.json().await.unwrap_or_default())
     }
 
+    /// GET an API path with a token; the JSON answer (whatever the status).
+    pub async fn api_get(&self, token: &str, path: &str) -> serde_json::Value {
+        let response = self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        response.json().await.unwrap_or_else(|e| panic!("GET {path}: the answer is not JSON: {e}"))
+    }
+
     /// Waits until revision `number` of `name` reaches a final status (`live` or `failed`).
     pub async fn wait_for_revision(&self, token: &str, name: &str, number: i64) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
         loop {
-            let listing: serde_json::Value = self
-                .client
-                .get(self.url(&format!("/api/v1/projects/{name}/revisions")))
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("json");
+            let listing = self.api_get(token, &format!("/api/v1/projects/{name}/revisions")).await;
             if let Some(revision) = listing["revisions"].as_array().and_then(|r| r.iter().find(|r| r["number"] == number)) {
                 if matches!(revision["status"].as_str(), Some("live" | "failed" | "retired")) {
                     return revision.clone();
@@ -499,16 +496,7 @@ impl TestApp {
 
     /// Every revision of `name`, newest first, as the API lists them.
     pub async fn revisions(&self, token: &str, name: &str) -> Vec<serde_json::Value> {
-        let listing: serde_json::Value = self
-            .client
-            .get(self.url(&format!("/api/v1/projects/{name}/revisions")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET revisions")
-            .json()
-            .await
-            .expect("json");
+        let listing = self.api_get(token, &format!("/api/v1/projects/{name}/revisions")).await;
         listing["revisions"].as_array().cloned().unwrap_or_default()
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 
-use crate::helpers::{backends, example_zip, pack, project_dir, spawn_app, TestApp};
+use crate::helpers::{backends, example_zip, pack, project_dir, spawn_app, spawn_app_with, AppOptions, TestApp};
 
 /// The hostile app: `/read?path=`, `/write?path=&text=`, `/connect?host=&port=`, `/fork`, `/eat`.
 const PROBE_APP: &str = r#"
@@ -228,7 +228,7 @@ fn pids_in_cgroup(app_name: &str) -> Option<u64> {
 
 #[tokio::test]
 async fn a_fork_bomb_is_held_by_the_process_limit_and_the_host_and_a_neighbour_keep_serving() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(AppOptions { extra_deploy: "liveness_interval = \"1s\"".into(), ..Default::default() }).await;
     let token = app.api_token("h-fork@pusan.ac.kr").await;
     tokio::join!(
         app.deploy_live(&token, "h-bomb", "python", probe_zip()),
@@ -249,15 +249,20 @@ async fn a_fork_bomb_is_held_by_the_process_limit_and_the_host_and_a_neighbour_k
         assert_eq!(portal_status, 200);
         assert!(took < Duration::from_secs(2) && portal_took < Duration::from_secs(2), "too slow: {took:?}, {portal_took:?}");
     }
-    // The bomb app itself cannot start a thread for a request any more, so the gateway answers
-    // 502. FIXME: the runtime checks health only at start, so an app wedged like this stays
-    // `running` and routed, and is never restarted; a periodic liveness probe (the template's
-    // `[health] interval_secs`, unused by the local runtime) would restart it.
-    let bomb_itself = tokio::time::timeout(Duration::from_secs(5), app.app_get("h-bomb", "/")).await.expect("the gateway answers in time");
-    let bomb_status = app.state.runtime.status("h-bomb");
-    eprintln!("the bomb app itself: {}, runtime state {:?}", bomb_itself.status(), bomb_status);
-    assert_eq!(bomb_itself.status(), 502);
-    assert_eq!(bomb_status.state, "running");
+    // The bomb app itself cannot start a thread for a request any more; its failed health checks
+    // (every second here, three in a row) get it restarted, which clears the bomb.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = app.state.runtime.status("h-bomb");
+        if status.restarts >= 1 && status.state == "running" {
+            eprintln!("the wedged app was restarted: {status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the wedged app was not restarted: {status:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(pids_in_cgroup("h-bomb").is_some_and(|n| n < 100), "the restarted app starts without the bomb: {:?}", pids_in_cgroup("h-bomb"));
+    assert_eq!(app.app_get("h-bomb", "/").await.status(), 200, "the restarted app answers again");
 
     // Stopping the app kills the whole tree, bomb included, in bounded time.
     let stop_started = Instant::now();

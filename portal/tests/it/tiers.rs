@@ -33,16 +33,7 @@ async fn frozen_and_stopped_apps_wake_on_the_next_request() {
     let frozen: serde_json::Value = sleep(true).await.expect("POST").json().await.expect("json");
     assert_eq!(state(frozen), "frozen");
     assert_eq!(app.app_get("sleepy", "/").await.status(), 200);
-    let status: serde_json::Value = app
-        .client
-        .get(app.url("/api/v1/projects/sleepy/status"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let status = app.api_get(&token, "/api/v1/projects/sleepy/status").await;
     assert_eq!(status["state"], "running");
     assert_eq!(status["wakes"][0]["tier"], "frozen");
 
@@ -58,16 +49,7 @@ async fn frozen_and_stopped_apps_wake_on_the_next_request() {
         .await
         .expect("GET");
     assert_eq!(crawler.status(), 503);
-    let after_crawler: serde_json::Value = app
-        .client
-        .get(app.url("/api/v1/projects/sleepy/status"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let after_crawler = app.api_get(&token, "/api/v1/projects/sleepy/status").await;
     assert_eq!(after_crawler["state"], "stopped", "a crawler must not wake the app");
 
     let requests = (0..10).map(|_| app.app_get("sleepy", "/"));
@@ -77,16 +59,7 @@ async fn frozen_and_stopped_apps_wake_on_the_next_request() {
         "every held request is answered: {:?}",
         answers.iter().map(|r| r.status()).collect::<Vec<_>>()
     );
-    let status: serde_json::Value = app
-        .client
-        .get(app.url("/api/v1/projects/sleepy/status"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let status = app.api_get(&token, "/api/v1/projects/sleepy/status").await;
     assert_eq!(status["state"], "running");
     let wake = &status["wakes"][0];
     assert_eq!(wake["tier"], "stopped", "{status}");
