@@ -349,5 +349,20 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await.expect("in time").expect("read");
         assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
         assert_eq!(refusals.lock().expect("lock").len(), 1);
+        // Dropping the BuildEgress stops the server (the task is cancelled on the runtime's next
+        // turn) and with it the listener: the namespace then refuses connections.
+        let netns = egress.netns().clone();
+        drop(egress);
+        let mut refused = false;
+        for _ in 0..100 {
+            match netns.connect_async(([127, 0, 0, 1], PROXY_PORT).into()).await {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    refused = true;
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        assert!(refused, "the proxy still listens after its BuildEgress was dropped");
     }
 }
