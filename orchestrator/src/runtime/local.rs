@@ -597,6 +597,20 @@ async fn probe(netns: &Netns, addr: SocketAddr, path: &str) -> std::io::Result<(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))?;
+    // Read the rest of the answer before closing, off the caller's path: closing with unread data
+    // resets the connection, and many servers then print a traceback into the app's log on every
+    // check. Bounded, for servers that ignore `Connection: close`.
+    tokio::spawn(async move {
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(n_read) = stream.read(&mut sink).await {
+                if n_read == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
     Ok((connected_at, status))
 }
 
