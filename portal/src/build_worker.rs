@@ -240,6 +240,7 @@ pub async fn app_spec(
         uid,
         gid: uid,
         idle: idle_policy(&state.config.scaling),
+        outbound: state.config.deploy.app_outbound_hosts.clone(),
     })
 }
 

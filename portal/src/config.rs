@@ -108,8 +108,11 @@ pub struct DeployConfig {
     /// only at public addresses; `"none"`: no network at all (dependencies must be vendored);
     /// `"host"`: the server's own network, which is weaker: a build script can then reach every
     /// service on the server, including PostgreSQL, Redis and the portal on its loopback (startup
-    /// and `slipway doctor` warn about it). Running apps never reach the network either way.
+    /// and `slipway doctor` warn about it).
     pub build_network: BuildNetwork,
+    /// Hosts running apps may reach over HTTPS (and their subdomains), through the same kind of
+    /// proxy as builds; empty (the default) means apps have no outbound network at all.
+    pub app_outbound_hosts: Vec<String>,
     /// Accept a host whose sandboxing is weaker than the full set (`slipway doctor` says what is missing).
     pub allow_weak_isolation: bool,
     /// How often a running app's health check is repeated; `liveness_failures` failures in a row restart it.
@@ -225,6 +228,7 @@ struct RawDeploy {
     max_concurrent_builds: Option<usize>,
     build_network: Option<toml::Value>,
     build_registries: Option<StringList>,
+    app_outbound_hosts: Option<StringList>,
     allow_weak_isolation: Option<bool>,
     liveness_interval: Option<String>,
     liveness_failures: Option<u32>,
@@ -614,6 +618,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         build_memory_mb: raw_deploy.build_memory_mb.unwrap_or(2048),
         max_concurrent_builds: raw_deploy.max_concurrent_builds.unwrap_or(2),
         build_network,
+        app_outbound_hosts: raw_deploy
+            .app_outbound_hosts
+            .map(StringList::into_vec)
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| {
+                orchestrator::egress::rules::normalize_registry(entry).ok_or_else(|| {
+                    invalid("deploy.app_outbound_hosts", entry, "not a host name such as api.openai.com (its subdomains come with it)")
+                })
+            })
+            .collect::<Result<Vec<String>, ConfigError>>()?,
         allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
         liveness_interval: duration("deploy.liveness_interval", raw_deploy.liveness_interval, "10s")?,
         liveness_failures: raw_deploy.liveness_failures.unwrap_or(3),

@@ -417,7 +417,27 @@ impl LocalRuntime {
 
     async fn start_instance(&self, spec: &Arc<AppSpec>, logs: &Arc<LogRing>) -> Result<Arc<Instance>, RuntimeError> {
         let instance_id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sandbox_spec = self.sandbox_spec(spec, instance_id);
+        let mut sandbox_spec = self.sandbox_spec(spec, instance_id);
+        // With outbound hosts, the app joins a namespace of its own that holds an egress proxy
+        // (the builds' kind), and its tools are pointed at it; the proxy lives as long as the
+        // instance. Without, it keeps bubblewrap's bare namespace: only `lo`.
+        let egress = if spec.outbound.is_empty() {
+            None
+        } else {
+            let refusals = logs.clone();
+            let config = crate::egress::ProxyConfig {
+                registries: spec.outbound.clone(),
+                resolver: crate::egress::system_resolver(),
+                on_refusal: Arc::new(move |line: &str| refusals.push(format!("[slipway] outbound: {line}"))),
+            };
+            let egress = crate::egress::BuildEgress::start(config).await.map_err(|e| RuntimeError::Unhealthy {
+                reason: format!("the app's outbound network could not be set up: {e}"),
+                log_tail: Vec::new(),
+            })?;
+            sandbox_spec.network = Network::Joined(egress.netns().clone());
+            sandbox_spec.env.extend(egress.env());
+            Some(egress)
+        };
         let mut sandbox = Sandbox::spawn(&sandbox_spec, &self.host).await?;
         let netns_path = sandbox.netns_path();
         let netns = match sandbox.netns() {
@@ -459,6 +479,7 @@ impl LocalRuntime {
                     },
                 }
             };
+            drop(egress);
             let _ = exit_sender.send(Some(exit));
         });
         Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, control, exited: exit_receiver }))

@@ -29,6 +29,9 @@ pub struct AppSpec {
     pub uid: u32,
     pub gid: u32,
     pub idle: IdlePolicy,
+    /// Hosts the app may reach over HTTPS through an egress proxy in its namespace (subdomains
+    /// included); empty means no outbound network at all.
+    pub outbound: Vec<String>,
 }
 
 /// When an idle app gives back its resources: first frozen (memory kept, thawed in milliseconds),

@@ -13,6 +13,7 @@ mod hostile_zips;
 mod lifecycle;
 mod mail;
 mod migrations;
+mod outbound;
 mod projects;
 mod templates;
 mod tiers;
