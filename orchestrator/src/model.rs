@@ -155,6 +155,20 @@ impl From<AppName> for String {
     }
 }
 
+/// Whether `name` is a DNS name: dot-separated labels of ASCII letters, digits and inner hyphens,
+/// each 1 to 63 long, at most 253 in all. Used for the apps domain and for egress host lists.
+pub fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +195,16 @@ mod tests {
         check(&"a".repeat(41), Err("TooLong"));
         check(&"a".repeat(40), Ok(&"a".repeat(40)));
         check("한글", Err("BadCharacter"));
+    }
+
+    #[test]
+    fn dns_names_are_labels_of_letters_digits_and_inner_hyphens() {
+        for good in ["localhost", "apps.pusan.ac.kr", "a-b.c", "x1.y2"] {
+            assert!(is_dns_name(good), "{good}");
+        }
+        for bad in ["", "a..b", "-a.b", "a-.b", "a b", "a_b.c", "한국.kr", &"a".repeat(64)] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -409,19 +409,6 @@ fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration,
     orchestrator::duration::parse(&text).map_err(|e| invalid(key, &text, e.to_string()))
 }
 
-/// A host name made of DNS labels (letters, digits, `-`), used for the apps domain.
-fn is_dns_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
-
 /// The warning an operator gets (at startup and from `slipway doctor`) for a build network
 /// weaker than the registries proxy.
 pub fn build_network_warning(network: &BuildNetwork) -> Option<&'static str> {
@@ -480,7 +467,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(invalid("gateway_addr", gateway_addr, "must differ from portal_addr"));
     }
     let apps_domain = raw.apps_domain.unwrap_or_else(|| "localhost".to_owned()).trim().trim_end_matches('.').to_lowercase();
-    if !is_dns_name(&apps_domain) {
+    if !orchestrator::model::is_dns_name(&apps_domain) {
         return Err(invalid("apps_domain", &apps_domain, "not a DNS name (letters, digits, - and dots)"));
     }
     let public_url_text = raw.public_url.unwrap_or_else(|| format!("http://{portal_addr}"));
@@ -516,7 +503,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let allowed_email_domains = raw.allowed_email_domains.map(StringList::into_vec).unwrap_or_default();
     for domain in &allowed_email_domains {
         let bare = domain.trim().trim_start_matches('@');
-        if !is_dns_name(bare) || !bare.contains('.') {
+        if !orchestrator::model::is_dns_name(bare) || !bare.contains('.') {
             return Err(invalid("allowed_email_domains", domain, "not a mail domain such as pusan.ac.kr"));
         }
     }

@@ -211,20 +211,6 @@ fn port_digits(target: &str) -> usize {
     target.rsplit_once(':').map(|(_, port)| port.len()).unwrap_or(0)
 }
 
-/// Whether `name` is a DNS name: labels of letters, digits and inner hyphens, 1 to 63 long, at
-/// most 253 in all.
-fn is_dns_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 /// An allow-list entry as the operator wrote it, normalised (lower case, no trailing dot), or
 /// `None` when it is not a registry host name: it needs two labels and a top-level label that is
 /// not a number, so neither `localhost` nor `127.0.0.1` can be allowed.
@@ -232,13 +218,13 @@ pub fn normalize_registry(entry: &str) -> Option<String> {
     let entry = entry.trim();
     let name = entry.strip_suffix('.').unwrap_or(entry).to_ascii_lowercase();
     let top_label = name.rsplit('.').next().unwrap_or_default();
-    (is_dns_name(&name) && name.contains('.') && !top_label.bytes().all(|b| b.is_ascii_digit())).then_some(name)
+    (crate::model::is_dns_name(&name) && name.contains('.') && !top_label.bytes().all(|b| b.is_ascii_digit())).then_some(name)
 }
 
 /// Whether `host` (normalised, as from [`parse_authority`]) is an allow-list entry or a
 /// subdomain of one. IP literals never are.
 pub fn is_allowed_host(host: &str, registries: &[String]) -> bool {
-    if host.parse::<IpAddr>().is_ok() || !is_dns_name(host) {
+    if host.parse::<IpAddr>().is_ok() || !crate::model::is_dns_name(host) {
         return false;
     }
     registries.iter().any(|entry| {
