@@ -135,12 +135,9 @@ impl BuildWorker {
                 let plan_json = serde_json::to_value(&plan)?;
                 self.state.db.run(move |conn| db::revisions::finish_build(conn, revision_id, "built", Some(plan_json), None)).await?;
                 log.line("[slipway] starting the new revision");
-                match self.deploy(&revision, &plan, app_dir, &data_dir).await {
-                    Ok(()) => log.line("[slipway] the new revision is live"),
-                    Err(reason) => {
-                        log.line(&format!("[slipway] the new revision did not start: {reason}"));
-                        self.state.db.run(move |conn| db::revisions::set_status(conn, revision_id, "failed", Some(&reason))).await?;
-                    }
+                if let Err(reason) = self.deploy(&revision, &plan, app_dir, &data_dir, &log).await {
+                    log.line(&format!("[slipway] the new revision did not start: {reason}"));
+                    self.state.db.run(move |conn| db::revisions::set_status(conn, revision_id, "failed", Some(&reason))).await?;
                 }
             }
         }
@@ -190,7 +187,9 @@ impl BuildWorker {
         Ok((plan, app_dir))
     }
 
-    async fn deploy(&self, revision: &Revision, plan: &BuildPlan, app_dir: PathBuf, data_dir: &Path) -> Result<(), String> {
+    /// Starts the revision and makes it live. The log line comes before the status change: the
+    /// log stream ends once it sees the final status, and must already hold the last line.
+    async fn deploy(&self, revision: &Revision, plan: &BuildPlan, app_dir: PathBuf, data_dir: &Path, log: &FileLog) -> Result<(), String> {
         let project_id = revision.project_id;
         let project = self
             .state
@@ -207,6 +206,7 @@ impl BuildWorker {
             other => other.to_string(),
         })?;
         let revision_id = revision.id;
+        log.line("[slipway] the new revision is live");
         self.state.db.run(move |conn| db::revisions::make_live(conn, project_id, revision_id)).await.map_err(|e| e.to_string())?;
         Ok(())
     }
