@@ -240,8 +240,9 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         };
         let wants_html =
             request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
-        let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let hints = RequestHints { wants_html, user_agent: &user_agent };
+        // Borrowed from the request: resolving ends before the request moves on to the app.
+        let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let hints = RequestHints { wants_html, user_agent };
         let upstream = match self.resolver.resolve(&app, &hints).await {
             Resolution::Ready(upstream) => upstream,
             Resolution::NotFound => return page_response(pages::unknown_app(&app, &self.config.apps_domain)),
