@@ -74,19 +74,22 @@ pub async fn upload(
     let revision = state
         .db
         .run(move |conn| {
-            let revision = db::revisions::insert_next(
-                conn,
-                &NewRevision {
-                    project_id,
-                    artifact_id: artifact_id.as_str(),
-                    template: &plan.template,
-                    source,
-                    created_by: Some(user_id),
-                    commit_sha: None,
-                    commit_message: None,
-                },
-            )?;
-            db::revisions::finish_plan(conn, revision.id, plan_json)
+            // One transaction: the build worker must never see the queued revision without its plan.
+            diesel::Connection::transaction(conn, |conn| {
+                let revision = db::revisions::insert_next(
+                    conn,
+                    &NewRevision {
+                        project_id,
+                        artifact_id: artifact_id.as_str(),
+                        template: &plan.template,
+                        source,
+                        created_by: Some(user_id),
+                        commit_sha: None,
+                        commit_message: None,
+                    },
+                )?;
+                db::revisions::finish_plan(conn, revision.id, plan_json)
+            })
         })
         .await?;
     state.builds.notify_one();
