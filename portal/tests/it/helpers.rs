@@ -26,7 +26,8 @@ pub struct Backends {
 pub fn backends() -> &'static Backends {
     static BACKENDS: OnceLock<Backends> = OnceLock::new();
     BACKENDS.get_or_init(|| {
-        let database = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let database =
+            without_tls(&std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()));
         let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let database_ok = PgConnection::establish(&database).is_ok();
         let redis_ok = redis::Client::open(redis.as_str()).and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2))).is_ok();
@@ -65,6 +66,19 @@ fn start_private_backends(database: Option<String>, redis: Option<String>) -> Ba
     });
     let (admin_database_url, redis_url) = receiver.recv().expect("test services started");
     Backends { admin_database_url, redis_url }
+}
+
+/// Test connections go to a server on this machine, where TLS buys nothing; without it libpq never
+/// starts OpenSSL, whose clean-up at process exit can crash (SIGSEGV in libcrypto) while pool
+/// threads of finished tests still hold connections. An explicit `sslmode` is kept.
+fn without_tls(url: &str) -> String {
+    if url.contains("sslmode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&sslmode=disable")
+    } else {
+        format!("{url}?sslmode=disable")
+    }
 }
 
 /// A database URL with the database name replaced.
