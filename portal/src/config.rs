@@ -463,7 +463,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let portal_addr = socket_addr("portal_addr", raw.portal_addr, "127.0.0.1:8080")?;
     let gateway_addr = socket_addr("gateway_addr", raw.gateway_addr, "127.0.0.1:8000")?;
-    if portal_addr == gateway_addr {
+    // Port 0 lets the system choose (tests do), so two of them never clash.
+    if portal_addr == gateway_addr && portal_addr.port() != 0 {
         return Err(invalid("gateway_addr", gateway_addr, "must differ from portal_addr"));
     }
     let apps_domain = raw.apps_domain.unwrap_or_else(|| "localhost".to_owned()).trim().trim_end_matches('.').to_lowercase();

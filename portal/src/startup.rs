@@ -33,7 +33,7 @@ pub struct Application {
 
 impl Application {
     /// `database_url` and `redis_url` are the resolved URLs (the config's, or the private services').
-    pub async fn build(config: Config, database_url: &str, redis_url: &str) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config, database_url: &str, redis_url: &str) -> anyhow::Result<Self> {
         let db = Db::connect(database_url, 10)?;
         let n_applied = {
             let db = db.clone();
@@ -91,6 +91,14 @@ impl Application {
             orchestrator::artifact::ArtifactStore::new(config.data_dir.join("artifacts"))
                 .map_err(|e| anyhow::anyhow!("cannot open the artifact store: {e}"))?,
         );
+        // Bound before the state is made: with port 0 (tests), the links in mail must carry the
+        // port the system chose, so a default public_url follows it.
+        let listener =
+            TcpListener::bind(config.portal_addr).with_context(|| format!("cannot listen on portal_addr {}", config.portal_addr))?;
+        let bound = listener.local_addr()?;
+        if config.portal_addr.port() == 0 && config.public_url.port_or_known_default() == Some(0) {
+            let _ = config.public_url.set_port(Some(bound.port()));
+        }
         let state = AppState {
             domains: DomainPolicy::new(&config.accounts.allowed_email_domains),
             config: Arc::new(config),
@@ -105,8 +113,6 @@ impl Application {
             stopping: stopping_receiver,
         };
 
-        let listener = TcpListener::bind(state.config.portal_addr)
-            .with_context(|| format!("cannot listen on portal_addr {}", state.config.portal_addr))?;
         let port = listener.local_addr()?.port();
         let app_state = web::Data::new(state.clone());
         let server = HttpServer::new(move || {

@@ -235,13 +235,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let database = TestDatabase::create();
     let data_dir = std::env::temp_dir().join(format!("slipway-it-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&data_dir).expect("data dir");
-    let port = free_port();
     let smtp_port = options.smtp_port_without_server.or(options.smtp.then(free_port));
     let smtp = options.smtp.then(|| SmtpServer::start_on(smtp_port.expect("port chosen"), &data_dir.join("maildir")));
     let smtp_table =
         smtp_port.map(|p| format!("[smtp]\nhost = \"127.0.0.1\"\nport = {p}\nsecurity = \"none\"\ntimeout = \"2s\"\n")).unwrap_or_default();
     let config_text = format!(
-        "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:{port}\"\ngateway_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
+        "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:0\"\ngateway_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
          [mail]\nfrom = \"Slipway <no-reply@pusan.ac.kr>\"\nretry_base = \"200ms\"\nretry_max = \"1s\"\npoll_interval = \"100ms\"\n\
          [accounts]\n{extra_accounts}\n{smtp_table}\n[deploy]\n{extra_deploy}\n",
         dir = data_dir.display(),
@@ -257,6 +256,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     give_projects_unique_ids(&database.url);
     let state = app.state().clone();
     let gateway_port = app.gateway_port();
+    let port = app.port();
     let (shutdown, receiver) = watch::channel(false);
     tokio::spawn(app.run_until_stopped(receiver));
     let jar = Arc::new(reqwest::cookie::Jar::default());
