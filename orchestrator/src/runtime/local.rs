@@ -187,6 +187,19 @@ enum State {
     Crashed,
 }
 
+impl State {
+    /// The name `slipway status` shows.
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Frozen => "frozen",
+            State::Stopped => "stopped",
+            State::Crashed => "crashed",
+        }
+    }
+}
+
 /// The phases of one wake from the stopped tier (or one thaw), for the project page and metrics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WakeRecord {
@@ -262,13 +275,7 @@ impl LocalRuntime {
         match self.apps().get(app) {
             None => AppStatus { state: "stopped", revision: None, instances: 0, restarts: 0, last_exit: None },
             Some(entry) => AppStatus {
-                state: match entry.state {
-                    State::Starting => "starting",
-                    State::Running => "running",
-                    State::Frozen => "frozen",
-                    State::Stopped => "stopped",
-                    State::Crashed => "crashed",
-                },
+                state: entry.state.as_str(),
                 revision: entry.current.as_ref().map(|i| i.revision).or(Some(entry.spec.revision)),
                 instances: usize::from(entry.current.is_some() && matches!(entry.state, State::Running | State::Frozen)),
                 restarts: entry.restarts,
@@ -822,7 +829,7 @@ impl LocalRuntime {
             let entry = apps.get(app).ok_or("the app is not running")?;
             match (&entry.current, entry.state) {
                 (Some(instance), State::Running | State::Frozen) => instance.clone(),
-                _ => return Err(format!("the app is {}", self.status_locked(entry))),
+                _ => return Err(format!("the app is {}", entry.state.as_str())),
             }
         };
         if freeze {
@@ -852,16 +859,6 @@ impl LocalRuntime {
             logs.push(format!("[slipway] {}", if freeze { "frozen" } else { "stopped (scaled to zero)" }));
         }
         Ok(())
-    }
-
-    fn status_locked(&self, entry: &AppEntry) -> &'static str {
-        match entry.state {
-            State::Starting => "starting",
-            State::Running => "running",
-            State::Frozen => "frozen",
-            State::Stopped => "stopped",
-            State::Crashed => "crashed",
-        }
     }
 
     /// Runs until `shutdown`: every second, freezes apps idle for their `freeze_after` and stops

@@ -1,14 +1,7 @@
 //! Deploying for real: ZIPs of the sample apps go through upload, a sandboxed build and a
 //! health-gated start, and answer through the gateway at `NAME.localhost`.
 
-use std::path::Path;
-
-use crate::helpers::{spawn_app, text, TestApp};
-
-fn example(name: &str) -> Vec<u8> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
-    orchestrator::artifact::pack_dir(&dir, &orchestrator::artifact::Limits::default()).expect("pack the example")
-}
+use crate::helpers::{example_zip, spawn_app, text, TestApp};
 
 async fn create(app: &TestApp, token: &str, name: &str, template: &str) {
     let response = app
@@ -27,7 +20,7 @@ async fn a_static_site_deploys_from_a_zip_and_answers_through_the_gateway() {
     let app = spawn_app().await;
     let token = app.api_token("static@pusan.ac.kr").await;
     create(&app, &token, "hello-static", "auto").await;
-    let (status, revision) = app.deploy_zip(&token, "hello-static", example("static-hello")).await;
+    let (status, revision) = app.deploy_zip(&token, "hello-static", example_zip("static-hello")).await;
     assert_eq!(status, 202, "{revision}");
     assert_eq!(revision["template"], "static");
     let done = app.wait_for_revision(&token, "hello-static", 1).await;
@@ -44,7 +37,7 @@ async fn a_python_app_builds_in_a_sandbox_and_serves() {
     let app = spawn_app().await;
     let token = app.api_token("python@pusan.ac.kr").await;
     create(&app, &token, "hello-py", "auto").await;
-    let (status, revision) = app.deploy_zip(&token, "hello-py", example("python-plain")).await;
+    let (status, revision) = app.deploy_zip(&token, "hello-py", example_zip("python-plain")).await;
     assert_eq!(status, 202, "{revision}");
     let done = app.wait_for_revision(&token, "hello-py", 1).await;
     assert_eq!(done["status"], "live", "{done}");
@@ -67,9 +60,9 @@ async fn the_project_page_uploads_shows_revisions_logs_and_rolls_back() {
             .send()
     };
 
-    let forged = upload(example("static-hello"), "forged".to_owned()).await.expect("POST");
+    let forged = upload(example_zip("static-hello"), "forged".to_owned()).await.expect("POST");
     assert_eq!(forged.status(), 403, "the upload needs the CSRF header");
-    let first = upload(example("static-hello"), csrf.clone()).await.expect("POST");
+    let first = upload(example_zip("static-hello"), csrf.clone()).await.expect("POST");
     assert_eq!(first.status(), 202);
     // Wait for it through the page's own text stream (the build log follows until the build ends).
     let log = app.get("/projects/page-site/revisions/1/log.txt?follow=true").await.text().await.expect("log");

@@ -1,14 +1,7 @@
 //! Scale to zero and wake: an app frozen or stopped by `sleep` answers the next request after a
 //! thaw or a cold start; held requests are all answered; crawlers do not wake a stopped app.
 
-use std::path::Path;
-
-use crate::helpers::spawn_app;
-
-fn example(name: &str) -> Vec<u8> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
-    orchestrator::artifact::pack_dir(&dir, &orchestrator::artifact::Limits::default()).expect("pack the example")
-}
+use crate::helpers::{example_zip, spawn_app};
 
 #[tokio::test]
 async fn frozen_and_stopped_apps_wake_on_the_next_request() {
@@ -21,7 +14,7 @@ async fn frozen_and_stopped_apps_wake_on_the_next_request() {
         .send()
         .await
         .expect("POST");
-    let (status, _) = app.deploy_zip(&token, "sleepy", example("python-plain")).await;
+    let (status, _) = app.deploy_zip(&token, "sleepy", example_zip("python-plain")).await;
     assert_eq!(status, 202);
     assert_eq!(app.wait_for_revision(&token, "sleepy", 1).await["status"], "live");
     let sleep = |freeze: bool| {
