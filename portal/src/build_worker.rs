@@ -239,22 +239,14 @@ pub async fn app_spec(
         resources: plan.resources.clone(),
         uid,
         gid: uid,
-        idle: idle_policy(&state.config.scaling),
+        policy: crate::projects::scaling_policy(state, project),
         outbound: state.config.deploy.app_outbound_hosts.clone(),
     })
 }
 
-/// The idle tiers from the installation's scaling settings (`0` turns a tier off).
-pub fn idle_policy(scaling: &crate::config::ScalingConfig) -> orchestrator::runtime::IdlePolicy {
-    let tier = |after: Duration| (!after.is_zero()).then_some(after);
-    orchestrator::runtime::IdlePolicy {
-        freeze_after: tier(scaling.freeze_after),
-        stop_after: tier(scaling.idle),
-        max_connection_idle: scaling.max_connection_idle,
-    }
-}
-
-/// Starts every project's live revision (after a restart of `slipway up`).
+/// Registers every project's live revision with the runtime after a restart of `slipway up`, in
+/// the stopped tier: each wakes on its first request (or at once where `min_instances` asks), so
+/// an installation with a thousand projects does not start a thousand sandboxes at once.
 pub async fn restore_live_apps(state: AppState, runtime: Arc<LocalRuntime>) {
     let Ok(data_dir) = std::path::absolute(&state.config.data_dir) else { return };
     let live = match state.db.run(db::revisions::live_revisions).await {
@@ -269,13 +261,9 @@ pub async fn restore_live_apps(state: AppState, runtime: Arc<LocalRuntime>) {
         let app_dir = revision_dir(&data_dir, project.id, revision.number);
         match app_spec(&state, &project, revision.number, &plan, app_dir, &data_dir).await {
             Ok(spec) => {
-                let runtime = runtime.clone();
-                let name = project.name.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = runtime.deploy(spec).await {
-                        tracing::warn!(app = name, "could not start the live revision: {e}");
-                    }
-                });
+                if let Err(e) = runtime.register_stopped(spec) {
+                    tracing::warn!(app = project.name, "could not restore the live revision: {e}");
+                }
             }
             Err(e) => tracing::warn!(app = project.name, "could not prepare the live revision: {e}"),
         }

@@ -137,6 +137,20 @@ pub struct ScalingConfig {
     pub max_connection_idle: Duration,
     /// User agents (substrings, case-insensitive) that never wake a stopped app.
     pub no_wake_user_agents: Vec<String>,
+    /// Requests in flight one instance should carry before another is started (projects may set their own).
+    pub target_concurrency: u32,
+    /// Time between two autoscaler ticks (each one scrapes the gateway's metrics once).
+    pub tick: Duration,
+    /// No project runs more instances than this, whatever it asks for.
+    pub max_instances_per_app: u32,
+    /// No project keeps more than this many instances when idle (`min_instances`); 0 means every
+    /// project scales to zero.
+    pub max_min_instances: u32,
+    /// The longest idle period (`--idle`) a project may ask for before it is stopped.
+    pub max_idle: Duration,
+    /// Frozen apps are stopped, oldest first, while the host has less memory available than
+    /// this (MiB). 0 turns it off.
+    pub min_free_memory_mb: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +161,9 @@ pub struct Config {
     pub portal_addr: SocketAddr,
     /// Address the app gateway listens on.
     pub gateway_addr: SocketAddr,
+    /// Address of the gateway's Prometheus metrics (`GET /metrics`, Traefik's metric names); keep
+    /// it on loopback or a private network.
+    pub metrics_addr: SocketAddr,
     /// Apps answer at `NAME.<apps_domain>`; it must differ from the portal's host.
     pub apps_domain: String,
     /// The portal's address as users reach it, used in mailed links. Defaults to `http://<portal_addr>`.
@@ -179,6 +196,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub portal_addr: Option<String>,
     pub gateway_addr: Option<String>,
+    pub metrics_addr: Option<String>,
     pub apps_domain: Option<String>,
 }
 
@@ -188,6 +206,7 @@ struct RawConfig {
     data_dir: Option<String>,
     portal_addr: Option<String>,
     gateway_addr: Option<String>,
+    metrics_addr: Option<String>,
     apps_domain: Option<String>,
     public_url: Option<String>,
     database_url: Option<String>,
@@ -215,6 +234,12 @@ struct RawScaling {
     max_held_requests: Option<usize>,
     max_connection_idle: Option<String>,
     no_wake_user_agents: Option<StringList>,
+    target_concurrency: Option<u32>,
+    tick: Option<String>,
+    max_instances_per_app: Option<u32>,
+    max_min_instances: Option<u32>,
+    max_idle: Option<String>,
+    min_free_memory_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,6 +322,7 @@ impl Config {
             ("data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string())),
             ("portal_addr", overrides.portal_addr.clone()),
             ("gateway_addr", overrides.gateway_addr.clone()),
+            ("metrics_addr", overrides.metrics_addr.clone()),
             ("apps_domain", overrides.apps_domain.clone()),
         ];
         for (key, value) in flags {
@@ -379,6 +405,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "portal_addr",
     "gateway_addr",
+    "metrics_addr",
     "apps_domain",
     "public_url",
     "database_url",
@@ -393,6 +420,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "mail",
     "accounts",
     "deploy",
+    "scaling",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -466,6 +494,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     // Port 0 lets the system choose (tests do), so two of them never clash.
     if portal_addr == gateway_addr && portal_addr.port() != 0 {
         return Err(invalid("gateway_addr", gateway_addr, "must differ from portal_addr"));
+    }
+    let metrics_addr = socket_addr("metrics_addr", raw.metrics_addr, "127.0.0.1:9100")?;
+    if metrics_addr.port() != 0 && (metrics_addr == gateway_addr || metrics_addr == portal_addr) {
+        return Err(invalid("metrics_addr", metrics_addr, "must differ from portal_addr and gateway_addr"));
     }
     let apps_domain = raw.apps_domain.unwrap_or_else(|| "localhost".to_owned()).trim().trim_end_matches('.').to_lowercase();
     if !orchestrator::model::is_dns_name(&apps_domain) {
@@ -654,12 +686,41 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 .map(|s| (*s).to_owned())
                 .collect()
         }),
+        target_concurrency: raw_scaling.target_concurrency.unwrap_or(10),
+        tick: duration("scaling.tick", raw_scaling.tick, "1s")?,
+        max_instances_per_app: raw_scaling.max_instances_per_app.unwrap_or(5),
+        max_min_instances: raw_scaling.max_min_instances.unwrap_or(1),
+        max_idle: duration("scaling.max_idle", raw_scaling.max_idle, "24h")?,
+        min_free_memory_mb: raw_scaling.min_free_memory_mb.unwrap_or(512),
     };
     if scaling.wake_timeout.is_zero() || scaling.max_held_requests == 0 {
         return Err(invalid(
             "scaling.wake_timeout",
             orchestrator::duration::format(scaling.wake_timeout),
             "wake_timeout and max_held_requests must be above zero",
+        ));
+    }
+    if scaling.target_concurrency == 0 {
+        return Err(invalid("scaling.target_concurrency", 0, "must be at least 1"));
+    }
+    if scaling.max_instances_per_app == 0 {
+        return Err(invalid("scaling.max_instances_per_app", 0, "must be at least 1"));
+    }
+    if scaling.max_min_instances > scaling.max_instances_per_app {
+        return Err(invalid(
+            "scaling.max_min_instances",
+            scaling.max_min_instances,
+            format!("must be at most scaling.max_instances_per_app = {}", scaling.max_instances_per_app),
+        ));
+    }
+    if scaling.tick < Duration::from_millis(100) || scaling.tick > Duration::from_secs(60) {
+        return Err(invalid("scaling.tick", orchestrator::duration::format(scaling.tick), "must be between 100ms and 60s"));
+    }
+    if !scaling.idle.is_zero() && !scaling.freeze_after.is_zero() && scaling.freeze_after > scaling.idle {
+        return Err(invalid(
+            "scaling.freeze_after",
+            orchestrator::duration::format(scaling.freeze_after),
+            format!("must be at most scaling.idle = {}", orchestrator::duration::format(scaling.idle)),
         ));
     }
 
@@ -672,6 +733,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         data_dir,
         portal_addr,
         gateway_addr,
+        metrics_addr,
         apps_domain,
         public_url,
         database_url: database_url.map(SecretString::from),
@@ -749,7 +811,7 @@ mod tests {
         std::fs::write(&path, "portal_addr = \"127.0.0.1:9000\"\nallowed_email_domains = [\"a.ac.kr\"]\n[smtp]\nhost = \"mail.a.ac.kr\"\n")
             .expect("write");
         let vars = env(&[
-            ("SLIPWAY_PORTAL_ADDR", "127.0.0.1:9100"),
+            ("SLIPWAY_PORTAL_ADDR", "127.0.0.1:9200"),
             ("SLIPWAY_ALLOWED_EMAIL_DOMAINS", "a.ac.kr, b.ac.kr"),
             ("SLIPWAY_SMTP__PORT", "2525"),
             ("SLIPWAY_SMTP__SECURITY", "none"),
@@ -759,7 +821,7 @@ mod tests {
         ]);
         let overrides = Overrides { apps_domain: Some("apps.a.ac.kr".into()), ..Default::default() };
         let config = Config::load(Some(&path), &vars, &overrides).expect("valid");
-        assert_eq!(config.portal_addr.to_string(), "127.0.0.1:9100");
+        assert_eq!(config.portal_addr.to_string(), "127.0.0.1:9200");
         assert_eq!(config.accounts.allowed_email_domains, vec!["a.ac.kr".to_owned(), "b.ac.kr".to_owned()]);
         let smtp = config.smtp.expect("smtp from file");
         assert_eq!((smtp.host.as_str(), smtp.port, smtp.security), ("mail.a.ac.kr", 2525, SmtpSecurity::None));

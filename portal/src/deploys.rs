@@ -163,6 +163,7 @@ pub fn status_json(state: &AppState, project: &Project, live_number: Option<i32>
         "last_exit": status.last_exit,
         "url": crate::routes::api::projects::app_url(state, &project.name),
         "wakes": state.runtime.wakes(&project.name).iter().rev().take(10).collect::<Vec<_>>(),
+        "scaling": crate::domain::scaling::effective(&project.scaling(), &crate::projects::scaling_limits(&state.config)),
     })
 }
 

@@ -8,7 +8,7 @@ use orchestrator::model::AppName;
 
 use crate::db;
 use crate::db::models::{Project, User};
-use crate::domain::{check_env_value, EnvVarName, Role, ValidationError};
+use crate::domain::{check_env_value, scaling, EnvVarName, Role, ValidationError};
 use crate::error::AppError;
 use crate::secrets::{self, SecretValue};
 use crate::state::AppState;
@@ -86,6 +86,35 @@ pub async fn get(state: &AppState, user: &User, raw_name: &str) -> Result<Projec
         return Err(AppError::Forbidden);
     }
     Ok(project)
+}
+
+/// The installation's scaling defaults and the admin's caps.
+pub fn scaling_limits(config: &crate::config::Config) -> scaling::Limits {
+    let scaling = &config.scaling;
+    scaling::Limits {
+        target_concurrency: scaling.target_concurrency,
+        freeze_after: scaling.freeze_after,
+        idle: scaling.idle,
+        max_instances_per_app: scaling.max_instances_per_app,
+        max_min_instances: scaling.max_min_instances,
+        max_idle: scaling.max_idle,
+    }
+}
+
+/// The autoscaler policy of `project` as it stands.
+pub fn scaling_policy(state: &AppState, project: &Project) -> orchestrator::autoscaler::Policy {
+    scaling::policy(&project.scaling(), &scaling_limits(&state.config))
+}
+
+/// Changes a project's scaling settings within the caps and hands the new policy to the runtime,
+/// which applies it from the autoscaler's next tick.
+pub async fn set_scaling(state: &AppState, project: &Project, change: &scaling::ScalingChange) -> Result<Project, AppError> {
+    let limits = scaling_limits(&state.config);
+    let settings = scaling::apply(&project.scaling(), change, &limits)?;
+    let project_id = project.id;
+    let updated = state.db.run(move |conn| db::projects::set_scaling(conn, project_id, &settings)).await?;
+    state.runtime.set_policy(&updated.name, scaling::policy(&updated.scaling(), &limits));
+    Ok(updated)
 }
 
 pub async fn set_template(state: &AppState, user: &User, raw_name: &str, template: &str) -> Result<Project, AppError> {

@@ -28,6 +28,9 @@ pub struct Application {
     worker: Option<Worker>,
     gateway_listener: Option<tokio::net::TcpListener>,
     gateway_port: u16,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    metrics_port: u16,
+    metrics: Arc<orchestrator::metrics::Registry>,
     host: orchestrator::sandbox::HostSupport,
 }
 
@@ -78,14 +81,17 @@ impl Application {
             None => std::env::current_exe().context("cannot find this program's path (set slipway_binary)")?,
         };
         let data_dir = std::path::absolute(&config.data_dir).context("cannot resolve data_dir")?;
-        let runtime = orchestrator::runtime::LocalRuntime::new(
-            host.clone(),
-            orchestrator::runtime::LocalConfig::new(slipway_binary, data_dir.join("logs").join("apps")),
-        );
+        let metrics = Arc::new(orchestrator::metrics::Registry::new());
+        let runtime =
+            orchestrator::runtime::LocalRuntime::new(host.clone(), local_config(&config, slipway_binary, &data_dir), metrics.clone());
         let gateway_listener = tokio::net::TcpListener::bind(config.gateway_addr)
             .await
             .with_context(|| format!("cannot listen on gateway_addr {}", config.gateway_addr))?;
         let gateway_port = gateway_listener.local_addr()?.port();
+        let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on metrics_addr {}", config.metrics_addr))?;
+        let metrics_port = metrics_listener.local_addr()?.port();
         let (stopping, stopping_receiver) = watch::channel(false);
         let artifacts = Arc::new(
             orchestrator::artifact::ArtifactStore::new(config.data_dir.join("artifacts"))
@@ -133,7 +139,19 @@ impl Application {
         .shutdown_timeout(5)
         .listen(listener)?
         .run();
-        Ok(Self { port, stopping, server, state, worker: Some(worker), gateway_listener: Some(gateway_listener), gateway_port, host })
+        Ok(Self {
+            port,
+            stopping,
+            server,
+            state,
+            worker: Some(worker),
+            gateway_listener: Some(gateway_listener),
+            gateway_port,
+            metrics_listener: Some(metrics_listener),
+            metrics_port,
+            metrics,
+            host,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -142,6 +160,11 @@ impl Application {
 
     pub fn gateway_port(&self) -> u16 {
         self.gateway_port
+    }
+
+    /// The port of the gateway's `/metrics` listener.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     pub fn state(&self) -> &AppState {
@@ -155,11 +178,32 @@ impl Application {
         let runtime = self.state.runtime.clone();
         let gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
         let gateway_listener = self.gateway_listener.take().expect("run_until_stopped is called once");
-        let gateway = orchestrator::gateway::Gateway::new(gateway_config, runtime.clone(), orchestrator::gateway::NetnsConnector::new());
+        let gateway = orchestrator::gateway::Gateway::with_metrics(
+            gateway_config,
+            runtime.clone(),
+            orchestrator::gateway::NetnsConnector::new(),
+            self.metrics.clone(),
+        );
         let gateway_task = tokio::spawn(gateway.clone().serve(gateway_listener, shutdown.clone()));
-        // The idle loop freezes and stops apps; the gateway's in-flight counts keep busy apps awake.
-        let in_flight = gateway.clone();
-        tokio::spawn(runtime.clone().idle_loop(move |app| in_flight.in_flight(app), shutdown.clone()));
+        let metrics_listener = self.metrics_listener.take().expect("run_until_stopped is called once");
+        tokio::spawn(orchestrator::gateway::serve_metrics(metrics_listener, self.metrics.clone(), shutdown.clone()));
+        // The autoscaler reads the gateway's metrics (in-process, through the Prometheus parser)
+        // and the runtime's held requests, and scales, freezes and stops apps.
+        let scaling = &self.state.config.scaling;
+        let loop_config = orchestrator::autoscaler::run::LoopConfig {
+            tick: scaling.tick,
+            caps: orchestrator::autoscaler::GlobalCaps { max_instances_per_app: scaling.max_instances_per_app },
+            max_connection_idle: scaling.max_connection_idle,
+            min_free_memory_bytes: scaling.min_free_memory_mb * 1024 * 1024,
+        };
+        tokio::spawn(orchestrator::autoscaler::run::run(
+            runtime.clone(),
+            orchestrator::autoscaler::run::RegistrySource(self.metrics.clone()),
+            loop_config,
+            self.metrics.clone(),
+            |_, _| None,
+            shutdown.clone(),
+        ));
         tokio::spawn(runtime.clone().liveness_loop(shutdown.clone()));
         let builder =
             Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
@@ -187,4 +231,18 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The local runtime's settings from the configuration.
+fn local_config(config: &Config, slipway_binary: std::path::PathBuf, data_dir: &std::path::Path) -> orchestrator::runtime::LocalConfig {
+    let mut local = orchestrator::runtime::LocalConfig::new(slipway_binary, data_dir.join("logs").join("apps"));
+    local.wake_timeout = config.scaling.wake_timeout;
+    local.browser_wait = config.scaling.browser_wait;
+    local.max_held = config.scaling.max_held_requests;
+    // The platform's own health checker never wakes an app, whatever the list says.
+    local.no_wake_agents = config.scaling.no_wake_user_agents.iter().map(|agent| agent.to_lowercase()).collect();
+    local.no_wake_agents.push("slipway-health".to_owned());
+    local.liveness_interval = config.deploy.liveness_interval;
+    local.liveness_failures = config.deploy.liveness_failures;
+    local
 }

@@ -188,7 +188,7 @@ async function spawnOnce(server, bin, env) {
   Object.assign(server, { port, gatewayPort, base: `http://127.0.0.1:${port}`, stdout: '', stderr: '', exit: null });
   // cwd is the temp dir too, so a ./slipway.toml wherever the test was started is not read.
   const spawnedAt = Date.now();
-  const args = ['up', '--data-dir', server.dataDir, '--portal', `127.0.0.1:${port}`, '--gateway', `127.0.0.1:${gatewayPort}`];
+  const args = ['up', '--data-dir', server.dataDir, '--portal', `127.0.0.1:${port}`, '--gateway', `127.0.0.1:${gatewayPort}`, '--metrics', '127.0.0.1:0'];
   server.child = spawn(bin, args, { cwd: server.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   server.child.stdout.setEncoding('utf8').on('data', (chunk) => { server.stdout += chunk; });
   server.child.stderr.setEncoding('utf8').on('data', (chunk) => { server.stderr += chunk; });

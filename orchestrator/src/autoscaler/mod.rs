@@ -1,9 +1,9 @@
 //! The autoscaler: how many instances each app should have, between 0 and its policy's maximum.
 //!
-//! Each tick the loop (still to come, beside this file) builds a `Snapshot` for every app from the
-//! gateway's in-flight counts and the runtime's ready instances, calls `decide` with the time as
-//! seconds, keeps `Decision::next_state`, and asks `Runtime` for `Decision::desired` instances in
-//! the decision's `Mode`. An app moves through these states:
+//! Each tick the loop (`run`) builds a `Snapshot` for every app from a metrics scrape (the
+//! gateway's, or Traefik's) and the runtime's ready instances and held requests, calls `decide`
+//! with the time as seconds, keeps `Decision::next_state`, and sends the runtime the one order
+//! (`observe::action`) that carries the decision out. An app moves through these states:
 //!
 //! ```text
 //!          request            ready
@@ -21,12 +21,17 @@
 //! - `window`: sliding windows of samples (seconds as `f64`); averages that treat gaps as unknown.
 //! - `decide`: `Policy`, `Snapshot`, `ScalerState`, `Decision`, and the rules, Knative-KPA style.
 //! - `replay`: runs `decide` over a JSON-lines trace, for `slipway autoscaler replay` and tests.
+//! - `observe`: measurements → `Snapshot`, and `Decision` + tier → `Action`.
+//! - `evict`: which frozen apps to stop under memory pressure.
+//! - `run`: the loop, the only module here with I/O (scraping, the clock, the `Runtime` calls).
 //!
-//! Everything here is pure: no I/O, no clock, no tokio. It deliberately does not start, stop or
-//! freeze instances, scrape metrics, or read policies from Redis; the loop and `runtime` do.
+//! Everything but `run` is pure: no I/O, no clock, no tokio.
 
 pub mod decide;
+pub mod evict;
+pub mod observe;
 pub mod replay;
+pub mod run;
 pub mod window;
 
 pub use decide::{decide, Decision, GlobalCaps, Mode, Panic, Policy, PolicyError, ScalerState, Snapshot};

@@ -7,18 +7,22 @@
 //! - `netns`: `NetnsConnector`, for apps listening inside their own network namespace.
 //! - `headers`: hop-by-hop, portal-cookie and `X-Forwarded-*` rewriting (pure).
 //! - `pages`: the HTML pages for unknown, crashed, starting and unreachable apps (pure).
-//! - `proxy`: `Gateway` and `serve`: the server, the upstream pool, upgrades and graceful shutdown.
+//! - `proxy`: `Gateway` and `serve`: the server, the upstream pool, upgrades and graceful shutdown;
+//!   it records every proxied request into `metrics::Registry` (Traefik's names).
+//! - `metrics_endpoint`: `serve_metrics`, `GET /metrics` on a listener of its own.
 //!
 //! It deliberately does not start, stop or restart apps, wake them from zero, read Redis or terminate
 //! TLS: those belong to the runtime, the activator, the route-table adapter and the front proxy.
 
 pub mod headers;
+pub mod metrics_endpoint;
 pub mod netns;
 pub mod pages;
 pub mod proxy;
 pub mod route_table;
 pub mod upstream;
 
+pub use metrics_endpoint::serve_metrics;
 pub use netns::{NetnsConnector, NetnsError};
 pub use proxy::{serve, Gateway, GatewayConfig};
 pub use route_table::{app_for_host, HostMatch, Resolution, Route, RouteTable, UnavailableReason, Upstream};

@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -46,6 +45,7 @@ use super::headers;
 use super::pages::{self, Page};
 use super::route_table::{app_for_host, HostMatch, Resolution, UnavailableReason, Upstream};
 use super::upstream::{Connector, RequestHints, Resolver, UpstreamError};
+use crate::metrics::registry::{service_for_app, GaugeGuard, Protocol, Registry, ServiceMetrics};
 
 /// How the gateway behaves; `GatewayConfig::new(apps_domain)` gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,19 +107,30 @@ pub async fn serve<R: Resolver, C: Connector>(
 }
 
 /// The gateway: configuration, the pluggable resolver and connector, the upstream connection pool
-/// and the per-app in-flight counters.
+/// and the metrics it records (Traefik's names: `crate::metrics`).
 pub struct Gateway<R, C> {
     config: GatewayConfig,
     resolver: R,
     connector: C,
     pool: Arc<Pool>,
-    in_flight: InFlight,
+    metrics: Arc<Registry>,
 }
 
 impl<R: Resolver, C: Connector> Gateway<R, C> {
+    /// A gateway with a registry of its own.
     pub fn new(config: GatewayConfig, resolver: R, connector: C) -> Arc<Self> {
+        Self::with_metrics(config, resolver, connector, Arc::new(Registry::new()))
+    }
+
+    /// A gateway recording into `metrics`, which the runtime (held requests, wakes) and the
+    /// `/metrics` listener share.
+    pub fn with_metrics(config: GatewayConfig, resolver: R, connector: C, metrics: Arc<Registry>) -> Arc<Self> {
         let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
-        Arc::new(Self { config, resolver, connector, pool, in_flight: InFlight::default() })
+        Arc::new(Self { config, resolver, connector, pool, metrics })
+    }
+
+    pub fn metrics(&self) -> &Arc<Registry> {
+        &self.metrics
     }
 
     pub fn config(&self) -> &GatewayConfig {
@@ -133,12 +144,19 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     /// Requests to `app` that have been handed to its upstream and not finished yet: a response
     /// still streaming counts, and so does a spliced WebSocket until it closes.
     pub fn in_flight(&self, app: &str) -> usize {
-        self.in_flight.get(app)
+        usize::try_from(self.metrics.service(&service_for_app(app)).in_flight()).unwrap_or(0)
     }
 
-    /// Every app that has had a request, with its current in-flight count (possibly zero).
+    /// Every app the metrics know, with its current in-flight count (possibly zero).
     pub fn in_flight_by_app(&self) -> BTreeMap<String, usize> {
-        self.in_flight.snapshot()
+        self.metrics
+            .services()
+            .into_iter()
+            .filter_map(|(service, metrics)| {
+                let app = service.strip_suffix(&format!("@{}", crate::metrics::registry::PROVIDER))?.to_owned();
+                Some((app, usize::try_from(metrics.in_flight()).unwrap_or(0)))
+            })
+            .collect()
     }
 
     /// Idle keep-alive connections to upstreams, for tests and metrics.
@@ -191,7 +209,9 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     }
 
     fn spawn_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, tasks: Tasks) {
+        let open = self.metrics.open_connection();
         tokio::spawn(async move {
+            let _open = open;
             // Small proxied writes should not wait for Nagle; failure only costs latency.
             let _ = stream.set_nodelay(true);
             let service_tasks = tasks.clone();
@@ -225,6 +245,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
 
     /// Answers one request: a page, or the app's response.
     async fn handle(self: &Arc<Self>, request: Request<Incoming>, peer: SocketAddr, tasks: &Tasks) -> Response<ProxyBody> {
+        let arrived = Instant::now();
         if request.method() == Method::CONNECT {
             return page_response(pages::bad_request("This server does not tunnel CONNECT requests."));
         }
@@ -260,26 +281,33 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
                 return page_response(pages::too_large(&app, limit));
             }
         }
-        let in_flight = self.in_flight.enter(&app);
-        match self.forward(request, host, peer, &upstream, in_flight, tasks).await {
-            Ok(response) => response,
-            Err(ForwardError::Upstream(error)) => {
+        let tracked = Tracked::start(self.metrics.service(&service_for_app(&app)), &request, arrived);
+        let failure = match self.forward(request, host, peer, &upstream, tracked, tasks).await {
+            Ok(response) => return response,
+            Err((error, tracked)) => (error, tracked),
+        };
+        let (error, mut tracked) = failure;
+        let response = match error {
+            ForwardError::Upstream(error) => {
                 warn!(%app, %upstream, %error, "app upstream failed");
                 self.resolver.on_upstream_error(&app, &upstream, &error);
                 page_response(if error.is_timeout() { pages::timed_out(&app) } else { pages::not_answering(&app) })
             }
-            Err(ForwardError::TooLarge) => {
+            ForwardError::TooLarge => {
                 page_response(pages::too_large(&app, self.config.max_request_body.expect("only a configured limit can be exceeded")))
             }
-            Err(ForwardError::ClientBody(error)) => {
+            ForwardError::ClientBody(error) => {
                 debug!(%app, %error, "the client's request body failed while forwarding it");
                 page_response(pages::bad_request("The request body could not be read."))
             }
-            Err(ForwardError::UnexpectedSwitch) => {
+            ForwardError::UnexpectedSwitch => {
                 warn!(%app, %upstream, "the app switched protocols without being asked to");
                 page_response(pages::not_answering(&app))
             }
-        }
+        };
+        tracked.code = response.status().as_u16();
+        tracked.response_bytes = response.body().size_hint().exact().unwrap_or(0);
+        response
     }
 
     /// Rewrites the request for the app, sends it, and prepares the app's response for the visitor.
@@ -289,9 +317,9 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         host: HeaderValue,
         peer: SocketAddr,
         upstream: &Upstream,
-        in_flight: InFlightGuard,
+        mut tracked: Tracked,
         tasks: &Tasks,
-    ) -> Result<Response<ProxyBody>, ForwardError> {
+    ) -> Result<Response<ProxyBody>, (ForwardError, Tracked)> {
         let upgrade = headers::is_upgrade_request(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
@@ -309,11 +337,15 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         let limit = self.config.max_request_body.map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX));
         let outgoing = Request::from_parts(parts, Limited::new(body, limit));
 
-        let (mut response, sender) = self.send(upstream, outgoing).await?;
+        let (mut response, sender) = match self.send(upstream, outgoing).await {
+            Ok(sent) => sent,
+            Err(error) => return Err((error, tracked)),
+        };
+        tracked.code = response.status().as_u16();
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
-                return Err(ForwardError::UnexpectedSwitch);
+                return Err((ForwardError::UnexpectedSwitch, tracked));
             };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             let (mut parts, _empty) = response.into_parts();
@@ -321,7 +353,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             headers::strip_portal_set_cookies(&mut parts.headers);
             // The connection now belongs to the upgrade; it can never carry another request.
             drop(sender);
-            splice(client_upgrade, upstream_upgrade, in_flight, tasks.clone());
+            splice(client_upgrade, upstream_upgrade, tracked, tasks.clone());
             return Ok(Response::from_parts(parts, ProxyBody::empty()));
         }
 
@@ -329,7 +361,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         headers::strip_hop_by_hop(&mut parts.headers, false);
         headers::strip_portal_set_cookies(&mut parts.headers);
         let release = Release { pool: Arc::clone(&self.pool), upstream: upstream.clone(), sender };
-        Ok(Response::from_parts(parts, ProxyBody::upstream(body, in_flight, release)))
+        Ok(Response::from_parts(parts, ProxyBody::upstream(body, tracked, release)))
     }
 
     /// Sends on a pooled connection, or a new one. A pooled connection may have been closed by the
@@ -425,7 +457,7 @@ fn request_host(request: &Request<Incoming>) -> Result<HeaderValue, &'static str
 }
 
 /// The request body's declared `Content-Length`, if there is one and it parses.
-fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+fn declared_length<B>(request: &Request<B>) -> Option<u64> {
     request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
@@ -473,9 +505,9 @@ struct Tasks {
 /// Joins the visitor's and the app's upgraded connections and copies bytes both ways until either
 /// side closes or shutdown starts. The in-flight guard lives as long as the splice, so an open
 /// WebSocket keeps its app counted as busy.
-fn splice(client: OnUpgrade, upstream: OnUpgrade, in_flight: InFlightGuard, tasks: Tasks) {
+fn splice(client: OnUpgrade, upstream: OnUpgrade, tracked: Tracked, tasks: Tasks) {
     tokio::spawn(async move {
-        let _in_flight = in_flight;
+        let _tracked = tracked;
         let mut shutdown = tasks.shutdown.clone();
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -581,40 +613,43 @@ impl Pool {
     }
 }
 
-/// Per-app counters of requests being served by the app. Only apps that resolved to an upstream get
-/// an entry, so random hostnames cannot grow the map.
-#[derive(Default)]
-struct InFlight {
-    counts: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+/// One proxied request, from its arrival until its response has been sent (or its upgraded
+/// connection closed): it counts in `slipway_app_in_flight` while alive and records Traefik's
+/// request series (count, duration, bytes) when dropped, so a response the visitor abandons is
+/// still counted, as Traefik counts it.
+struct Tracked {
+    metrics: Arc<ServiceMetrics>,
+    _in_flight: GaugeGuard,
+    arrived: Instant,
+    method: &'static str,
+    protocol: Protocol,
+    request_bytes: u64,
+    code: u16,
+    response_bytes: u64,
 }
 
-impl InFlight {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<AtomicUsize>>> {
-        // Counters are atomics; the map itself is only ever inserted into, so poison is harmless.
-        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn enter(&self, app: &str) -> InFlightGuard {
-        let counter = Arc::clone(self.lock().entry(app.to_owned()).or_default());
-        counter.fetch_add(1, Ordering::Relaxed);
-        InFlightGuard(counter)
-    }
-
-    fn get(&self, app: &str) -> usize {
-        self.lock().get(app).map_or(0, |counter| counter.load(Ordering::Relaxed))
-    }
-
-    fn snapshot(&self) -> BTreeMap<String, usize> {
-        self.lock().iter().map(|(app, counter)| (app.clone(), counter.load(Ordering::Relaxed))).collect()
+impl Tracked {
+    fn start<B>(metrics: Arc<ServiceMetrics>, request: &Request<B>, arrived: Instant) -> Self {
+        let header = |name| request.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+        let protocol = Protocol::classify(header(header::CONNECTION), header(header::UPGRADE), header(header::ACCEPT));
+        Self {
+            _in_flight: metrics.enter(),
+            metrics,
+            arrived,
+            method: crate::metrics::registry::method_label(request.method().as_str()),
+            protocol,
+            request_bytes: declared_length(request).unwrap_or(0),
+            // Until an answer is known, the request counts as a gateway failure.
+            code: 502,
+            response_bytes: 0,
+        }
     }
 }
 
-/// Counts one request as in flight until dropped.
-struct InFlightGuard(Arc<AtomicUsize>);
-
-impl Drop for InFlightGuard {
+impl Drop for Tracked {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let duration = self.arrived.elapsed().as_secs_f64();
+        self.metrics.observe(self.code, self.method, self.protocol, duration, self.request_bytes, self.response_bytes);
     }
 }
 
@@ -636,7 +671,7 @@ enum BodyKind {
 struct UpstreamResponse {
     inner: Incoming,
     release: Option<Release>,
-    _in_flight: InFlightGuard,
+    tracked: Tracked,
 }
 
 impl UpstreamResponse {
@@ -666,8 +701,8 @@ impl ProxyBody {
         Self::full(Bytes::new())
     }
 
-    fn upstream(inner: Incoming, in_flight: InFlightGuard, release: Release) -> Self {
-        Self(BodyKind::Upstream(UpstreamResponse { inner, release: Some(release), _in_flight: in_flight }))
+    fn upstream(inner: Incoming, tracked: Tracked, release: Release) -> Self {
+        Self(BodyKind::Upstream(UpstreamResponse { inner, release: Some(release), tracked }))
     }
 }
 
@@ -680,6 +715,11 @@ impl Body for ProxyBody {
             BodyKind::Full(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
             BodyKind::Upstream(response) => {
                 let polled = Pin::new(&mut response.inner).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled {
+                    if let Some(data) = frame.data_ref() {
+                        response.tracked.response_bytes += data.len() as u64;
+                    }
+                }
                 match &polled {
                     Poll::Ready(None) => response.release(),
                     Poll::Ready(Some(Ok(_))) if response.inner.is_end_stream() => response.release(),

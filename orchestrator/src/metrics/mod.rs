@@ -26,6 +26,7 @@
 //! | `slipway_app_held_requests` | gauge | `service` |
 //! | `slipway_wake_duration_seconds` | histogram, `le` 0.005 … 30 +Inf | `phase, service` |
 //! | `slipway_wakes_total` | counter | `service, tier` |
+//! | `slipway_autoscaler_tick_seconds` | histogram, `le` 0.0001 … 0.1 +Inf | none |
 //!
 //! The gateway's services are named `<app>@slipway`, as Traefik names `p42-web@nomad`.
 //!

@@ -48,6 +48,10 @@ const IN_FLIGHT: &str = "slipway_app_in_flight";
 const HELD: &str = "slipway_app_held_requests";
 const WAKE_DURATION: &str = "slipway_wake_duration_seconds";
 const WAKES_TOTAL: &str = "slipway_wakes_total";
+const AUTOSCALER_TICK: &str = "slipway_autoscaler_tick_seconds";
+
+/// Buckets for one autoscaler tick, in seconds: the target is 5 ms with a thousand apps.
+pub const AUTOSCALER_TICK_BUCKETS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
 
 /// The service label for an app on this gateway: `p42` → `p42@slipway`.
 pub fn service_for_app(app: &str) -> String {
@@ -369,6 +373,7 @@ impl Drop for GaugeGuard {
 pub struct Registry {
     services: RwLock<HashMap<Box<str>, Arc<ServiceMetrics>>>,
     open_connections: Arc<AtomicI64>,
+    autoscaler_tick: Histogram<10>,
 }
 
 impl Default for Registry {
@@ -379,7 +384,11 @@ impl Default for Registry {
 
 impl Registry {
     pub fn new() -> Self {
-        Self { services: RwLock::new(HashMap::new()), open_connections: Arc::new(AtomicI64::new(0)) }
+        Self {
+            services: RwLock::new(HashMap::new()),
+            open_connections: Arc::new(AtomicI64::new(0)),
+            autoscaler_tick: Histogram::new(&AUTOSCALER_TICK_BUCKETS),
+        }
     }
 
     /// The metrics of `service` (`p42@slipway`), created on first use.
@@ -427,6 +436,16 @@ impl Registry {
     /// until the guard is dropped.
     pub fn open_connection(&self) -> GaugeGuard {
         GaugeGuard::raise(&self.open_connections)
+    }
+
+    /// Records how long one autoscaler tick took (scrape, decide and dispatch for every app).
+    pub fn observe_autoscaler_tick(&self, duration_secs: f64) {
+        self.autoscaler_tick.observe(duration_secs);
+    }
+
+    /// Every known service with its metrics, for readers that want the gauges without text.
+    pub fn services(&self) -> Vec<(String, Arc<ServiceMetrics>)> {
+        read(&self.services).iter().map(|(name, metrics)| (name.to_string(), Arc::clone(metrics))).collect()
     }
 
     /// Forgets `service` (its app was deleted), as Traefik drops the series of a service that left
@@ -478,6 +497,12 @@ impl Registry {
         );
         let mut open_connections =
             family(OPEN_CONNECTIONS, "How many open connections exist, by entryPoint and protocol", MetricKind::Gauge);
+        let mut autoscaler_tick =
+            family(AUTOSCALER_TICK, "How long one autoscaler tick took: scrape, decide and dispatch for every app.", MetricKind::Histogram);
+        let tick = self.autoscaler_tick.value();
+        if tick.count > 0 {
+            autoscaler_tick.series.push(Series { labels: Vec::new(), value: Value::Histogram(tick) });
+        }
         open_connections.series.push(Series {
             labels: vec![("entrypoint", ENTRYPOINT.to_owned()), ("protocol", "TCP".to_owned())],
             value: Value::Scalar(self.open_connections.load(Ordering::Relaxed) as f64),
@@ -527,6 +552,7 @@ impl Registry {
             requests_bytes,
             responses_bytes,
             open_connections,
+            autoscaler_tick,
         ];
         // `client_golang` leaves out families without series and sorts the rest.
         families.retain(|family| !family.series.is_empty());

@@ -1,5 +1,5 @@
-//! The local runtime: each app's current revision runs as one sandboxed instance on this machine,
-//! and idle apps give their resources back in two tiers.
+//! The local runtime: each app's current revision runs as one or more sandboxed instances on this
+//! machine, and idle apps give their resources back in two tiers.
 //!
 //! Lifecycle of an app (one state per app, the instance behind it may change):
 //!
@@ -25,7 +25,15 @@
 //! `Upstream::InNetns`). Output goes to a bounded ring per app, a follow channel, and a file per
 //! revision (capped).
 //!
-//! It does not scale past one instance or to zero (the scale-to-zero issue adds that).
+//! Instances: an app has `desired` instances while awake (the autoscaler sets it through
+//! `Runtime::scale`); each is its own sandbox with its own network namespace, and the resolver
+//! spreads requests over the ready ones in turn. A deploy starts one instance of the new revision,
+//! switches all traffic to it once healthy, retires the old instances, then starts the rest. An
+//! instance that exits while others serve is replaced (with the crash backoff); when the last one
+//! exits the app is `Crashed` until a restart is healthy.
+//!
+//! It deliberately does not decide when to scale, freeze or stop: the autoscaler does, through
+//! the `Runtime` trait. The runtime only carries orders out, one wake per app at a time.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -36,9 +44,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::{AppSpec, AppStatus, RuntimeError};
+use super::{AppSpec, AppStatus, Observation, Runtime, RuntimeError, Tier};
 use crate::gateway::{RequestHints, Resolution, Resolver, UnavailableReason, Upstream};
-use crate::sandbox::{Bind, HostSupport, Limits, Netns, Network, Sandbox, SandboxSpec};
+use crate::metrics::registry::{service_for_app, Registry, ServiceMetrics, WakePhase, WakeTier};
+use crate::sandbox::{Bind, Cgroup, HostSupport, Limits, Netns, Network, Sandbox, SandboxSpec};
 use crate::template::Start;
 
 /// Where the platform's binary is mounted inside sandboxes (for `serve-static`).
@@ -153,6 +162,8 @@ struct Instance {
     revision: i32,
     netns: Netns,
     netns_path: PathBuf,
+    /// For reading the instance's memory use (eviction of frozen apps); `None` without cgroups.
+    cgroup: Option<Cgroup>,
     control: mpsc::UnboundedSender<Control>,
     exited: watch::Receiver<Option<String>>,
 }
@@ -163,18 +174,28 @@ impl Instance {
         let _ = self.control.send(Control::Kill);
     }
 
-    async fn order(&self, make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Control) -> Result<(), String> {
+    /// Sends the order at once and returns the answer to await: orders to several instances made
+    /// before any is awaited run concurrently.
+    fn order(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Control,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        self.control.send(make(reply)).map_err(|_| "the instance has stopped".to_owned())?;
-        answer.await.unwrap_or_else(|_| Err("the instance has stopped".to_owned()))
+        let sent = self.control.send(make(reply)).is_ok();
+        async move {
+            if !sent {
+                return Err("the instance has stopped".to_owned());
+            }
+            answer.await.unwrap_or_else(|_| Err("the instance has stopped".to_owned()))
+        }
     }
 
-    async fn freeze(&self) -> Result<(), String> {
-        self.order(Control::Freeze).await
+    fn freeze(&self) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        self.order(Control::Freeze)
     }
 
-    async fn thaw(&self) -> Result<(), String> {
-        self.order(Control::Thaw).await
+    fn thaw(&self) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        self.order(Control::Thaw)
     }
 }
 
@@ -188,6 +209,16 @@ enum State {
 }
 
 impl State {
+    fn tier(self) -> Tier {
+        match self {
+            State::Starting => Tier::Starting,
+            State::Running => Tier::Running,
+            State::Frozen => Tier::Frozen,
+            State::Stopped => Tier::Stopped,
+            State::Crashed => Tier::Crashed,
+        }
+    }
+
     /// The name `slipway status` shows.
     fn as_str(self) -> &'static str {
         match self {
@@ -221,7 +252,14 @@ const WAKE_HISTORY: usize = 50;
 
 struct AppEntry {
     spec: Arc<AppSpec>,
-    current: Option<Arc<Instance>>,
+    /// Ready instances of `spec`'s revision, oldest first; all frozen while `state` is `Frozen`.
+    instances: Vec<Arc<Instance>>,
+    /// Instances being started to reach `desired`, not ready yet.
+    starting: u32,
+    /// Instances the app should have while awake; the autoscaler sets it.
+    desired: u32,
+    /// The next instance the resolver hands a request to (round robin).
+    next_pick: usize,
     state: State,
     restarts: u32,
     last_exit: Option<String>,
@@ -235,6 +273,26 @@ struct AppEntry {
     /// Requests held right now.
     held: usize,
     wakes: VecDeque<WakeRecord>,
+    /// When the app entered the frozen tier, while it is there.
+    frozen_since: Option<Instant>,
+    /// The app's series in the gateway's metrics (held requests, wake phases).
+    metrics: Arc<ServiceMetrics>,
+}
+
+impl AppEntry {
+    /// The instance the next request goes to, in turn.
+    fn pick(&mut self) -> Option<Arc<Instance>> {
+        if self.instances.is_empty() {
+            return None;
+        }
+        let instance = self.instances[self.next_pick % self.instances.len()].clone();
+        self.next_pick = self.next_pick.wrapping_add(1);
+        Some(instance)
+    }
+
+    fn has(&self, instance: &Instance) -> bool {
+        self.instances.iter().any(|i| i.id == instance.id)
+    }
 }
 
 pub struct LocalRuntime {
@@ -242,19 +300,71 @@ pub struct LocalRuntime {
     config: LocalConfig,
     apps: Mutex<HashMap<String, AppEntry>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// The gateway's metrics: the runtime records held requests and wake phases per app there.
+    metrics: Arc<Registry>,
     /// Itself, for the tasks `resolve` starts (the gateway holds the runtime behind an `Arc`).
     this: std::sync::Weak<LocalRuntime>,
 }
 
 impl LocalRuntime {
-    pub fn new(host: HostSupport, config: LocalConfig) -> Arc<Self> {
+    pub fn new(host: HostSupport, config: LocalConfig, metrics: Arc<Registry>) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             host,
             config,
             apps: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
+            metrics,
             this: this.clone(),
         })
+    }
+
+    fn new_entry(&self, spec: &Arc<AppSpec>, state: State) -> AppEntry {
+        AppEntry {
+            spec: spec.clone(),
+            instances: Vec::new(),
+            starting: 0,
+            desired: 1,
+            next_pick: 0,
+            state,
+            restarts: 0,
+            last_exit: None,
+            generation: 0,
+            logs: Arc::new(LogRing::new(self.config.log_lines)),
+            last_active: Instant::now(),
+            waking: None,
+            held: 0,
+            wakes: VecDeque::new(),
+            frozen_since: None,
+            metrics: self.metrics.service(&service_for_app(&spec.app)),
+        }
+    }
+
+    /// Knows `spec` as the app's revision without starting it: the app is in the stopped tier and
+    /// the first request wakes it. `slipway up` restores live apps this way, so a restart with a
+    /// thousand projects does not start a thousand sandboxes at once. An app that is already
+    /// known is left alone.
+    pub fn register_stopped(&self, spec: AppSpec) -> Result<(), RuntimeError> {
+        if matches!(spec.start, Start::Terminal { .. }) {
+            return Err(RuntimeError::NotAServer);
+        }
+        let spec = Arc::new(spec);
+        let mut apps = self.apps();
+        if !apps.contains_key(&spec.app) {
+            let mut entry = self.new_entry(&spec, State::Stopped);
+            entry.desired = 0;
+            apps.insert(spec.app.clone(), entry);
+        }
+        Ok(())
+    }
+
+    /// Changes the app's scaling policy from now on (the next deploy brings its own).
+    pub fn set_policy(&self, app: &str, policy: crate::autoscaler::Policy) -> bool {
+        let mut apps = self.apps();
+        let Some(entry) = apps.get_mut(app) else { return false };
+        let mut spec = (*entry.spec).clone();
+        spec.policy = policy;
+        entry.spec = Arc::new(spec);
+        true
     }
 
     /// The last wakes and thaws of an app, newest last.
@@ -276,8 +386,8 @@ impl LocalRuntime {
             None => AppStatus { state: "stopped", revision: None, instances: 0, restarts: 0, last_exit: None },
             Some(entry) => AppStatus {
                 state: entry.state.as_str(),
-                revision: entry.current.as_ref().map(|i| i.revision).or(Some(entry.spec.revision)),
-                instances: usize::from(entry.current.is_some() && matches!(entry.state, State::Running | State::Frozen)),
+                revision: entry.instances.first().map(|i| i.revision).or(Some(entry.spec.revision)),
+                instances: if matches!(entry.state, State::Running | State::Frozen) { entry.instances.len() } else { 0 },
                 restarts: entry.restarts,
                 last_exit: entry.last_exit.clone(),
             },
@@ -285,7 +395,8 @@ impl LocalRuntime {
     }
 
     /// Starts `spec` beside whatever runs now, waits for its health check, then switches traffic
-    /// and stops the old instance. On failure the old instance keeps serving.
+    /// to it, retires the old instances and starts the rest of the app's count. On failure the old
+    /// instances keep serving.
     pub async fn deploy(self: &Arc<Self>, spec: AppSpec) -> Result<(), RuntimeError> {
         if matches!(spec.start, Start::Terminal { .. }) {
             return Err(RuntimeError::NotAServer);
@@ -293,19 +404,7 @@ impl LocalRuntime {
         let spec = Arc::new(spec);
         let logs = {
             let mut apps = self.apps();
-            let entry = apps.entry(spec.app.clone()).or_insert_with(|| AppEntry {
-                spec: spec.clone(),
-                current: None,
-                state: State::Starting,
-                restarts: 0,
-                last_exit: None,
-                generation: 0,
-                logs: Arc::new(LogRing::new(self.config.log_lines)),
-                last_active: Instant::now(),
-                waking: None,
-                held: 0,
-                wakes: VecDeque::new(),
-            });
+            let entry = apps.entry(spec.app.clone()).or_insert_with(|| self.new_entry(&spec, State::Starting));
             entry.generation += 1;
             entry.logs.clone()
         };
@@ -315,7 +414,7 @@ impl LocalRuntime {
             instance.stop();
             let mut apps = self.apps();
             if let Some(entry) = apps.get_mut(&spec.app) {
-                if entry.current.is_none() {
+                if entry.instances.is_empty() && entry.state == State::Starting {
                     apps.remove(&spec.app);
                 }
             }
@@ -326,20 +425,18 @@ impl LocalRuntime {
             let entry = apps.get_mut(&spec.app).expect("the entry was created above and only stop removes it");
             entry.spec = spec.clone();
             entry.state = State::Running;
+            entry.frozen_since = None;
             entry.restarts = 0;
             entry.last_exit = None;
             entry.last_active = Instant::now();
-            entry.current.replace(instance.clone())
+            entry.desired = entry.desired.max(1);
+            std::mem::replace(&mut entry.instances, vec![instance.clone()])
         };
         logs.push(format!("[slipway] revision {} is live", spec.revision));
         self.clone().watch_instance(spec.app.clone(), instance);
-        if let Some(old) = old {
-            // In-flight requests on the old instance get a moment to finish before it stops.
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                old.stop();
-            });
-        }
+        // In-flight requests on the old instances get a moment to finish before they stop.
+        retire(old, Duration::from_secs(2));
+        self.reconcile(&spec.app);
         Ok(())
     }
 
@@ -347,11 +444,92 @@ impl LocalRuntime {
     pub async fn stop(&self, app: &str) {
         let removed = self.apps().remove(app);
         if let Some(entry) = removed {
-            if let Some(instance) = entry.current {
+            self.metrics.remove_service(&service_for_app(app));
+            for instance in &entry.instances {
+                let _ = instance.thaw().await;
                 instance.stop();
+            }
+            for instance in entry.instances {
                 let mut exited = instance.exited.clone();
                 let _ = tokio::time::timeout(Duration::from_secs(10), exited.wait_for(Option::is_some)).await;
             }
+        }
+    }
+
+    /// Starts or retires instances until a running app has `desired` of them. Instances already
+    /// starting count; an app that is not running is left alone (a thaw or a wake calls this again).
+    fn reconcile(self: &Arc<Self>, app: &str) {
+        self.reconcile_after(app, Duration::ZERO);
+    }
+
+    fn reconcile_after(self: &Arc<Self>, app: &str, delay: Duration) {
+        let (to_start, to_retire, spec, generation, logs) = {
+            let mut apps = self.apps();
+            let Some(entry) = apps.get_mut(app) else { return };
+            if entry.state != State::Running {
+                return;
+            }
+            let have = entry.instances.len() as u32 + entry.starting;
+            let to_start = entry.desired.saturating_sub(have);
+            entry.starting += to_start;
+            let keep = (entry.desired.max(1) as usize).max(1);
+            let to_retire = if entry.starting == 0 && entry.instances.len() > keep { entry.instances.split_off(keep) } else { Vec::new() };
+            (to_start, to_retire, entry.spec.clone(), entry.generation, entry.logs.clone())
+        };
+        if !to_retire.is_empty() {
+            logs.push(format!("[slipway] scaled down to {} instance(s)", self.status(app).instances));
+            retire(to_retire, Duration::from_secs(2));
+        }
+        for _ in 0..to_start {
+            let this = self.clone();
+            let (app, spec, logs) = (app.to_owned(), spec.clone(), logs.clone());
+            tokio::spawn(async move { this.add_instance(app, spec, generation, logs, delay).await });
+        }
+    }
+
+    /// Starts one more instance of `spec` and adds it to the app once healthy, unless the app was
+    /// redeployed, stopped or frozen meanwhile (then the new instance is stopped again).
+    async fn add_instance(self: Arc<Self>, app: String, spec: Arc<AppSpec>, generation: u64, logs: Arc<LogRing>, delay: Duration) {
+        tokio::time::sleep(delay).await;
+        let attempt = match self.start_instance(&spec, &logs).await {
+            Ok(instance) => match self.wait_healthy(&spec, &instance).await {
+                Ok(()) => Ok(instance),
+                Err(error) => {
+                    instance.stop();
+                    Err(error.to_string())
+                }
+            },
+            Err(error) => Err(error.to_string()),
+        };
+        let added = {
+            let mut apps = self.apps();
+            let Some(entry) = apps.get_mut(&app) else {
+                if let Ok(instance) = attempt {
+                    instance.stop();
+                }
+                return;
+            };
+            entry.starting = entry.starting.saturating_sub(1);
+            match attempt {
+                Ok(instance) if entry.generation == generation && entry.state == State::Running => {
+                    entry.instances.push(instance.clone());
+                    Some(instance)
+                }
+                Ok(instance) => {
+                    instance.stop();
+                    None
+                }
+                Err(reason) => {
+                    logs.push(format!("[slipway] an extra instance did not start: {reason}"));
+                    None
+                }
+            }
+        };
+        if let Some(instance) = added {
+            logs.push(format!("[slipway] instance {} is serving ({} now)", instance.id, self.status(&app).instances));
+            self.clone().watch_instance(app.clone(), instance);
+            // Another order may have changed the count while this one started.
+            self.reconcile(&app);
         }
     }
 
@@ -454,6 +632,7 @@ impl LocalRuntime {
                 log_tail: Vec::new(),
             })?,
         };
+        let cgroup = sandbox.cgroup().cloned();
         let file = self.log_file(spec).await;
         let file = Arc::new(tokio::sync::Mutex::new(file));
         for stream in [
@@ -489,7 +668,7 @@ impl LocalRuntime {
             drop(egress);
             let _ = exit_sender.send(Some(exit));
         });
-        Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, control, exited: exit_receiver }))
+        Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, cgroup, control, exited: exit_receiver }))
     }
 
     async fn log_file(&self, spec: &AppSpec) -> Option<tokio::fs::File> {
@@ -542,32 +721,46 @@ impl LocalRuntime {
         }
     }
 
-    /// Restarts the app with backoff when its current instance exits.
+    /// Follows an instance until it exits. If others still serve, it is replaced (after the crash
+    /// backoff); if it was the last one, the app is `Crashed` and restarts with backoff until an
+    /// instance is healthy. Retired instances (scaled down, redeployed, stopped) are not in the
+    /// app's list any more and are let go.
     fn watch_instance(self: Arc<Self>, app: String, instance: Arc<Instance>) {
         tokio::spawn(async move {
             let mut exited = instance.exited.clone();
             let _ = exited.wait_for(Option::is_some).await;
             let exit = exited.borrow().clone().unwrap_or_default();
-            let (spec, generation, logs) = {
+            let (spec, generation, logs, others) = {
                 let mut apps = self.apps();
                 let Some(entry) = apps.get_mut(&app) else { return };
-                if entry.current.as_ref().map(|c| c.id) != Some(instance.id) {
+                if !entry.has(&instance) {
                     return;
                 }
-                entry.state = State::Crashed;
+                entry.instances.retain(|i| i.id != instance.id);
                 entry.last_exit = Some(exit.clone());
-                (entry.spec.clone(), entry.generation, entry.logs.clone())
+                entry.restarts += 1;
+                let others = !entry.instances.is_empty();
+                if !others {
+                    entry.state = State::Crashed;
+                    entry.frozen_since = None;
+                }
+                (entry.spec.clone(), entry.generation, entry.logs.clone(), others.then_some(entry.restarts))
             };
+            if let Some(n_restarts) = others {
+                logs.push(format!("[slipway] instance {} {exit}; replacing it", instance.id));
+                self.reconcile_after(&app, restart_backoff(n_restarts.saturating_sub(1), self.config.max_restart_backoff));
+                return;
+            }
             logs.push(format!("[slipway] the app {exit}; restarting"));
             loop {
                 let n_restarts = {
                     let apps = self.apps();
                     match apps.get(&app) {
-                        Some(entry) if entry.generation == generation => entry.restarts,
+                        Some(entry) if entry.generation == generation && entry.state == State::Crashed => entry.restarts,
                         _ => return,
                     }
                 };
-                tokio::time::sleep(restart_backoff(n_restarts, self.config.max_restart_backoff)).await;
+                tokio::time::sleep(restart_backoff(n_restarts.saturating_sub(1), self.config.max_restart_backoff)).await;
                 let attempt = match self.start_instance(&spec, &logs).await {
                     Ok(new) => match self.wait_healthy(&spec, &new).await {
                         Ok(()) => Ok(new),
@@ -580,7 +773,7 @@ impl LocalRuntime {
                 };
                 let mut apps = self.apps();
                 let Some(entry) = apps.get_mut(&app) else { return };
-                if entry.generation != generation {
+                if entry.generation != generation || entry.state != State::Crashed {
                     if let Ok(new) = attempt {
                         new.stop();
                     }
@@ -588,12 +781,12 @@ impl LocalRuntime {
                 }
                 match attempt {
                     Ok(new) => {
-                        entry.current = Some(new.clone());
+                        entry.instances = vec![new.clone()];
                         entry.state = State::Running;
-                        entry.restarts += 1;
                         drop(apps);
                         logs.push("[slipway] restarted".to_owned());
-                        self.clone().watch_instance(app, new);
+                        self.clone().watch_instance(app.clone(), new);
+                        self.reconcile(&app);
                         return;
                     }
                     Err(reason) => {
@@ -605,6 +798,21 @@ impl LocalRuntime {
             }
         });
     }
+}
+
+/// Stops `instances` after `drain` (for requests still in flight on them), thawing frozen ones
+/// first so that the kill reaches every process promptly.
+fn retire(instances: Vec<Arc<Instance>>, drain: Duration) {
+    if instances.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(drain).await;
+        for instance in instances {
+            let _ = instance.thaw().await;
+            instance.stop();
+        }
+    });
 }
 
 /// One HTTP/1.1 GET inside the namespace; returns the status code.
@@ -670,48 +878,61 @@ impl Resolver for LocalRuntime {
         /// What to do once the lock is released (no lock may be held across an await).
         enum Next {
             Answer(Resolution),
-            Thaw(Arc<Instance>),
-            Wait(watch::Receiver<Option<Result<(), String>>>),
+            Thaw,
+            Wait(watch::Receiver<Option<Result<(), String>>>, crate::metrics::registry::GaugeGuard),
         }
         loop {
             let next = {
                 let mut apps = self.apps();
                 match apps.get_mut(app) {
                     None => Next::Answer(Resolution::NotFound),
-                    Some(entry) => match (entry.state, entry.current.clone()) {
-                        (State::Running, Some(instance)) => {
-                            entry.last_active = Instant::now();
-                            Next::Answer(Resolution::Ready(Upstream::InNetns { netns: instance.netns_path.clone(), addr }))
-                        }
-                        (State::Frozen, Some(instance)) => Next::Thaw(instance),
-                        (State::Crashed, _) => {
-                            Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 })
-                        }
-                        (State::Stopped, _) if self.is_no_wake_agent(hints.user_agent) => {
+                    Some(entry) => match entry.state {
+                        State::Running => match entry.pick() {
+                            Some(instance) => {
+                                entry.last_active = Instant::now();
+                                Next::Answer(Resolution::Ready(Upstream::InNetns { netns: instance.netns_path.clone(), addr }))
+                            }
+                            None => Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Starting, retry_after_secs: 2 }),
+                        },
+                        State::Frozen => Next::Thaw,
+                        State::Crashed => Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 }),
+                        State::Stopped if self.is_no_wake_agent(hints.user_agent) => {
                             Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Stopped, retry_after_secs: 60 })
                         }
-                        (State::Stopped, _) | (State::Starting, None) if entry.waking.is_some() || entry.state == State::Stopped => {
+                        State::Stopped | State::Starting if entry.waking.is_some() || entry.state == State::Stopped => {
+                            // A stopped app wakes; one already waking is waited for.
                             if entry.held >= self.config.max_held {
                                 Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Starting, retry_after_secs: 2 })
                             } else {
                                 entry.held += 1;
-                                Next::Wait(match &entry.waking {
+                                let held = entry.metrics.hold();
+                                let waking = match &entry.waking {
                                     Some(waking) => waking.clone(),
                                     None => self.start_wake(entry, app, arrived),
-                                })
+                                };
+                                Next::Wait(waking, held)
                             }
                         }
-                        _ => Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Starting, retry_after_secs: 2 }),
+                        State::Stopped | State::Starting => {
+                            Next::Answer(Resolution::Unavailable { reason: UnavailableReason::Starting, retry_after_secs: 2 })
+                        }
                     },
                 }
             };
-            let wake = match next {
+            let (wake, held) = match next {
                 Next::Answer(resolution) => return resolution,
-                Next::Thaw(instance) => return self.thaw_for_request(app, &instance, arrived).await,
-                Next::Wait(wake) => wake,
+                Next::Thaw => match self.thaw_app(app, Some(arrived)).await {
+                    Ok(()) => continue,
+                    Err(reason) => {
+                        tracing::warn!(app, "thaw failed: {reason}");
+                        return Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 };
+                    }
+                },
+                Next::Wait(wake, held) => (wake, held),
             };
             let patience = if hints.wants_html { self.config.browser_wait } else { self.config.wake_timeout };
             let outcome = wait_for_wake(wake, patience).await;
+            drop(held);
             if let Some(entry) = self.apps().get_mut(app) {
                 entry.held = entry.held.saturating_sub(1);
             }
@@ -746,10 +967,12 @@ impl LocalRuntime {
     }
 
     /// Starts the one wake of a stopped app; every request that arrives meanwhile waits on it.
+    /// `arrived` is when the request that caused it arrived (or when the autoscaler asked).
     fn start_wake(&self, entry: &mut AppEntry, app: &str, arrived: Instant) -> watch::Receiver<Option<Result<(), String>>> {
         let (done, waiting) = watch::channel(None);
         entry.waking = Some(waiting.clone());
         entry.state = State::Starting;
+        entry.metrics.count_wake(WakeTier::Stopped);
         let (spec, generation, logs) = (entry.spec.clone(), entry.generation, entry.logs.clone());
         let Some(this) = self.this.upgrade() else { return waiting };
         let app = app.to_owned();
@@ -774,12 +997,16 @@ impl LocalRuntime {
                         entry.waking = None;
                         match attempt {
                             Ok((instance, spawned, listening, answered)) => {
-                                entry.current = Some(instance.clone());
+                                entry.instances = vec![instance.clone()];
                                 entry.state = State::Running;
+                                entry.desired = entry.desired.max(1);
                                 entry.last_active = Instant::now();
-                                push_wake(entry, wake_record("stopped", arrived, spawned, listening, answered));
+                                let record = wake_record("stopped", arrived, spawned, listening, answered);
+                                record_wake_metrics(&entry.metrics, &record);
+                                push_wake(entry, record);
                                 drop(apps);
                                 this.clone().watch_instance(app.clone(), instance);
+                                this.reconcile(&app);
                                 Ok(())
                             }
                             Err(error) => {
@@ -805,55 +1032,86 @@ impl LocalRuntime {
         waiting
     }
 
-    async fn thaw_for_request(&self, app: &str, instance: &Arc<Instance>, arrived: Instant) -> Resolution {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.config.app_port));
-        if let Err(reason) = instance.thaw().await {
-            tracing::warn!(app, "thaw failed: {reason}");
-            return Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 };
+    /// Thaws every instance of a frozen app; `arrived` (a request's arrival) records it as a wake
+    /// of tier `frozen`. Concurrent thaws of one app are harmless: thawing a thawed cgroup is a no-op.
+    async fn thaw_app(&self, app: &str, arrived: Option<Instant>) -> Result<(), String> {
+        let instances = {
+            let apps = self.apps();
+            let Some(entry) = apps.get(app) else { return Ok(()) };
+            if entry.state != State::Frozen {
+                return Ok(());
+            }
+            entry.instances.clone()
+        };
+        let thaws = instances.iter().map(|instance| instance.thaw());
+        for result in futures_join_all(thaws).await {
+            result?;
         }
         let thawed = Instant::now();
-        let mut apps = self.apps();
-        let Some(entry) = apps.get_mut(app) else { return Resolution::NotFound };
-        if entry.current.as_ref().map(|c| c.id) == Some(instance.id) && entry.state == State::Frozen {
-            entry.state = State::Running;
-            push_wake(entry, wake_record("frozen", arrived, thawed, thawed, thawed));
+        {
+            let mut apps = self.apps();
+            let Some(entry) = apps.get_mut(app) else { return Ok(()) };
+            if entry.state == State::Frozen && entry.instances.iter().map(|i| i.id).eq(instances.iter().map(|i| i.id)) {
+                entry.state = State::Running;
+                entry.frozen_since = None;
+                entry.last_active = Instant::now();
+                if let Some(arrived) = arrived {
+                    entry.metrics.count_wake(WakeTier::Frozen);
+                    let record = wake_record("frozen", arrived, thawed, thawed, thawed);
+                    record_wake_metrics(&entry.metrics, &record);
+                    push_wake(entry, record);
+                }
+            }
         }
-        entry.last_active = Instant::now();
-        Resolution::Ready(Upstream::InNetns { netns: instance.netns_path.clone(), addr })
+        if let Some(this) = self.this.upgrade() {
+            this.reconcile(app);
+        }
+        Ok(())
     }
 
-    /// Freezes (`freeze = true`) or stops an app now; `slipway sleep` and the idle loop use it.
+    /// Freezes (`freeze = true`) or stops an app now; `slipway sleep` and the autoscaler use it.
     pub async fn sleep(&self, app: &str, freeze: bool) -> Result<(), String> {
-        let instance = {
+        let instances = {
             let apps = self.apps();
             let entry = apps.get(app).ok_or("the app is not running")?;
-            match (&entry.current, entry.state) {
-                (Some(instance), State::Running | State::Frozen) => instance.clone(),
+            match entry.state {
+                State::Running | State::Frozen if !entry.instances.is_empty() => entry.instances.clone(),
+                State::Frozen if freeze => return Ok(()),
+                State::Stopped if !freeze => return Ok(()),
                 _ => return Err(format!("the app is {}", entry.state.as_str())),
             }
         };
         if freeze {
-            instance.freeze().await?;
+            for result in futures_join_all(instances.iter().map(|instance| instance.freeze())).await {
+                result?;
+            }
             if let Some(entry) = self.apps().get_mut(app) {
-                if entry.current.as_ref().map(|c| c.id) == Some(instance.id) {
+                if entry.instances.iter().map(|i| i.id).eq(instances.iter().map(|i| i.id)) && entry.state == State::Running {
                     entry.state = State::Frozen;
+                    entry.frozen_since = Some(Instant::now());
                 }
             }
         } else {
             {
                 let mut apps = self.apps();
                 if let Some(entry) = apps.get_mut(app) {
-                    if entry.current.as_ref().map(|c| c.id) == Some(instance.id) {
-                        entry.current = None;
+                    if entry.instances.iter().map(|i| i.id).eq(instances.iter().map(|i| i.id)) {
+                        entry.instances.clear();
                         entry.state = State::Stopped;
+                        entry.frozen_since = None;
+                        entry.desired = 0;
                     }
                 }
             }
-            // Thaw first where it is frozen, so the kill reaches every process promptly.
-            let _ = instance.thaw().await;
-            instance.stop();
-            let mut exited = instance.exited.clone();
-            let _ = tokio::time::timeout(Duration::from_secs(10), exited.wait_for(Option::is_some)).await;
+            for instance in &instances {
+                // Thaw first where it is frozen, so the kill reaches every process promptly.
+                let _ = instance.thaw().await;
+                instance.stop();
+            }
+            for instance in instances {
+                let mut exited = instance.exited.clone();
+                let _ = tokio::time::timeout(Duration::from_secs(10), exited.wait_for(Option::is_some)).await;
+            }
         }
         if let Some(logs) = self.logs(app) {
             logs.push(format!("[slipway] {}", if freeze { "frozen" } else { "stopped (scaled to zero)" }));
@@ -861,48 +1119,93 @@ impl LocalRuntime {
         Ok(())
     }
 
-    /// Runs until `shutdown`: every second, freezes apps idle for their `freeze_after` and stops
-    /// apps idle for their `stop_after`. `in_flight` reports the gateway's open requests per app;
-    /// an app with requests in flight is idle only once `max_connection_idle` has passed.
-    pub async fn idle_loop(
-        self: Arc<Self>,
-        in_flight: impl Fn(&str) -> usize + Send + Sync + 'static,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return,
-            }
-            let now = Instant::now();
-            let mut to_freeze = Vec::new();
-            let mut to_stop = Vec::new();
-            for (name, entry) in self.apps().iter() {
-                let idle_for = now.saturating_duration_since(entry.last_active);
-                let policy = entry.spec.idle;
-                let busy = in_flight(name) > 0 && idle_for < policy.max_connection_idle;
-                if busy {
-                    continue;
-                }
-                match entry.state {
-                    State::Running | State::Frozen if policy.stop_after.is_some_and(|after| idle_for >= after) => {
-                        to_stop.push(name.clone())
-                    }
-                    State::Running if policy.freeze_after.is_some_and(|after| idle_for >= after) => to_freeze.push(name.clone()),
-                    _ => {}
-                }
-            }
-            for name in to_freeze {
-                if let Err(reason) = self.sleep(&name, true).await {
-                    tracing::debug!(app = name, "could not freeze: {reason}");
-                }
-            }
-            for name in to_stop {
-                if let Err(reason) = self.sleep(&name, false).await {
-                    tracing::debug!(app = name, "could not stop: {reason}");
-                }
-            }
+    /// Asks for `instances` instances (see `Runtime::scale`).
+    pub async fn scale_to(&self, app: &str, instances: u32) -> Result<(), String> {
+        if instances == 0 {
+            return self.sleep(app, false).await;
         }
+        let Some(this) = self.this.upgrade() else { return Ok(()) };
+        let waking = {
+            let mut apps = self.apps();
+            let entry = apps.get_mut(app).ok_or("the app is not deployed")?;
+            entry.desired = instances.min(entry.spec.policy.max_instances.max(1));
+            match entry.state {
+                State::Stopped if entry.waking.is_none() => Some(self.start_wake(entry, app, Instant::now())),
+                _ => None,
+            }
+        };
+        if waking.is_none() {
+            this.reconcile(app);
+        }
+        Ok(())
+    }
+}
+
+impl Runtime for LocalRuntime {
+    async fn observe(&self) -> Vec<Observation> {
+        self.apps()
+            .iter()
+            .map(|(name, entry)| Observation {
+                app: name.clone(),
+                policy: entry.spec.policy.clone(),
+                tier: entry.state.tier(),
+                ready: if matches!(entry.state, State::Running | State::Frozen) { entry.instances.len() as u32 } else { 0 },
+                starting: entry.starting + u32::from(entry.waking.is_some()),
+                held: entry.held as u32,
+                last_request: entry.last_active,
+                frozen_since: entry.frozen_since,
+            })
+            .collect()
+    }
+
+    async fn scale(&self, app: &str, instances: u32) -> Result<(), String> {
+        self.scale_to(app, instances.max(1)).await
+    }
+
+    async fn freeze(&self, app: &str) -> Result<(), String> {
+        self.sleep(app, true).await
+    }
+
+    async fn stop_instances(&self, app: &str) -> Result<(), String> {
+        self.sleep(app, false).await
+    }
+
+    async fn frozen_memory(&self) -> Vec<(String, Option<u64>)> {
+        self.apps()
+            .iter()
+            .filter(|(_, entry)| entry.state == State::Frozen)
+            .map(|(name, entry)| {
+                let bytes: Option<u64> =
+                    entry.instances.iter().map(|i| i.cgroup.as_ref().and_then(Cgroup::memory_usage)).sum::<Option<u64>>();
+                (name.clone(), bytes)
+            })
+            .collect()
+    }
+}
+
+/// Runs futures at once and collects their outputs in order (a tiny `join_all`, to keep the
+/// `futures` crate out of the dependency tree).
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut outputs = Vec::new();
+    // Instance orders are sent when their future is made (`Instance::order`) and carried out by
+    // each instance's own task, so awaiting the answers in turn still runs the orders concurrently.
+    let pending: Vec<F> = futures.into_iter().collect();
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = pending.into_iter().map(Box::pin).collect();
+    for future in &mut pinned {
+        outputs.push(future.as_mut().await);
+    }
+    outputs
+}
+
+fn record_wake_metrics(metrics: &ServiceMetrics, record: &WakeRecord) {
+    let phases = [
+        (WakePhase::Spawn, record.spawn_ms),
+        (WakePhase::Listening, record.listening_ms),
+        (WakePhase::FirstByte, record.first_byte_ms),
+        (WakePhase::Total, record.total_ms),
+    ];
+    for (phase, ms) in phases {
+        metrics.observe_wake_phase(phase, ms / 1000.0);
     }
 }
 
@@ -926,8 +1229,8 @@ impl LocalRuntime {
                 .apps()
                 .iter()
                 .filter(|(_, entry)| entry.state == State::Running)
-                .filter_map(|(name, entry)| {
-                    entry.current.clone().map(|instance| (name.clone(), instance, entry.spec.clone(), entry.logs.clone()))
+                .flat_map(|(name, entry)| {
+                    entry.instances.iter().map(|instance| (name.clone(), instance.clone(), entry.spec.clone(), entry.logs.clone()))
                 })
                 .collect();
             let mut checks = tokio::task::JoinSet::new();

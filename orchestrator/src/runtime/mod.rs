@@ -1,6 +1,10 @@
 //! Where apps run. `AppSpec` is everything needed to start one revision of an app; `local` runs
 //! it in sandboxes on this machine (the embedded shape). The Nomad driver arrives with the
-//! cluster issue behind the same operations: deploy, stop, status, logs.
+//! cluster issue behind the same operations.
+//!
+//! `Runtime` is the seam the autoscaler drives: it observes every app (tier, ready instances,
+//! held requests, policy) and asks for a count, a freeze or a stop. Deploying, logs and status
+//! stay inherent methods of each driver until the portal needs to choose between drivers.
 
 pub mod local;
 
@@ -8,6 +12,10 @@ use std::path::PathBuf;
 
 pub use local::{LocalConfig, LocalRuntime, WakeRecord};
 
+use std::future::Future;
+use std::time::Instant;
+
+use crate::autoscaler::Policy;
 use crate::template::{HealthCheck, Resources, Start};
 
 /// One revision of one app, ready to start: built files, how to start, environment, limits.
@@ -28,32 +36,11 @@ pub struct AppSpec {
     pub resources: Resources,
     pub uid: u32,
     pub gid: u32,
-    pub idle: IdlePolicy,
+    /// How the app scales: instances, target concurrency, the freeze and stop tiers.
+    pub policy: Policy,
     /// Hosts the app may reach over HTTPS through an egress proxy in its namespace (subdomains
     /// included); empty means no outbound network at all.
     pub outbound: Vec<String>,
-}
-
-/// When an idle app gives back its resources: first frozen (memory kept, thawed in milliseconds),
-/// then stopped (nothing kept, the next request is a cold start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdlePolicy {
-    /// Idle this long (no request, nothing in flight) and the app is frozen. `None`: never frozen.
-    pub freeze_after: Option<std::time::Duration>,
-    /// Idle this long and the app is stopped. `None`: it keeps running.
-    pub stop_after: Option<std::time::Duration>,
-    /// An open connection with no new request counts as activity only this long (WebSocket, SSE).
-    pub max_connection_idle: std::time::Duration,
-}
-
-impl Default for IdlePolicy {
-    fn default() -> Self {
-        Self {
-            freeze_after: Some(std::time::Duration::from_secs(60)),
-            stop_after: Some(std::time::Duration::from_secs(300)),
-            max_connection_idle: std::time::Duration::from_secs(600),
-        }
-    }
 }
 
 /// An app as `slipway status` shows it.
@@ -75,4 +62,55 @@ pub enum RuntimeError {
     Unhealthy { reason: String, log_tail: Vec<String> },
     #[error("terminal programs are started per visitor by the web terminal, not deployed as servers")]
     NotAServer,
+}
+
+/// Where an app is, as the autoscaler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// At least one instance is ready and serving.
+    Running,
+    /// Every instance is frozen: memory kept, the next request thaws them.
+    Frozen,
+    /// No instance; the next request is a cold start.
+    Stopped,
+    /// The first instance is starting (a wake or a deploy).
+    Starting,
+    /// The last instance exited; a restart is pending.
+    Crashed,
+}
+
+/// One app as the runtime reports it to the autoscaler each tick.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub app: String,
+    pub policy: Policy,
+    pub tier: Tier,
+    /// Instances ready to serve (frozen ones count: they are kept, and thaw on a request).
+    pub ready: u32,
+    /// Instances being started.
+    pub starting: u32,
+    /// Requests the activator holds for this app right now.
+    pub held: u32,
+    /// When the app last had a request handed to it (or was deployed or woken).
+    pub last_request: Instant,
+    /// When the app was frozen, while it is.
+    pub frozen_since: Option<Instant>,
+}
+
+/// What the autoscaler needs from wherever apps run. Every operation is idempotent: asking for the
+/// count an app already has, freezing a frozen app or stopping a stopped one changes nothing.
+pub trait Runtime: Send + Sync + 'static {
+    /// Every app the runtime knows.
+    fn observe(&self) -> impl Future<Output = Vec<Observation>> + Send;
+    /// Runs `instances` instances of the app (at least 1; use `stop_instances` for zero). A stopped
+    /// app is started; a frozen one keeps the count for when it thaws.
+    fn scale(&self, app: &str, instances: u32) -> impl Future<Output = Result<(), String>> + Send;
+    /// Freezes every instance of the app (the frozen tier).
+    fn freeze(&self, app: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Stops every instance of the app (the stopped tier); the next request wakes it.
+    fn stop_instances(&self, app: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Memory used by each frozen app's instances, in bytes (`None` where unknown), for evicting
+    /// frozen apps under memory pressure.
+    fn frozen_memory(&self) -> impl Future<Output = Vec<(String, Option<u64>)>> + Send;
 }

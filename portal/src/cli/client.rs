@@ -59,6 +59,10 @@ impl ApiClient {
         self.send(self.request(reqwest::Method::POST, path).json(body)).await
     }
 
+    pub async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.request(reqwest::Method::PATCH, path).json(body)).await
+    }
+
     pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(self.request(reqwest::Method::PUT, path).json(body)).await
     }

@@ -93,6 +93,31 @@ pub enum Command {
         #[arg(long)]
         freeze: bool,
     },
+    /// Show or set a project's scaling: instances, idle periods, target concurrency (within the
+    /// administrator's caps). With no option it shows the settings in effect.
+    Scale {
+        name: String,
+        /// Instances kept even when idle (0 lets the project scale to zero).
+        #[arg(long)]
+        min: Option<u32>,
+        /// Instances never exceeded.
+        #[arg(long)]
+        max: Option<u32>,
+        /// Idle this long (e.g. 5m, 1h) and the app is stopped; its next request is a cold start.
+        #[arg(long)]
+        idle: Option<String>,
+        /// Idle this long (e.g. 60s; 0 never) and the app is frozen; it thaws in milliseconds.
+        #[arg(long = "freeze-after")]
+        freeze_after: Option<String>,
+        /// Requests in flight one instance should carry before another starts.
+        #[arg(long = "target-concurrency")]
+        target_concurrency: Option<u32>,
+        /// Return every setting to the installation's default (before applying the others).
+        #[arg(long)]
+        reset: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Report what isolation this host gives apps and builds, and what is degraded.
     Doctor {
         /// Configuration file whose build network to report (default: ./slipway.toml when present).
@@ -176,6 +201,9 @@ pub struct ServerArgs {
     /// Address of the app gateway (default 127.0.0.1:8000).
     #[arg(long)]
     pub gateway: Option<String>,
+    /// Address of the gateway's Prometheus metrics, GET /metrics (default 127.0.0.1:9100).
+    #[arg(long)]
+    pub metrics: Option<String>,
     /// Apps answer at NAME.<apps-domain> (default localhost).
     #[arg(long)]
     pub apps_domain: Option<String>,
@@ -230,6 +258,7 @@ fn load_config(args: &ServerArgs, env: &Env) -> anyhow::Result<Config> {
         data_dir: args.data_dir.clone(),
         portal_addr: args.portal.clone(),
         gateway_addr: args.gateway.clone(),
+        metrics_addr: args.metrics.clone(),
         apps_domain: args.apps_domain.clone(),
     };
     let config_path = args.config.clone().or_else(|| env.get("SLIPWAY_CONFIG").map(PathBuf::from));
@@ -306,6 +335,35 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
         Command::Sleep { name, freeze } => {
             let status = api(&env)?.post(&format!("/projects/{}/sleep", segment(&name)), &serde_json::json!({ "freeze": freeze })).await?;
             println!("{name} is {}", status["state"].as_str().unwrap_or("?"));
+            Ok(())
+        }
+        Command::Scale { name, min, max, idle, freeze_after, target_concurrency, reset, json } => {
+            let api = api(&env)?;
+            let path = format!("/projects/{}/scaling", segment(&name));
+            let changing =
+                reset || min.is_some() || max.is_some() || idle.is_some() || freeze_after.is_some() || target_concurrency.is_some();
+            let answer = if changing {
+                let mut body = serde_json::Map::new();
+                let mut put = |key: &str, value: Option<serde_json::Value>| {
+                    if let Some(value) = value {
+                        body.insert(key.to_owned(), value);
+                    }
+                };
+                put("min_instances", min.map(Into::into));
+                put("max_instances", max.map(Into::into));
+                put("idle", idle.map(Into::into));
+                put("freeze_after", freeze_after.map(Into::into));
+                put("target_concurrency", target_concurrency.map(Into::into));
+                put("reset", reset.then_some(true.into()));
+                api.patch(&path, &serde_json::Value::Object(body)).await?
+            } else {
+                api.get(&path).await?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print_scaling(&name, &answer);
+            }
             Ok(())
         }
         Command::Doctor { config } => doctor(&env, config),
@@ -724,4 +782,26 @@ async fn logout(env: &Env) -> anyhow::Result<()> {
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     println!("logged out of {}", credentials.portal);
     Ok(())
+}
+
+fn print_scaling(name: &str, answer: &serde_json::Value) {
+    let scaling = &answer["scaling"];
+    let custom: Vec<&str> = scaling["custom"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+    let mark = |field: &str| if custom.contains(&field) { "" } else { "  (default)" };
+    let period = |secs: &serde_json::Value, never: &str| match secs.as_u64() {
+        Some(0) | None => never.to_owned(),
+        Some(secs) => orchestrator::duration::format(std::time::Duration::from_secs(secs)),
+    };
+    println!("{name}");
+    println!("  instances           {} to {}{}", scaling["min_instances"], scaling["max_instances"], mark("max_instances"));
+    println!("  target concurrency  {}{}", scaling["target_concurrency"], mark("target_concurrency"));
+    println!("  freeze after idle   {}{}", period(&scaling["freeze_after_secs"], "never"), mark("freeze_after"));
+    println!("  stop after idle     {}{}", period(&scaling["idle_secs"], "never"), mark("idle"));
+    let caps = &answer["caps"];
+    println!(
+        "  caps                max_instances <= {}, min_instances <= {}, idle <= {}",
+        caps["max_instances"],
+        caps["max_min_instances"],
+        period(&caps["max_idle_secs"], "none")
+    );
 }

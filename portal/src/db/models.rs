@@ -85,6 +85,36 @@ pub struct Project {
     pub live_revision_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The project's own scaling settings; `None` takes the installation's default.
+    pub min_instances: Option<i32>,
+    pub max_instances: Option<i32>,
+    pub idle_secs: Option<i32>,
+    /// 0 means never frozen.
+    pub freeze_after_secs: Option<i32>,
+    pub target_concurrency: Option<i32>,
+}
+
+/// A project's scaling settings as stored (`None`: the installation's default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, AsChangeset)]
+#[diesel(table_name = super::schema::projects, treat_none_as_null = true)]
+pub struct ScalingSettings {
+    pub min_instances: Option<i32>,
+    pub max_instances: Option<i32>,
+    pub idle_secs: Option<i32>,
+    pub freeze_after_secs: Option<i32>,
+    pub target_concurrency: Option<i32>,
+}
+
+impl Project {
+    pub fn scaling(&self) -> ScalingSettings {
+        ScalingSettings {
+            min_instances: self.min_instances,
+            max_instances: self.max_instances,
+            idle_secs: self.idle_secs,
+            freeze_after_secs: self.freeze_after_secs,
+            target_concurrency: self.target_concurrency,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

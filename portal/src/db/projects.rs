@@ -3,7 +3,7 @@
 use chrono::Utc;
 use diesel::prelude::*;
 
-use super::models::{EnvVar, Project};
+use super::models::{EnvVar, Project, ScalingSettings};
 use super::schema::{project_env, projects};
 use super::DbError;
 
@@ -33,6 +33,13 @@ pub fn list_all(conn: &mut PgConnection) -> Result<Vec<Project>, DbError> {
 pub fn set_template(conn: &mut PgConnection, project_id: i64, template: &str) -> Result<Project, DbError> {
     Ok(diesel::update(projects::table.find(project_id))
         .set((projects::template.eq(template), projects::updated_at.eq(Utc::now())))
+        .returning(Project::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn set_scaling(conn: &mut PgConnection, project_id: i64, settings: &ScalingSettings) -> Result<Project, DbError> {
+    Ok(diesel::update(projects::table.find(project_id))
+        .set((settings, projects::updated_at.eq(Utc::now())))
         .returning(Project::as_returning())
         .get_result(conn)?)
 }

@@ -69,6 +69,11 @@ diesel::table! {
         live_revision_id -> Nullable<Int8>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        min_instances -> Nullable<Int4>,
+        max_instances -> Nullable<Int4>,
+        idle_secs -> Nullable<Int4>,
+        freeze_after_secs -> Nullable<Int4>,
+        target_concurrency -> Nullable<Int4>,
     }
 }
 

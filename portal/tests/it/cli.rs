@@ -123,7 +123,7 @@ async fn slipway_up_runs_on_private_services_and_stops_them_cleanly() {
     let mut up = slipway();
     up.args(["up", "--data-dir"])
         .arg(&data_dir)
-        .args(["--portal", &format!("127.0.0.1:{port}")])
+        .args(["--portal", &format!("127.0.0.1:{port}"), "--gateway", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = up.spawn().expect("spawn slipway up");

@@ -197,6 +197,8 @@ pub struct TestApp {
     pub address: String,
     /// The app gateway's port: apps answer at `http://NAME.localhost:<gateway_port>`.
     pub gateway_port: u16,
+    /// The gateway's `/metrics` listener.
+    pub metrics_port: u16,
     pub database: TestDatabase,
     pub data_dir: PathBuf,
     pub jar: Arc<reqwest::cookie::Jar>,
@@ -221,6 +223,8 @@ pub struct AppOptions {
     pub extra_accounts: String,
     /// Extra lines for the `[deploy]` table, e.g. `max_unpacked_mb = 1`.
     pub extra_deploy: String,
+    /// Extra lines for the `[scaling]` table, e.g. `tick = "200ms"`.
+    pub extra_scaling: String,
     /// Use this Redis instead of the shared one.
     pub redis_url: Option<String>,
 }
@@ -240,15 +244,16 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let smtp_table =
         smtp_port.map(|p| format!("[smtp]\nhost = \"127.0.0.1\"\nport = {p}\nsecurity = \"none\"\ntimeout = \"2s\"\n")).unwrap_or_default();
     let config_text = format!(
-        "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:0\"\ngateway_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
+        "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:0\"\ngateway_addr = \"127.0.0.1:0\"\nmetrics_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
          [mail]\nfrom = \"Slipway <no-reply@pusan.ac.kr>\"\nretry_base = \"200ms\"\nretry_max = \"1s\"\npoll_interval = \"100ms\"\n\
-         [accounts]\n{extra_accounts}\n{smtp_table}\n[deploy]\n{extra_deploy}\n",
+         [accounts]\n{extra_accounts}\n{smtp_table}\n[deploy]\n{extra_deploy}\n[scaling]\n{extra_scaling}\n",
         dir = data_dir.display(),
         prefix = uuid::Uuid::new_v4().simple(),
         extra_top = options.extra_top,
         slipway = env!("CARGO_BIN_EXE_slipway"),
         extra_accounts = options.extra_accounts,
         extra_deploy = options.extra_deploy,
+        extra_scaling = options.extra_scaling,
     );
     let config = Config::from_toml_str(&config_text, "test config").expect("test config is valid");
     let redis_url = options.redis_url.clone().unwrap_or_else(|| backends.redis_url.clone());
@@ -256,6 +261,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     give_projects_unique_ids(&database.url);
     let state = app.state().clone();
     let gateway_port = app.gateway_port();
+    let metrics_port = app.metrics_port();
     let port = app.port();
     let (shutdown, receiver) = watch::channel(false);
     tokio::spawn(app.run_until_stopped(receiver));
@@ -268,6 +274,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         gateway_port,
+        metrics_port,
         database,
         data_dir,
         jar,

@@ -15,5 +15,6 @@ mod mail;
 mod migrations;
 mod outbound;
 mod projects;
+mod scaling;
 mod templates;
 mod tiers;

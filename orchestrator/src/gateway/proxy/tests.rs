@@ -5,6 +5,7 @@
 //! same splice path with less code, and the pure header and page rules have their own table tests.
 
 use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::error::Error as StdError;
 use std::future::Future;

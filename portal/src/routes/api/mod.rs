@@ -51,6 +51,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{name}/logs"),
     ("post", "/api/v1/projects/{name}/rollback"),
     ("post", "/api/v1/projects/{name}/sleep"),
+    ("get", "/api/v1/projects/{name}/scaling"),
+    ("patch", "/api/v1/projects/{name}/scaling"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");

@@ -26,7 +26,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/status", web::get().to(status))
         .route("/projects/{name}/logs", web::get().to(logs))
         .route("/projects/{name}/rollback", web::post().to(rollback))
-        .route("/projects/{name}/sleep", web::post().to(sleep));
+        .route("/projects/{name}/sleep", web::post().to(sleep))
+        .route("/projects/{name}/scaling", web::get().to(scaling))
+        .route("/projects/{name}/scaling", web::patch().to(set_scaling));
 }
 
 #[derive(Deserialize)]
@@ -265,4 +267,35 @@ async fn sleep(
     state.runtime.sleep(&project.name, freeze).await.map_err(|reason| AppError::Rejected { code: "cannot_sleep", message: reason })?;
     let live = crate::deploys::live_number(&state, &project).await?;
     Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
+}
+
+fn scaling_json(state: &AppState, project: &Project) -> serde_json::Value {
+    let limits = projects::scaling_limits(&state.config);
+    serde_json::json!({
+        "name": project.name,
+        "scaling": crate::domain::scaling::effective(&project.scaling(), &limits),
+        "caps": {
+            "max_instances": limits.max_instances_per_app,
+            "max_min_instances": limits.max_min_instances,
+            "max_idle_secs": limits.max_idle.as_secs(),
+        },
+    })
+}
+
+/// The project's scaling settings in effect, and the caps they must stay within.
+async fn scaling(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    Ok(HttpResponse::Ok().json(scaling_json(&state, &project)))
+}
+
+/// Changes the scaling settings (absent fields stay; `reset` returns to the defaults).
+async fn set_scaling(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    body: web::Json<crate::domain::scaling::ScalingChange>,
+) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::set_scaling(&state, &project, &body).await?;
+    Ok(HttpResponse::Ok().json(scaling_json(&state, &project)))
 }

@@ -1,0 +1,225 @@
+//! The autoscaler loop: every tick, scrape → `app_traffic` → `observe::snapshot` → `decide` →
+//! `observe::action` → `Runtime`. The same loop drives the local runtime on one machine (scraping
+//! the gateway's own registry) and, in a cluster, Nomad (scraping Traefik over HTTP).
+//!
+//! One tick, for every app the runtime reports:
+//! 1. take one scrape (text in Prometheus format, parsed by `metrics::parse`, the Traefik parser);
+//! 2. turn the last two scrapes into per-app traffic (`metrics::snapshot::app_traffic`);
+//! 3. build the `Snapshot` with the runtime's own held-request count (the activator's direct
+//!    demand signal, so a wake never waits for a scrape);
+//! 4. `decide`, keep `next_state`, and send the one order `observe::action` names: the order is
+//!    spawned, so a slow stop never delays the other apps' decisions;
+//! 5. when the host's available memory is below `min_free_memory`, stop frozen apps oldest first
+//!    (`evict::choose`);
+//! 6. record the tick's duration in `slipway_autoscaler_tick_seconds`.
+//!
+//! It deliberately keeps no state beyond memory: after a restart every app starts from a fresh
+//! `ScalerState`, which is safe because unknown load never scales down.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::decide::{decide, GlobalCaps, ScalerState};
+use super::evict;
+use super::observe::{self, Action, Measured};
+use crate::metrics::parse::parse;
+use crate::metrics::registry::Registry;
+use crate::metrics::snapshot::{app_traffic, AppTraffic, Scrape};
+use crate::runtime::{Runtime, Tier};
+
+/// How the loop runs; the policy of each app comes from the runtime.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Time between two ticks (and two scrapes).
+    pub tick: Duration,
+    /// Caps every app's policy, whatever it asks for.
+    pub caps: GlobalCaps,
+    /// An open connection with no new request keeps an app awake at most this long.
+    pub max_connection_idle: Duration,
+    /// Stop frozen apps (oldest first) while the host has less memory available than this. 0 turns
+    /// eviction off.
+    pub min_free_memory_bytes: u64,
+}
+
+/// Where the metrics text comes from.
+pub trait MetricsSource: Send + Sync + 'static {
+    fn scrape(&self) -> impl Future<Output = Result<String, String>> + Send;
+}
+
+/// The gateway's own registry, rendered in-process: the embedded shape. The text still goes through
+/// the Prometheus parser, so the loop reads exactly what a scrape of `/metrics` would give.
+pub struct RegistrySource(pub Arc<Registry>);
+
+impl MetricsSource for RegistrySource {
+    async fn scrape(&self) -> Result<String, String> {
+        Ok(self.0.render())
+    }
+}
+
+/// `GET http://addr/path` over plain HTTP/1.1: Traefik's metrics entrypoint, or another gateway's
+/// `/metrics`. It answers within `timeout` or fails.
+pub struct HttpSource {
+    pub addr: SocketAddr,
+    pub path: String,
+    pub timeout: Duration,
+}
+
+impl MetricsSource for HttpSource {
+    async fn scrape(&self) -> Result<String, String> {
+        tokio::time::timeout(self.timeout, scrape_http(self.addr, &self.path))
+            .await
+            .map_err(|_| format!("scraping http://{}{} took longer than {:?}", self.addr, self.path, self.timeout))?
+    }
+}
+
+async fn scrape_http(addr: SocketAddr, path: &str) -> Result<String, String> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake with {addr} failed: {e}"))?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| format!("bad metrics path {path}: {e}"))?;
+    let response = sender.send_request(request).await.map_err(|e| format!("GET {path} failed: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {path} answered {}", response.status()));
+    }
+    let body = response.into_body().collect().await.map_err(|e| format!("reading {path} failed: {e}"))?.to_bytes();
+    String::from_utf8(body.to_vec()).map_err(|_| format!("{path} is not UTF-8"))
+}
+
+/// Runs ticks until `shutdown`. `map_foreign` names the app of a non-gateway service label
+/// (`p42-web@nomad` → `p42`); the gateway's own `NAME@slipway` needs none.
+pub async fn run<R: Runtime, M: MetricsSource>(
+    runtime: Arc<R>,
+    source: M,
+    config: LoopConfig,
+    metrics: Arc<Registry>,
+    map_foreign: fn(&str, &str) -> Option<String>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let origin = Instant::now();
+    let mut scaler = Scaler::new(config);
+    let mut ticks = tokio::time::interval(scaler.config.tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let started = Instant::now();
+        let text = source.scrape().await;
+        let meminfo = if scaler.config.min_free_memory_bytes > 0 { std::fs::read_to_string("/proc/meminfo").ok() } else { None };
+        let orders = scaler.tick(&*runtime, text, started.duration_since(origin), meminfo.as_deref(), map_foreign).await;
+        for (app, order) in orders {
+            let runtime = runtime.clone();
+            tokio::spawn(async move {
+                let result = match order {
+                    Action::Scale(instances) => runtime.scale(&app, instances).await,
+                    Action::Freeze => runtime.freeze(&app).await,
+                    Action::Stop => runtime.stop_instances(&app).await,
+                    Action::Nothing => Ok(()),
+                };
+                if let Err(reason) = result {
+                    tracing::debug!(app, ?order, "autoscaler order not carried out: {reason}");
+                }
+            });
+        }
+        metrics.observe_autoscaler_tick(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The loop's memory between ticks: the last scrape and each app's `ScalerState`.
+pub struct Scaler {
+    config: LoopConfig,
+    previous: Option<Scrape>,
+    states: HashMap<String, ScalerState>,
+}
+
+impl Scaler {
+    pub fn new(config: LoopConfig) -> Self {
+        Self { config, previous: None, states: HashMap::new() }
+    }
+
+    /// One tick at `at` (from any fixed origin): the orders to send, in app order. The runtime is
+    /// only observed here; the orders are the caller's to carry out.
+    pub async fn tick<R: Runtime>(
+        &mut self,
+        runtime: &R,
+        text: Result<String, String>,
+        at: Duration,
+        meminfo: Option<&str>,
+        map_foreign: fn(&str, &str) -> Option<String>,
+    ) -> Vec<(String, Action)> {
+        let now = at.as_secs_f64();
+        let traffic: Option<std::collections::BTreeMap<String, AppTraffic>> =
+            match text.and_then(|text| parse(&text).map_err(|e| e.to_string())) {
+                Ok(samples) => {
+                    let current = Scrape { at, samples };
+                    let traffic = app_traffic(self.previous.as_ref(), &current, map_foreign).ok();
+                    self.previous = Some(current);
+                    traffic
+                }
+                Err(reason) => {
+                    tracing::debug!("metrics scrape failed, load is unknown this tick: {reason}");
+                    None
+                }
+            };
+        let metrics_age_s = self.previous.as_ref().map(|previous| now - previous.at.as_secs_f64());
+        let observations = runtime.observe().await;
+        let wall = Instant::now();
+        let mut orders = Vec::new();
+        for observation in &observations {
+            let policy = observation.policy.clamp(&self.config.caps);
+            let state = self.states.entry(observation.app.clone()).or_default();
+            // A stopped app has no instances, whatever an earlier decision asked for (an operator
+            // may have put it to sleep): start the count from zero.
+            if observation.tier == Tier::Stopped && observation.starting == 0 {
+                state.desired = Some(0);
+            }
+            let measured = Measured {
+                traffic: traffic.as_ref().and_then(|traffic| traffic.get(&observation.app).copied()),
+                metrics_age_s: if traffic.is_some() { metrics_age_s } else { None },
+                ready: observation.ready,
+                held: observation.held,
+                since_last_request_s: wall.saturating_duration_since(observation.last_request).as_secs_f64(),
+                max_connection_idle_s: self.config.max_connection_idle.as_secs_f64(),
+            };
+            let decision = decide(&policy, &observe::snapshot(&measured), state, now);
+            let order = observe::action(&decision, observation.tier, observation.ready, observation.starting, policy.min_instances);
+            if order != Action::Nothing {
+                tracing::debug!(app = observation.app, mode = %decision.mode, desired = decision.desired, "{}", decision.reason);
+                orders.push((observation.app.clone(), order));
+            }
+            *state = decision.next_state;
+        }
+        self.states.retain(|app, _| observations.iter().any(|observation| &observation.app == app));
+
+        if let Some(available) = meminfo.and_then(evict::mem_available) {
+            let sizes: HashMap<String, Option<u64>> = runtime.frozen_memory().await.into_iter().collect();
+            let frozen: Vec<evict::Frozen> = observations
+                .iter()
+                .filter(|observation| observation.tier == Tier::Frozen)
+                .map(|observation| evict::Frozen {
+                    app: observation.app.clone(),
+                    frozen_for_s: observation.frozen_since.map_or(0.0, |since| wall.saturating_duration_since(since).as_secs_f64()),
+                    bytes: sizes.get(&observation.app).copied().flatten(),
+                })
+                .collect();
+            for app in evict::choose(&frozen, available, self.config.min_free_memory_bytes) {
+                tracing::info!(app, "memory is short ({available} bytes available): stopping a frozen app");
+                orders.retain(|(ordered, _)| ordered != &app);
+                orders.push((app, Action::Stop));
+            }
+        }
+        orders
+    }
+}
