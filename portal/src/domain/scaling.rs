@@ -176,6 +176,41 @@ pub fn policy(settings: &ScalingSettings, limits: &Limits) -> Policy {
     }
 }
 
+/// Cold starts and thaws of one app, summarised for the project page.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WakeSummary {
+    /// Wakes from the stopped tier: how many, and the p50 and p99 of their total time (ms).
+    pub cold: (usize, Option<f64>, Option<f64>),
+    /// Thaws from the frozen tier, likewise.
+    pub thaw: (usize, Option<f64>, Option<f64>),
+}
+
+/// The `q` quantile (0..=1) of `values` by the nearest-rank method: the smallest value with at
+/// least `q` of the values at or below it. p50 of [1, 2, 3, 4] is 2; p99 of ten values is the tenth.
+pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Splits wake records (tier, total ms) into cold starts and thaws with their p50 and p99.
+pub fn wake_summary<'a>(wakes: impl IntoIterator<Item = (&'a str, f64)>) -> WakeSummary {
+    let (mut cold, mut thaw) = (Vec::new(), Vec::new());
+    for (tier, total_ms) in wakes {
+        if tier == "frozen" {
+            thaw.push(total_ms)
+        } else {
+            cold.push(total_ms)
+        }
+    }
+    let summary = |values: &[f64]| (values.len(), percentile(values, 0.5), percentile(values, 0.99));
+    WakeSummary { cold: summary(&cold), thaw: summary(&thaw) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +239,18 @@ mod tests {
             (Err(e), Err(detail)) => assert_eq!(e.detail, detail, "{json}"),
             (got, want) => panic!("{json}: got {got:?}, expected {want:?}"),
         }
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        assert_eq!(percentile(&[4.0, 1.0, 3.0, 2.0], 0.5), Some(2.0));
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&ten, 0.99), Some(10.0));
+        assert_eq!(percentile(&ten, 0.9), Some(9.0));
+        assert_eq!(percentile(&[], 0.5), None);
+        let summary = wake_summary([("stopped", 300.0), ("frozen", 2.0), ("stopped", 100.0), ("frozen", 4.0), ("stopped", 200.0)]);
+        assert_eq!(summary.cold, (3, Some(200.0), Some(300.0)));
+        assert_eq!(summary.thaw, (2, Some(2.0), Some(4.0)));
     }
 
     #[test]

@@ -202,3 +202,22 @@ async fn scaling_settings_are_checked_against_the_caps_and_only_the_owner_may_ch
     assert_eq!(answer["scaling"]["custom"], serde_json::json!([]));
     assert_eq!(answer["scaling"]["idle_secs"], 300);
 }
+
+#[tokio::test]
+async fn the_project_page_shows_and_changes_the_scaling_settings() {
+    let app = crate::helpers::spawn_app().await;
+    app.signed_in_user("page-scale@pusan.ac.kr").await;
+    assert_eq!(app.post_form("/projects", &[("name", "paged"), ("template", "static")]).await.status(), 303);
+    let page = crate::helpers::text(app.get("/projects/paged").await).await;
+    assert!(page.contains("data-testid=\"scaling\"") && page.contains("name=\"idle\" value=\"5m\""), "{page}");
+
+    let form = [("min_instances", "0"), ("max_instances", "2"), ("target_concurrency", "5"), ("freeze_after", "0"), ("idle", "20m")];
+    assert_eq!(app.post_form("/projects/paged/scaling", &form).await.status(), 303);
+    let page = crate::helpers::text(app.get("/projects/paged").await).await;
+    assert!(page.contains("name=\"idle\" value=\"20m\"") && page.contains("name=\"freeze_after\" value=\"0\""), "{page}");
+
+    let too_many = [("min_instances", "0"), ("max_instances", "50"), ("target_concurrency", "5"), ("freeze_after", "0"), ("idle", "20m")];
+    let refused = app.post_form("/projects/paged/scaling", &too_many).await;
+    assert_eq!(refused.status(), 422);
+    assert!(crate::helpers::text(refused).await.contains("max_instances = 50"), "the message names the field and the value");
+}

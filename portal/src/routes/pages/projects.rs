@@ -19,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}", web::get().to(show))
         .route("/projects/{name}/template", web::post().to(set_template))
         .route("/projects/{name}/env", web::post().to(set_env))
+        .route("/projects/{name}/scaling", web::post().to(set_scaling))
         .route("/projects/{name}/env/{key}/delete", web::post().to(unset_env))
         .route("/projects/{name}/delete", web::post().to(delete))
         .route("/projects/{name}/upload", web::post().to(upload))
@@ -268,6 +269,25 @@ struct ProjectPage<'a> {
     live: Option<i32>,
     revisions: Vec<crate::db::models::Revision>,
     max_upload_mb: u64,
+    scaling: crate::domain::scaling::Effective,
+    caps: crate::domain::scaling::Limits,
+    wakes: Vec<orchestrator::runtime::WakeRecord>,
+    wake_summary: crate::domain::scaling::WakeSummary,
+}
+
+impl ProjectPage<'_> {
+    /// `300` seconds as `5m` for a form field; 0 (never) as `0`.
+    fn input_period(&self, secs: &u64) -> String {
+        if *secs == 0 {
+            "0".to_owned()
+        } else {
+            orchestrator::duration::format(std::time::Duration::from_secs(*secs))
+        }
+    }
+
+    fn ms(&self, value: &Option<f64>) -> String {
+        value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.0} ms"))
+    }
 }
 
 async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error: Option<&AppError>) -> PageResult {
@@ -285,6 +305,10 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
         live,
         revisions,
         max_upload_mb: state.config.deploy.max_upload_bytes / (1024 * 1024),
+        scaling: crate::domain::scaling::effective(&project.scaling(), &projects::scaling_limits(&state.config)),
+        caps: projects::scaling_limits(&state.config),
+        wakes: state.runtime.wakes(&project.name).into_iter().rev().take(10).collect(),
+        wake_summary: crate::domain::scaling::wake_summary(state.runtime.wakes(&project.name).iter().map(|w| (w.tier, w.total_ms))),
     };
     Ok(match error {
         Some(error) => ctx.render_error(error, &page),
@@ -347,6 +371,41 @@ async fn set_env(
     let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
     match projects::set_env(&state, &project, &form.key, &form.value, form.secret.is_some()).await {
         Ok(()) => redirect_with_flash(&ctx, &state, &project.name, "flash.env_saved"),
+        Err(error) => project_page(&ctx, &state, &project, Some(&error)).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct ScalingForm {
+    csrf_token: String,
+    min_instances: u32,
+    max_instances: u32,
+    idle: String,
+    freeze_after: String,
+    target_concurrency: u32,
+}
+
+async fn set_scaling(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<ScalingForm>,
+) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    let change = crate::domain::scaling::ScalingChange {
+        min_instances: Some(form.min_instances),
+        max_instances: Some(form.max_instances),
+        idle: Some(form.idle.clone()),
+        freeze_after: Some(form.freeze_after.clone()),
+        target_concurrency: Some(form.target_concurrency),
+        reset: false,
+    };
+    match projects::set_scaling(&state, &project, &change).await {
+        Ok(project) => redirect_with_flash(&ctx, &state, &project.name, "flash.scaling_saved"),
         Err(error) => project_page(&ctx, &state, &project, Some(&error)).await,
     }
 }
