@@ -112,6 +112,17 @@ pub fn starting(app: &str, retry_after_secs: u32) -> Page {
     page(503, Some(retry_after_secs), render(503, "Starting up\u{2026}", &body, Some(retry_after_secs.max(1))))
 }
 
+/// 503 when waking an app from zero failed: every held request gets it at once (nothing hangs),
+/// and a later request tries to wake the app again.
+pub fn wake_failed(app: &str, retry_after_secs: u32) -> Page {
+    let app = escape(app);
+    let body = format!(
+        "<p>The app <code>{app}</code> could not be started.</p>\
+<p>Try again in a few seconds. If this keeps happening, its owner can read the logs in the portal.</p>"
+    );
+    page(503, Some(retry_after_secs), render(503, "This app could not start", &body, None))
+}
+
 /// 503 for an app that was stopped on purpose.
 pub fn stopped(app: &str, retry_after_secs: u32) -> Page {
     let app = escape(app);

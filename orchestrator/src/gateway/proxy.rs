@@ -272,6 +272,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
                     UnavailableReason::Crashed => pages::crashed(&app, retry_after_secs),
                     UnavailableReason::Starting => pages::starting(&app, retry_after_secs),
                     UnavailableReason::Stopped => pages::stopped(&app, retry_after_secs),
+                    UnavailableReason::WakeFailed => pages::wake_failed(&app, retry_after_secs),
                 };
                 return page_response(page);
             }

@@ -128,6 +128,8 @@ pub enum UnavailableReason {
     Starting,
     /// It was stopped on purpose and nothing will start it by itself.
     Stopped,
+    /// A wake from zero failed (the app did not become healthy); the next request tries again.
+    WakeFailed,
 }
 
 /// The resolver's answer for one app name.

@@ -938,7 +938,7 @@ impl Resolver for LocalRuntime {
             }
             match outcome {
                 Some(Ok(())) => continue,
-                Some(Err(_)) => return Resolution::Unavailable { reason: UnavailableReason::Crashed, retry_after_secs: 5 },
+                Some(Err(_)) => return Resolution::Unavailable { reason: UnavailableReason::WakeFailed, retry_after_secs: 5 },
                 // Browsers get the waiting page (it reloads itself); API clients a 503 with Retry-After.
                 None => {
                     return Resolution::Unavailable {
@@ -1010,7 +1010,10 @@ impl LocalRuntime {
                                 Ok(())
                             }
                             Err(error) => {
-                                entry.state = State::Crashed;
+                                // Back to stopped: nothing restarts it by itself, so the next
+                                // request tries the wake again instead of seeing "crashed" forever.
+                                entry.state = State::Stopped;
+                                entry.desired = 0;
                                 entry.last_exit = Some(error.to_string());
                                 Err(error.to_string())
                             }

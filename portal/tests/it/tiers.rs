@@ -63,3 +63,45 @@ async fn frozen_and_stopped_apps_wake_on_the_next_request() {
     assert!((total - phases).abs() < 1.0, "the phases add up to the total: {wake}");
     assert_eq!(status["wakes"].as_array().map(Vec::len), Some(2), "one thaw and one wake, however many requests waited");
 }
+
+/// Serves the first time it starts; every later start finds its marker in `/data` and exits,
+/// so its wake from zero fails.
+const STARTS_ONCE: &str = r#"import os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+marker = "/data/started"
+if os.path.exists(marker):
+    print("refusing to start twice", flush=True)
+    sys.exit(3)
+open(marker, "w").close()
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+#[tokio::test]
+async fn a_wake_that_fails_answers_every_held_request_with_503_and_the_queue_is_bounded() {
+    use crate::helpers::{pack, project_dir, spawn_app_with, AppOptions};
+    let app = spawn_app_with(AppOptions { extra_scaling: "max_held_requests = 3\n".to_owned(), ..Default::default() }).await;
+    let token = app.api_token("fails@pusan.ac.kr").await;
+    let dir = project_dir(&[("main.py", STARTS_ONCE), ("requirements.txt", "")]);
+    app.deploy_live(&token, "once", "python", pack(dir.path())).await;
+    let stopped = app.client.post(app.url("/api/v1/projects/once/sleep")).bearer_auth(&token).send().await.expect("sleep");
+    assert_eq!(stopped.status(), 200);
+
+    // Eight at once: three are held for the wake (which fails), the other five overflow the queue.
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all((0..8).map(|_| app.app_get("once", "/"))).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 503), "every request gets 503: {statuses:?}");
+    assert!(answers.iter().all(|r| r.headers().contains_key("retry-after")), "each 503 says when to retry");
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "nothing hangs until the wake timeout");
+    let status = app.api_get(&token, "/api/v1/projects/once/status").await;
+    assert_eq!(status["state"], "stopped", "a failed wake leaves the app stopped, so a later request tries again: {status}");
+    assert!(status["last_exit"].as_str().unwrap_or("").contains("stopped before it answered"), "{status}");
+}
