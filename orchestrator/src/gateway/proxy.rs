@@ -114,12 +114,20 @@ pub struct Gateway<R, C> {
     connector: C,
     pool: Arc<Pool>,
     in_flight: InFlight,
+    /// Who may see which app; `None` lets every request through (tests of the proxy alone).
+    access: Option<Arc<super::access::Gate>>,
 }
 
 impl<R: Resolver, C: Connector> Gateway<R, C> {
     pub fn new(config: GatewayConfig, resolver: R, connector: C) -> Arc<Self> {
         let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
-        Arc::new(Self { config, resolver, connector, pool, in_flight: InFlight::default() })
+        Arc::new(Self { config, resolver, connector, pool, in_flight: InFlight::default(), access: None })
+    }
+
+    /// A gateway that checks every request against `gate` before resolving its app.
+    pub fn with_access(config: GatewayConfig, resolver: R, connector: C, gate: Arc<super::access::Gate>) -> Arc<Self> {
+        let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
+        Arc::new(Self { config, resolver, connector, pool, in_flight: InFlight::default(), access: Some(gate) })
     }
 
     pub fn config(&self) -> &GatewayConfig {
@@ -224,7 +232,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     }
 
     /// Answers one request: a page, or the app's response.
-    async fn handle(self: &Arc<Self>, request: Request<Incoming>, peer: SocketAddr, tasks: &Tasks) -> Response<ProxyBody> {
+    async fn handle(self: &Arc<Self>, mut request: Request<Incoming>, peer: SocketAddr, tasks: &Tasks) -> Response<ProxyBody> {
         if request.method() == Method::CONNECT {
             return page_response(pages::bad_request("This server does not tunnel CONNECT requests."));
         }
@@ -238,6 +246,12 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             HostMatch::Apex => return page_response(pages::apex(&self.config.apps_domain)),
             HostMatch::Foreign => return page_response(pages::foreign_host(&host_text, &self.config.apps_domain)),
         };
+        // Before resolving: a refused visitor must never wake an app at zero.
+        if let Some(gate) = &self.access {
+            if let Err(refusal) = super::access::http::admit(gate, &mut request, &app, &self.config.apps_domain) {
+                return refusal_response(refusal);
+            }
+        }
         let wants_html =
             request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
         // Borrowed from the request: resolving ends before the request moves on to the app.
@@ -450,6 +464,17 @@ fn page_response(page: Page) -> Response<ProxyBody> {
     );
     if let Some(secs) = page.retry_after_secs {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn refusal_response(refusal: super::access::http::Refusal) -> Response<ProxyBody> {
+    let mut response = page_response(refusal.page);
+    let headers = response.headers_mut();
+    for (name, value) in [(header::LOCATION, refusal.location), (header::SET_COOKIE, refusal.set_cookie)] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
     }
     response
 }
