@@ -3,6 +3,8 @@
 
 mod account;
 mod env;
+pub mod permissions;
 
 pub use account::{DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError};
+pub use permissions::{Action, GroupRole, ProjectRole};
 pub use env::{check_env_value, EnvVarName, MAX_ENV_VALUE_BYTES};
