@@ -65,6 +65,7 @@ pub async fn publish_projects(state: &AppState, project_ids: Vec<i64>) -> Result
         })
         .await?;
     state.cache.publish_access(&records, false).await?;
+    state.access.poke();
     Ok(())
 }
 
@@ -80,6 +81,7 @@ pub async fn publish_group(state: &AppState, group_id: i64) -> Result<(), AppErr
 
 pub async fn unpublish(state: &AppState, name: &str) -> Result<(), AppError> {
     state.cache.publish_access(&[(name.to_owned(), None)], false).await?;
+    state.access.poke();
     Ok(())
 }
 
@@ -97,6 +99,7 @@ pub async fn publish_all(state: &AppState) -> Result<usize, AppError> {
         })
         .await?;
     state.cache.publish_access(&records, true).await?;
+    state.access.poke();
     Ok(records.len())
 }
 

@@ -63,6 +63,7 @@ pub async fn run(gate: std::sync::Arc<Gate>, client: redis::Client, prefix: Stri
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            () = gate.poked() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         if conn.is_none() {

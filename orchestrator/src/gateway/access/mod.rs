@@ -104,6 +104,8 @@ pub struct Gate {
     table: RwLock<Loaded>,
     /// Hand-off nonces already exchanged, with their expiry; pruned as new ones arrive.
     used_nonces: Mutex<HashMap<String, u64>>,
+    /// Wakes the feed early: a portal in the same process has just published a change.
+    changed: tokio::sync::Notify,
 }
 
 struct Loaded {
@@ -118,7 +120,19 @@ impl Gate {
             config,
             table: RwLock::new(Loaded { table: Arc::new(AccessTable::default()), refreshed_at: 0 }),
             used_nonces: Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Asks the feed to re-read Redis now rather than at its next tick (the embedded shape, where
+    /// the portal publishing the change shares this `Gate`).
+    pub fn poke(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Resolves when `poke` was called (for the feed).
+    pub async fn poked(&self) {
+        self.changed.notified().await
     }
 
     pub fn config(&self) -> &AccessConfig {
