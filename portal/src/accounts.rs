@@ -192,19 +192,26 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<Verified, App
             conn.transaction(|conn| match consume_token(conn, "verify", &token)? {
                 Ok(user_id) => {
                     db::users::mark_verified(conn, user_id)?;
-                    Ok(Ok(Verified::Now))
+                    // Invitations sent to this address before it had an account take effect now.
+                    let email = db::users::find(conn, user_id)?.map(|u| u.email).unwrap_or_default();
+                    let groups = db::groups::accept_invitations(conn, &email, user_id)?;
+                    Ok(Ok((Verified::Now, groups)))
                 }
                 // A link used once already, for an account that is verified, is not worth an error:
                 // mail scanners often open links before the person does.
                 Err((AppError::TokenUsed, Some(user_id))) => match db::users::find(conn, user_id)? {
-                    Some(user) if user.email_verified_at.is_some() => Ok(Ok(Verified::Already)),
+                    Some(user) if user.email_verified_at.is_some() => Ok(Ok((Verified::Already, Vec::new()))),
                     _ => Ok(Err(AppError::TokenUsed)),
                 },
                 Err((error, _)) => Ok(Err(error)),
             })
         })
         .await?;
-    outcome
+    let (verified, groups) = outcome?;
+    for group_id in groups {
+        crate::access::publish_group(state, group_id).await?;
+    }
+    Ok(verified)
 }
 
 pub async fn resend_verification(state: &AppState, email: &str, client: IpAddr) -> Result<(), AppError> {

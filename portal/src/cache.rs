@@ -3,6 +3,8 @@
 //!
 //! Session tokens are stored only as SHA-256 hashes: `PREFIX session:HASH` holds the record and
 //! `PREFIX user_sessions:ID` the set of a user's session hashes, for "log out everywhere".
+//! It also carries the access records the gateways read (`publish_access`) and the revocation of
+//! app cookies when sessions end (`orchestrator::gateway::access::feed` names the keys).
 //! When Redis is unreachable every call fails fast with `CacheError::Unavailable` (the
 //! connection manager reconnects in the background); nothing here blocks a request for long.
 
@@ -99,7 +101,52 @@ impl Cache {
             let _: () = conn.srem(self.key("user_sessions", &record.user_id.to_string()), &hash).await?;
         }
         let _: () = conn.del(self.key("session", &hash)).await?;
+        self.revoke_app_access(&[hash]).await
+    }
+
+    /// Tells the gateways that app cookies minted from these sessions (by session hash) are void.
+    /// Entries are kept as long as such a cookie could live, then pruned.
+    async fn revoke_app_access(&self, session_hashes: &[String]) -> Result<(), CacheError> {
+        use orchestrator::gateway::access::{feed, token};
+        let now = chrono::Utc::now().timestamp();
+        let until = now + crate::access::COOKIE_TTL_SECS as i64;
+        let revoked = feed::revoked_key(&self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for hash in session_hashes {
+            pipe.zadd(&revoked, token::session_id(hash), until).ignore();
+        }
+        pipe.cmd("ZREMRANGEBYSCORE").arg(&revoked).arg("-inf").arg(now).ignore();
+        pipe.incr(feed::version_key(&self.prefix), 1).ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
         Ok(())
+    }
+
+    /// Publishes access records: `Some(json)` sets an app's record, `None` removes it. With
+    /// `replace_all`, every other record is dropped first (a full publish at start).
+    pub async fn publish_access(&self, records: &[(String, Option<String>)], replace_all: bool) -> Result<(), CacheError> {
+        use orchestrator::gateway::access::feed;
+        let apps = feed::apps_key(&self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if replace_all {
+            pipe.del(&apps).ignore();
+        }
+        for (app, record) in records {
+            match record {
+                Some(json) => pipe.hset(&apps, app, json).ignore(),
+                None => pipe.hdel(&apps, app).ignore(),
+            };
+        }
+        pipe.incr(feed::version_key(&self.prefix), 1).ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Ends every session of a user ("log out everywhere", password change, password reset).
@@ -114,6 +161,7 @@ impl Cache {
         }
         pipe.del(&user_key);
         pipe.query_async::<()>(&mut conn).await?;
+        self.revoke_app_access(&hashes).await?;
         Ok(hashes.len())
     }
 

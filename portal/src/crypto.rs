@@ -31,6 +31,9 @@ pub enum CryptoError {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// A separate key for signing app access tokens, derived so that the sealing key itself never
+    /// leaves this type (the gateway gets only this one).
+    access_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -43,7 +46,13 @@ impl SecretBox {
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| CryptoError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
-        Ok(Self { cipher: XChaCha20Poly1305::new(&key.into()) })
+        let access_key: [u8; 32] = Sha256::digest([b"slipway app access key v1\0".as_slice(), &key].concat()).into();
+        Ok(Self { cipher: XChaCha20Poly1305::new(&key.into()), access_key })
+    }
+
+    /// The key app access tokens and gateway cookies are signed with.
+    pub fn access_key(&self) -> [u8; 32] {
+        self.access_key
     }
 
     /// Reads the key file, or creates it with a fresh random key (mode 0600) when it does not exist.

@@ -35,6 +35,7 @@ pub async fn upload(
     zip_bytes: bytes::Bytes,
     source: &'static str,
 ) -> Result<Revision, AppError> {
+    crate::quotas::check_build(state, project).await?;
     let limits = state.config.artifact_limits();
     if zip_bytes.len() as u64 > limits.max_upload_bytes {
         return Err(AppError::Rejected {
@@ -311,7 +312,7 @@ pub async fn build_log_response(
     number: i32,
     follow: bool,
 ) -> Result<actix_web::HttpResponse, AppError> {
-    let project = crate::projects::get(state, user, name).await?;
+    let project = crate::projects::get(state, user, name, crate::domain::Action::View).await?;
     let project_id = project.id;
     let revision =
         state.db.run(move |conn| db::revisions::find_number(conn, project_id, number)).await?.ok_or(AppError::NotFound("revision"))?;
@@ -326,7 +327,7 @@ pub async fn app_log_response(
     n_lines: usize,
     follow: bool,
 ) -> Result<actix_web::HttpResponse, AppError> {
-    let project = crate::projects::get(state, user, name).await?;
+    let project = crate::projects::get(state, user, name, crate::domain::Action::View).await?;
     Ok(text_stream(app_log_stream(state, &project.name, n_lines.min(2000), follow)))
 }
 

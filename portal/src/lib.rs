@@ -5,6 +5,7 @@
 //! Layers point one way: `startup` and `cli` wire adapters (`db`, `cache`, `mail`, `services`)
 //! to the pure modules (`domain`, `config` validation, `i18n`, `crypto`).
 
+pub mod access;
 pub mod accounts;
 pub mod build_worker;
 pub mod cache;
@@ -15,9 +16,11 @@ pub mod db;
 pub mod deploys;
 pub mod domain;
 pub mod error;
+pub mod groups;
 pub mod i18n;
 pub mod mail;
 pub mod projects;
+pub mod quotas;
 pub mod routes;
 pub mod secrets;
 pub mod services;

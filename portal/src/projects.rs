@@ -1,14 +1,16 @@
 //! Project flows shared by pages, API and CLI: create, list, read, delete, environment.
 //! Every function takes the acting user and checks permission here, on the server.
 //!
-//! Permission today: a project's owner and platform admins may do everything with it; groups
-//! and course staff arrive with the access issue.
+//! Permission: `get` resolves the acting user's role towards the project (`access::role_in`:
+//! owner of a personal project, the group role for a group's project, admins as owners) and
+//! checks it against the action with `domain::permissions::allows`. Course staff come later.
 
 use orchestrator::model::AppName;
 
 use crate::db;
 use crate::db::models::{Project, User};
-use crate::domain::{check_env_value, scaling, EnvVarName, Role, ValidationError};
+use crate::domain::permissions::allows;
+use crate::domain::{check_env_value, scaling, Action, EnvVarName, GroupRole, ValidationError};
 use crate::error::AppError;
 use crate::secrets::{self, SecretValue};
 use crate::state::AppState;
@@ -26,11 +28,6 @@ pub fn check_template(id: &str) -> Result<String, ValidationError> {
 
 fn parse_name(raw: &str) -> Result<AppName, AppError> {
     AppName::parse(raw).map_err(|e| AppError::Validation(ValidationError::new(e.code(), "name", e.to_string()).with("value", raw.trim())))
-}
-
-/// Whether `user` may act on `project`.
-pub fn may_manage(user: &User, project: &Project) -> bool {
-    project.owner_id == user.id || user.role == Role::Admin.as_str()
 }
 
 /// What the name check says while a person types.
@@ -59,13 +56,29 @@ pub async fn availability(state: &AppState, raw: &str) -> Result<Availability, A
     })
 }
 
-pub async fn create(state: &AppState, user: &User, raw_name: &str, template: &str) -> Result<Project, AppError> {
+/// Creates a personal project, or with `group` one owned by that group (the creator must be at
+/// least a maintainer there). Quotas are checked first, so a refusal creates nothing.
+pub async fn create(state: &AppState, user: &User, raw_name: &str, template: &str, group: Option<&str>) -> Result<Project, AppError> {
     let name = parse_name(raw_name)?;
     let template = check_template(template)?;
+    let group_id = match group.map(str::trim).filter(|g| !g.is_empty()) {
+        None => None,
+        Some(group_name) => {
+            let (group, role) = crate::groups::get(state, user, group_name).await?;
+            if !allows(role, Action::Deploy) {
+                return Err(AppError::Forbidden);
+            }
+            Some(group.id)
+        }
+    };
+    crate::quotas::check_project_create(state, user, group_id).await?;
     let owner_id = user.id;
     let text = name.as_str().to_owned();
-    match state.db.run(move |conn| db::projects::insert(conn, &text, owner_id, &template)).await {
-        Ok(project) => Ok(project),
+    match state.db.run(move |conn| db::projects::insert(conn, &text, owner_id, &template, group_id)).await {
+        Ok(project) => {
+            crate::access::publish_project(state, &project).await?;
+            Ok(project)
+        }
         Err(e) if e.is_unique_violation() => {
             Err(AppError::Conflict { code: "app_name_taken", message: format!("`{name}` is taken; choose another name") })
         }
@@ -73,16 +86,26 @@ pub async fn create(state: &AppState, user: &User, raw_name: &str, template: &st
     }
 }
 
+/// The user's personal projects and those of every group they belong to.
 pub async fn list(state: &AppState, user: &User) -> Result<Vec<Project>, AppError> {
     let user_id = user.id;
-    Ok(state.db.run(move |conn| db::projects::list_for_owner(conn, user_id)).await?)
+    Ok(state.db.run(move |conn| db::projects::list_for_user(conn, user_id)).await?)
 }
 
-/// The project by name, if `user` may manage it: 404 when it does not exist, 403 otherwise.
-pub async fn get(state: &AppState, user: &User, raw_name: &str) -> Result<Project, AppError> {
+/// The project by name, if `user` may do `action` with it: 404 when it does not exist, 403 otherwise.
+pub async fn get(state: &AppState, user: &User, raw_name: &str, action: Action) -> Result<Project, AppError> {
     let name = raw_name.trim().to_owned();
-    let project = state.db.run(move |conn| db::projects::find_by_name(conn, &name)).await?.ok_or(AppError::NotFound("project"))?;
-    if !may_manage(user, &project) {
+    let actor = user.clone();
+    let (project, role) = state
+        .db
+        .run(move |conn| {
+            let Some(project) = db::projects::find_by_name(conn, &name)? else { return Ok(None) };
+            let role = crate::access::role_in(conn, &actor, &project)?;
+            Ok::<_, db::DbError>(Some((project, role)))
+        })
+        .await?
+        .ok_or(AppError::NotFound("project"))?;
+    if !allows(role, action) {
         return Err(AppError::Forbidden);
     }
     Ok(project)
@@ -111,14 +134,57 @@ pub fn scaling_policy(state: &AppState, project: &Project) -> orchestrator::auto
 pub async fn set_scaling(state: &AppState, project: &Project, change: &scaling::ScalingChange) -> Result<Project, AppError> {
     let limits = scaling_limits(&state.config);
     let settings = scaling::apply(&project.scaling(), change, &limits)?;
+    crate::quotas::check_instances(state, project, scaling::effective(&settings, &limits).max_instances).await?;
     let project_id = project.id;
     let updated = state.db.run(move |conn| db::projects::set_scaling(conn, project_id, &settings)).await?;
     state.runtime.set_policy(&updated.name, scaling::policy(&updated.scaling(), &limits));
     Ok(updated)
 }
 
+/// Sets who may see the app; the gateways follow within seconds.
+pub async fn set_visibility(state: &AppState, user: &User, raw_name: &str, raw_visibility: &str) -> Result<Project, AppError> {
+    let visibility = orchestrator::gateway::access::Visibility::parse(raw_visibility).ok_or_else(|| {
+        AppError::Validation(
+            ValidationError::new(
+                "unknown_visibility",
+                "visibility",
+                format!("`{}` is not a visibility; choose public, campus, members or private", raw_visibility.trim()),
+            )
+            .with("value", raw_visibility.trim()),
+        )
+    })?;
+    let project = get(state, user, raw_name, Action::ChangeVisibility).await?;
+    let project = state.db.run(move |conn| db::projects::set_visibility(conn, project.id, visibility.as_str())).await?;
+    crate::access::publish_project(state, &project).await?;
+    Ok(project)
+}
+
+/// Moves a personal project into a group the user owns (or is a maintainer of).
+pub async fn move_to_group(state: &AppState, user: &User, raw_name: &str, group_name: &str) -> Result<Project, AppError> {
+    let project = get(state, user, raw_name, Action::Delete).await?;
+    let (group, role) = crate::groups::get(state, user, group_name).await?;
+    if !allows(role, Action::Deploy) {
+        return Err(AppError::Forbidden);
+    }
+    let group_id = group.id;
+    let project = state.db.run(move |conn| db::projects::set_group(conn, project.id, Some(group_id))).await?;
+    crate::access::publish_project(state, &project).await?;
+    Ok(project)
+}
+
+/// The name of the group owning `project`, if any.
+pub async fn group_name(state: &AppState, project: &Project) -> Result<Option<String>, AppError> {
+    let Some(group_id) = project.group_id else { return Ok(None) };
+    Ok(state.db.run(move |conn| db::groups::find_by_id(conn, group_id)).await?.map(|g| g.name))
+}
+
+/// Parses a role from a form or API body.
+pub fn parse_role(text: &str) -> Result<GroupRole, AppError> {
+    Ok(GroupRole::parse(text)?)
+}
+
 pub async fn set_template(state: &AppState, user: &User, raw_name: &str, template: &str) -> Result<Project, AppError> {
-    let project = get(state, user, raw_name).await?;
+    let project = get(state, user, raw_name, Action::Deploy).await?;
     let template = check_template(template)?;
     Ok(state.db.run(move |conn| db::projects::set_template(conn, project.id, &template)).await?)
 }
@@ -193,6 +259,7 @@ pub async fn delete(state: &AppState, project: &Project) -> Result<(), AppError>
     state.secret_store.delete_prefix(&secrets::project_prefix(project.id)).await.map_err(secret_error)?;
     let project_id = project.id;
     state.db.run(move |conn| db::projects::delete(conn, project_id)).await?;
+    crate::access::unpublish(state, &project.name).await?;
     Ok(())
 }
 

@@ -32,6 +32,7 @@ pub struct Application {
     metrics_port: u16,
     metrics: Arc<orchestrator::metrics::Registry>,
     host: orchestrator::sandbox::HostSupport,
+    redis_client: redis::Client,
 }
 
 impl Application {
@@ -105,7 +106,16 @@ impl Application {
         if config.portal_addr.port() == 0 && config.public_url.port_or_known_default() == Some(0) {
             let _ = config.public_url.set_port(Some(bound.port()));
         }
+        let access = orchestrator::gateway::access::Gate::new(orchestrator::gateway::access::AccessConfig {
+            key: secrets.access_key(),
+            portal_url: config.public_url.as_str().trim_end_matches('/').to_owned(),
+            cookie_ttl_secs: crate::access::COOKIE_TTL_SECS,
+            secure_cookies: config.secure_cookies,
+            max_staleness_secs: 60,
+        });
+        let redis_client = redis::Client::open(redis_url).map_err(|e| anyhow::anyhow!("redis_url is not a Redis URL: {e}"))?;
         let state = AppState {
+            access,
             domains: DomainPolicy::new(&config.accounts.allowed_email_domains),
             config: Arc::new(config),
             db,
@@ -118,6 +128,9 @@ impl Application {
             runtime,
             stopping: stopping_receiver,
         };
+        // The gateways' view starts from the database, so a record lost from Redis comes back.
+        let n_published = crate::access::publish_all(&state).await.context("publishing app access records to Redis")?;
+        tracing::debug!(n_published, "app access records published");
 
         let port = listener.local_addr()?.port();
         let app_state = web::Data::new(state.clone());
@@ -151,6 +164,7 @@ impl Application {
             metrics_port,
             metrics,
             host,
+            redis_client,
         })
     }
 
@@ -178,11 +192,20 @@ impl Application {
         let runtime = self.state.runtime.clone();
         let gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
         let gateway_listener = self.gateway_listener.take().expect("run_until_stopped is called once");
-        let gateway = orchestrator::gateway::Gateway::with_metrics(
+        let access = self.state.access.clone();
+        tokio::spawn(orchestrator::gateway::access::feed::run(
+            access.clone(),
+            self.redis_client.clone(),
+            self.state.config.redis_prefix.clone(),
+            std::time::Duration::from_secs(1),
+            shutdown.clone(),
+        ));
+        let gateway = orchestrator::gateway::Gateway::with_access(
             gateway_config,
             runtime.clone(),
             orchestrator::gateway::NetnsConnector::new(),
             self.metrics.clone(),
+            access,
         );
         let gateway_task = tokio::spawn(gateway.clone().serve(gateway_listener, shutdown.clone()));
         let metrics_listener = self.metrics_listener.take().expect("run_until_stopped is called once");

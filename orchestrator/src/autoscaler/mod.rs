@@ -3,7 +3,7 @@
 //! Each tick the loop (`run`) builds a `Snapshot` for every app from a metrics scrape (the
 //! gateway's, or Traefik's) and the runtime's ready instances and held requests, calls `decide`
 //! with the time as seconds, keeps `Decision::next_state`, and sends the runtime the one order
-//! (`observe::action`) that carries the decision out. An app moves through these states:
+//! (`observe::order`) that carries the decision out. An app moves through these states:
 //!
 //! ```text
 //!          request            ready
@@ -21,7 +21,7 @@
 //! - `window`: sliding windows of samples (seconds as `f64`); averages that treat gaps as unknown.
 //! - `decide`: `Policy`, `Snapshot`, `ScalerState`, `Decision`, and the rules, Knative-KPA style.
 //! - `replay`: runs `decide` over a JSON-lines trace, for `slipway autoscaler replay` and tests.
-//! - `observe`: measurements → `Snapshot`, and `Decision` + tier → `Action`.
+//! - `observe`: measurements → `Snapshot`, and `Decision` + tier → `Order`.
 //! - `evict`: which frozen apps to stop under memory pressure.
 //! - `run`: the loop, the only module here with I/O (scraping, the clock, the `Runtime` calls).
 //!

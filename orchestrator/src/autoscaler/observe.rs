@@ -1,8 +1,8 @@
 //! The two translations around `decide`: what was measured → `Snapshot`, and `Decision` + where
-//! the app is now → the one `Action` to ask of the runtime.
+//! the app is now → the one `Order` to ask of the runtime.
 //!
 //! Pure: times are passed in as seconds, nothing reads a clock, a metric or the runtime. It
-//! deliberately does not call the runtime: the loop in `run.rs` does, with what `action` returns.
+//! deliberately does not call the runtime: the loop in `run.rs` does, with what `order` returns.
 
 use super::decide::{Decision, Mode, Snapshot};
 use crate::metrics::snapshot::AppTraffic;
@@ -50,7 +50,7 @@ pub fn snapshot(measured: &Measured) -> Snapshot {
 
 /// What the loop asks the runtime to do for one app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum Order {
     Nothing,
     /// Run this many instances (starting a stopped app).
     Scale(u32),
@@ -63,20 +63,20 @@ pub enum Action {
 /// fighting an operator: a stopped app is started only by a wake (held requests or load) or by
 /// `min_instances`, never because an earlier decision still remembers a count, so `slipway sleep`
 /// holds; and a frozen app is thawed only by a request, never by a count.
-pub fn action(decision: &Decision, tier: Tier, ready: u32, starting: u32, min_instances: u32) -> Action {
+pub fn order(decision: &Decision, tier: Tier, ready: u32, starting: u32, min_instances: u32) -> Order {
     let desired = decision.desired;
     match (decision.mode, tier) {
-        (Mode::Hold, _) => Action::Nothing,
-        (Mode::ScaleToZero, Tier::Running | Tier::Frozen) => Action::Stop,
-        (Mode::ScaleToZero, _) => Action::Nothing,
-        (Mode::Freeze, Tier::Running) => Action::Freeze,
-        (Mode::Freeze, _) => Action::Nothing,
-        (_, Tier::Frozen | Tier::Starting | Tier::Crashed) => Action::Nothing,
-        (Mode::Wake, Tier::Stopped) if desired > 0 => Action::Scale(desired),
-        (Mode::Stable | Mode::Panic, Tier::Stopped) if min_instances > 0 && desired > 0 => Action::Scale(desired),
-        (_, Tier::Stopped) => Action::Nothing,
-        (_, Tier::Running) if desired > 0 && desired != ready + starting => Action::Scale(desired),
-        (_, Tier::Running) => Action::Nothing,
+        (Mode::Hold, _) => Order::Nothing,
+        (Mode::ScaleToZero, Tier::Running | Tier::Frozen) => Order::Stop,
+        (Mode::ScaleToZero, _) => Order::Nothing,
+        (Mode::Freeze, Tier::Running) => Order::Freeze,
+        (Mode::Freeze, _) => Order::Nothing,
+        (_, Tier::Frozen | Tier::Starting | Tier::Crashed) => Order::Nothing,
+        (Mode::Wake, Tier::Stopped) if desired > 0 => Order::Scale(desired),
+        (Mode::Stable | Mode::Panic, Tier::Stopped) if min_instances > 0 && desired > 0 => Order::Scale(desired),
+        (_, Tier::Stopped) => Order::Nothing,
+        (_, Tier::Running) if desired > 0 && desired != ready + starting => Order::Scale(desired),
+        (_, Tier::Running) => Order::Nothing,
     }
 }
 
@@ -124,8 +124,8 @@ mod tests {
     }
 
     #[test]
-    fn actions_follow_the_decision_and_the_tier() {
-        use Action::*;
+    fn orders_follow_the_decision_and_the_tier() {
+        use Order::*;
         use Tier::*;
         let cases = [
             // (mode, desired, tier, ready, starting, min_instances) -> action
@@ -147,7 +147,7 @@ mod tests {
             ((Mode::Stable, 2, Crashed, 0, 0, 0), Nothing),
         ];
         for ((mode, desired, tier, ready, starting, min_instances), expected) in cases {
-            let got = action(&decision(mode, desired), tier, ready, starting, min_instances);
+            let got = order(&decision(mode, desired), tier, ready, starting, min_instances);
             assert_eq!(got, expected, "{mode} {desired} with {tier:?}, {ready} ready, {starting} starting, min {min_instances}");
         }
     }

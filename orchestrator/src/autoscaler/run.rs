@@ -1,5 +1,5 @@
 //! The autoscaler loop: every tick, scrape → `app_traffic` → `observe::snapshot` → `decide` →
-//! `observe::action` → `Runtime`. The same loop drives the local runtime on one machine (scraping
+//! `observe::order` → `Runtime`. The same loop drives the local runtime on one machine (scraping
 //! the gateway's own registry) and, in a cluster, Nomad (scraping Traefik over HTTP).
 //!
 //! One tick, for every app the runtime reports:
@@ -7,7 +7,7 @@
 //! 2. turn the last two scrapes into per-app traffic (`metrics::snapshot::app_traffic`);
 //! 3. build the `Snapshot` with the runtime's own held-request count (the activator's direct
 //!    demand signal, so a wake never waits for a scrape);
-//! 4. `decide`, keep `next_state`, and send the one order `observe::action` names: the order is
+//! 4. `decide`, keep `next_state`, and send the one order `observe::order` names: the order is
 //!    spawned, so a slow stop never delays the other apps' decisions;
 //! 5. when the host's available memory is below `min_free_memory`, stop frozen apps oldest first
 //!    (`evict::choose`);
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use super::decide::{decide, GlobalCaps, ScalerState};
 use super::evict;
-use super::observe::{self, Action, Measured};
+use super::observe::{self, Measured, Order};
 use crate::metrics::parse::parse;
 use crate::metrics::registry::Registry;
 use crate::metrics::snapshot::{app_traffic, AppTraffic, Scrape};
@@ -123,10 +123,10 @@ pub async fn run<R: Runtime, M: MetricsSource>(
             let runtime = runtime.clone();
             tokio::spawn(async move {
                 let result = match order {
-                    Action::Scale(instances) => runtime.scale(&app, instances).await,
-                    Action::Freeze => runtime.freeze(&app).await,
-                    Action::Stop => runtime.stop_instances(&app).await,
-                    Action::Nothing => Ok(()),
+                    Order::Scale(instances) => runtime.scale(&app, instances).await,
+                    Order::Freeze => runtime.freeze(&app).await,
+                    Order::Stop => runtime.stop_instances(&app).await,
+                    Order::Nothing => Ok(()),
                 };
                 if let Err(reason) = result {
                     tracing::debug!(app, ?order, "autoscaler order not carried out: {reason}");
@@ -158,7 +158,7 @@ impl Scaler {
         at: Duration,
         meminfo: Option<&str>,
         map_foreign: fn(&str, &str) -> Option<String>,
-    ) -> Vec<(String, Action)> {
+    ) -> Vec<(String, Order)> {
         let now = at.as_secs_f64();
         let traffic: Option<std::collections::BTreeMap<String, AppTraffic>> =
             match text.and_then(|text| parse(&text).map_err(|e| e.to_string())) {
@@ -194,8 +194,8 @@ impl Scaler {
                 max_connection_idle_s: self.config.max_connection_idle.as_secs_f64(),
             };
             let decision = decide(&policy, &observe::snapshot(&measured), state, now);
-            let order = observe::action(&decision, observation.tier, observation.ready, observation.starting, policy.min_instances);
-            if order != Action::Nothing {
+            let order = observe::order(&decision, observation.tier, observation.ready, observation.starting, policy.min_instances);
+            if order != Order::Nothing {
                 tracing::debug!(app = observation.app, mode = %decision.mode, desired = decision.desired, "{}", decision.reason);
                 orders.push((observation.app.clone(), order));
             }
@@ -217,7 +217,7 @@ impl Scaler {
             for app in evict::choose(&frozen, available, self.config.min_free_memory_bytes) {
                 tracing::info!(app, "memory is short ({available} bytes available): stopping a frozen app");
                 orders.retain(|(ordered, _)| ordered != &app);
-                orders.push((app, Action::Stop));
+                orders.push((app, Order::Stop));
             }
         }
         orders

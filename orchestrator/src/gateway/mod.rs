@@ -1,6 +1,8 @@
 //! The app gateway: the HTTP/1.1 reverse proxy that answers at `NAME.<apps domain>` (by default
 //! `http://NAME.localhost:8000`) and forwards each request to that app's server.
 //!
+//! - `access`: who may see an app (visibility, signed hand-off tokens and cookies, the table fed
+//!   from Redis); checked before an app is resolved.
 //! - `route_table`: `Host` → app name, and the plain app → route map (pure).
 //! - `upstream`: the `Resolver` and `Connector` seams the rest of Slipway plugs into, with
 //!   `TableResolver` and `TcpConnector`.
@@ -14,6 +16,7 @@
 //! It deliberately does not start, stop or restart apps, wake them from zero, read Redis or terminate
 //! TLS: those belong to the runtime, the activator, the route-table adapter and the front proxy.
 
+pub mod access;
 pub mod headers;
 pub mod metrics_endpoint;
 pub mod netns;

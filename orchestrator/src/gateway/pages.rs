@@ -144,6 +144,35 @@ pub fn too_large(app: &str, limit_bytes: u64) -> Page {
     page(413, None, render(413, "Request too large", &body, None))
 }
 
+/// 302 (a page navigation) or 401 (anything else) for an app that needs its visitor to log in;
+/// `portal_url` is where the visitor does that.
+pub fn login_required(app: &str, portal_url: &str, redirect: bool) -> Page {
+    let (app, link) = (escape(app), escape(portal_url));
+    let body = format!(
+        "<p>The app <code>{app}</code> is only for signed-in users of this university.</p>\
+<p><a href=\"{link}\">Sign in to the portal</a> to open it.</p>"
+    );
+    let status = if redirect { 302 } else { 401 };
+    page(status, None, render(status, "Sign in to open this app", &body, None))
+}
+
+/// 403 for a signed-in visitor the app's owner has not let in.
+pub fn access_denied(app: &str) -> Page {
+    let app = escape(app);
+    let body = format!(
+        "<p>You are signed in, but the app <code>{app}</code> is not shared with you.</p>\
+<p>Ask its owner to add you to the project's group.</p>"
+    );
+    page(403, None, render(403, "This app is not shared with you", &body, None))
+}
+
+/// 503 when the gateway cannot currently tell who may see a non-public app.
+pub fn access_unavailable(app: &str) -> Page {
+    let app = escape(app);
+    let body = format!("<p>Access to <code>{app}</code> cannot be checked right now.</p><p>Try again in a moment.</p>");
+    page(503, Some(5), render(503, "Access check unavailable", &body, None))
+}
+
 /// 400 for requests that cannot be routed at all (no or several `Host` headers, `CONNECT`).
 pub fn bad_request(reason: &str) -> Page {
     let body = format!("<p>{}</p>", escape(reason));

@@ -114,6 +114,8 @@ pub struct Gateway<R, C> {
     connector: C,
     pool: Arc<Pool>,
     metrics: Arc<Registry>,
+    /// Who may see which app; `None` lets every request through (tests of the proxy alone).
+    access: Option<Arc<super::access::Gate>>,
 }
 
 impl<R: Resolver, C: Connector> Gateway<R, C> {
@@ -126,7 +128,20 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     /// `/metrics` listener share.
     pub fn with_metrics(config: GatewayConfig, resolver: R, connector: C, metrics: Arc<Registry>) -> Arc<Self> {
         let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
-        Arc::new(Self { config, resolver, connector, pool, metrics })
+        Arc::new(Self { config, resolver, connector, pool, metrics, access: None })
+    }
+
+    /// A gateway that records into `metrics` and checks every request against `gate` before
+    /// resolving its app.
+    pub fn with_access(
+        config: GatewayConfig,
+        resolver: R,
+        connector: C,
+        metrics: Arc<Registry>,
+        gate: Arc<super::access::Gate>,
+    ) -> Arc<Self> {
+        let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
+        Arc::new(Self { config, resolver, connector, pool, metrics, access: Some(gate) })
     }
 
     pub fn metrics(&self) -> &Arc<Registry> {
@@ -244,7 +259,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     }
 
     /// Answers one request: a page, or the app's response.
-    async fn handle(self: &Arc<Self>, request: Request<Incoming>, peer: SocketAddr, tasks: &Tasks) -> Response<ProxyBody> {
+    async fn handle(self: &Arc<Self>, mut request: Request<Incoming>, peer: SocketAddr, tasks: &Tasks) -> Response<ProxyBody> {
         let arrived = Instant::now();
         if request.method() == Method::CONNECT {
             return page_response(pages::bad_request("This server does not tunnel CONNECT requests."));
@@ -259,6 +274,12 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             HostMatch::Apex => return page_response(pages::apex(&self.config.apps_domain)),
             HostMatch::Foreign => return page_response(pages::foreign_host(&host_text, &self.config.apps_domain)),
         };
+        // Before resolving: a refused visitor must never wake an app at zero.
+        if let Some(gate) = &self.access {
+            if let Err(refusal) = super::access::http::admit(gate, &mut request, &app, &self.config.apps_domain) {
+                return refusal_response(refusal);
+            }
+        }
         let wants_html =
             request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
         // Borrowed from the request: resolving ends before the request moves on to the app.
@@ -483,6 +504,17 @@ fn page_response(page: Page) -> Response<ProxyBody> {
     );
     if let Some(secs) = page.retry_after_secs {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn refusal_response(refusal: super::access::http::Refusal) -> Response<ProxyBody> {
+    let mut response = page_response(refusal.page);
+    let headers = response.headers_mut();
+    for (name, value) in [(header::LOCATION, refusal.location), (header::SET_COOKIE, refusal.set_cookie)] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
     }
     response
 }

@@ -92,6 +92,9 @@ pub struct Project {
     /// 0 means never frozen.
     pub freeze_after_secs: Option<i32>,
     pub target_concurrency: Option<i32>,
+    pub visibility: String,
+    /// The group that owns the project, if any; then the group's roles decide, not `owner_id`.
+    pub group_id: Option<i64>,
 }
 
 /// A project's scaling settings as stored (`None`: the installation's default).
@@ -147,4 +150,50 @@ pub struct Revision {
     pub build_finished_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::groups)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::group_members)]
+pub struct GroupMember {
+    pub group_id: i64,
+    pub user_id: i64,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::group_invitations)]
+pub struct GroupInvitation {
+    pub id: i64,
+    #[serde(skip)]
+    pub group_id: i64,
+    pub email: String,
+    pub role: String,
+    #[serde(skip)]
+    pub invited_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::quotas)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct QuotaRow {
+    #[serde(skip)]
+    pub id: i64,
+    pub user_id: Option<i64>,
+    pub group_id: Option<i64>,
+    pub max_projects: Option<i32>,
+    pub max_instances: Option<i32>,
+    pub max_memory_mb: Option<i32>,
+    pub max_builds_per_hour: Option<i32>,
+    #[serde(skip)]
+    pub updated_at: DateTime<Utc>,
 }

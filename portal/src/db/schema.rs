@@ -74,6 +74,8 @@ diesel::table! {
         idle_secs -> Nullable<Int4>,
         freeze_after_secs -> Nullable<Int4>,
         target_concurrency -> Nullable<Int4>,
+        visibility -> Text,
+        group_id -> Nullable<Int8>,
     }
 }
 
@@ -120,3 +122,52 @@ diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(project_env -> projects (project_id));
 diesel::joinable!(revisions -> projects (project_id));
 diesel::allow_tables_to_appear_in_same_query!(projects, users, project_env, revisions, sealed_secrets);
+
+diesel::table! {
+    groups (id) {
+        id -> Int8,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> Int8,
+        user_id -> Int8,
+        role -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    group_invitations (id) {
+        id -> Int8,
+        group_id -> Int8,
+        email -> Text,
+        role -> Text,
+        invited_by -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    quotas (id) {
+        id -> Int8,
+        user_id -> Nullable<Int8>,
+        group_id -> Nullable<Int8>,
+        max_projects -> Nullable<Int4>,
+        max_instances -> Nullable<Int4>,
+        max_memory_mb -> Nullable<Int4>,
+        max_builds_per_hour -> Nullable<Int4>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
+diesel::joinable!(group_invitations -> groups (group_id));
+diesel::joinable!(projects -> groups (group_id));
+diesel::allow_tables_to_appear_in_same_query!(groups, group_members, group_invitations, quotas, users);
+diesel::allow_tables_to_appear_in_same_query!(groups, projects);
+diesel::allow_tables_to_appear_in_same_query!(group_members, projects);

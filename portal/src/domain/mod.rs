@@ -3,7 +3,9 @@
 
 mod account;
 mod env;
+pub mod permissions;
 pub mod scaling;
 
 pub use account::{DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError};
 pub use env::{check_env_value, EnvVarName, MAX_ENV_VALUE_BYTES};
+pub use permissions::{Action, GroupRole, ProjectRole};

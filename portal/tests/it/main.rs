@@ -2,6 +2,7 @@
 //! Redis (a key prefix per test), a real SMTP server (Debian's aiosmtpd) where mail is tested,
 //! and the real `slipway` binary for the command-line tests.
 
+mod access;
 mod accounts;
 mod api;
 mod cli;

@@ -11,7 +11,10 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/users", web::get().to(list)).route("/admin/users/{id}", web::patch().to(update));
+    cfg.route("/admin/users", web::get().to(list))
+        .route("/admin/users/{id}", web::patch().to(update))
+        .route("/admin/users/{id}/quota", web::put().to(set_user_quota))
+        .route("/admin/groups/{group}/quota", web::put().to(set_group_quota));
 }
 
 async fn list(state: web::Data<AppState>, ApiUser(user): ApiUser) -> Result<HttpResponse, AppError> {
@@ -35,4 +38,58 @@ async fn update(
 ) -> Result<HttpResponse, AppError> {
     let updated = accounts::set_role(&state.db, &user, path.into_inner(), &body.role).await?;
     Ok(HttpResponse::Ok().json(user_json(&updated)))
+}
+
+/// Limits an admin sets; an absent field clears that limit.
+#[derive(Deserialize)]
+struct QuotaBody {
+    projects: Option<i32>,
+    instances: Option<i32>,
+    memory_mb: Option<i32>,
+    builds_per_hour: Option<i32>,
+}
+
+impl QuotaBody {
+    fn limits(&self) -> [Option<i32>; 4] {
+        [self.projects, self.instances, self.memory_mb, self.builds_per_hour]
+    }
+}
+
+fn quota_json(row: &crate::db::models::QuotaRow) -> serde_json::Value {
+    serde_json::json!({
+        "projects": row.max_projects,
+        "instances": row.max_instances,
+        "memory_mb": row.max_memory_mb,
+        "builds_per_hour": row.max_builds_per_hour,
+    })
+}
+
+async fn set_user_quota(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<i64>,
+    body: web::Json<QuotaBody>,
+) -> Result<HttpResponse, AppError> {
+    if user.role != Role::Admin.as_str() {
+        return Err(AppError::Forbidden);
+    }
+    let user_id = path.into_inner();
+    state.db.run(move |conn| db::users::find(conn, user_id)).await?.ok_or(AppError::NotFound("user"))?;
+    let row = crate::quotas::set(&state, Some(user_id), None, body.limits()).await?;
+    Ok(HttpResponse::Ok().json(quota_json(&row)))
+}
+
+async fn set_group_quota(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    body: web::Json<QuotaBody>,
+) -> Result<HttpResponse, AppError> {
+    if user.role != Role::Admin.as_str() {
+        return Err(AppError::Forbidden);
+    }
+    let name = path.into_inner();
+    let group = state.db.run(move |conn| db::groups::find_by_name(conn, &name)).await?.ok_or(AppError::NotFound("group"))?;
+    let row = crate::quotas::set(&state, None, Some(group.id), body.limits()).await?;
+    Ok(HttpResponse::Ok().json(quota_json(&row)))
 }

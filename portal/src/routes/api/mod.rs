@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+mod groups;
 mod me;
 pub mod projects;
 mod tokens;
@@ -35,6 +36,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/me/logout-everywhere"),
     ("get", "/api/v1/admin/users"),
     ("patch", "/api/v1/admin/users/{id}"),
+    ("put", "/api/v1/admin/users/{id}/quota"),
+    ("put", "/api/v1/admin/groups/{group}/quota"),
+    ("get", "/api/v1/groups"),
+    ("post", "/api/v1/groups"),
+    ("get", "/api/v1/groups/{group}"),
+    ("post", "/api/v1/groups/{group}/members"),
+    ("delete", "/api/v1/groups/{group}/members/{email}"),
+    ("post", "/api/v1/groups/{group}/leave"),
+    ("post", "/api/v1/groups/{group}/transfer"),
     ("get", "/api/v1/projects"),
     ("post", "/api/v1/projects"),
     ("get", "/api/v1/projects/availability"),
@@ -68,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(me::configure)
             .configure(admin::configure)
             .configure(projects::configure)
+            .configure(groups::configure)
             .default_service(web::to(|| async { Err::<HttpResponse, _>(AppError::NotFound("route")) })),
     );
 }

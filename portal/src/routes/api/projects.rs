@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::ApiUser;
 use crate::db::models::Project;
+use crate::domain::Action;
 use crate::error::AppError;
 use crate::projects;
 use crate::state::AppState;
@@ -49,7 +50,7 @@ async fn build_log(
 }
 
 async fn status(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, Action::View).await?;
     let live = crate::deploys::live_number(&state, &project).await?;
     Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
 }
@@ -74,7 +75,7 @@ async fn rollback(
     path: web::Path<String>,
     body: Option<web::Json<RollbackBody>>,
 ) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, Action::Deploy).await?;
     let revision = crate::deploys::rollback(&state, &project, body.and_then(|b| b.revision)).await?;
     Ok(HttpResponse::Ok().json(crate::deploys::revision_json(&revision)))
 }
@@ -100,7 +101,7 @@ async fn deploy(
     query: web::Query<DeployQuery>,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, Action::Deploy).await?;
     let body = read_limited(&mut payload, upload_limit(&state)).await?;
     let _ = req;
     let source = match query.source.as_deref() {
@@ -129,7 +130,7 @@ pub async fn read_limited(payload: &mut web::Payload, limit: usize) -> Result<by
 }
 
 async fn revisions(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, Action::View).await?;
     let revisions = crate::deploys::revisions(&state, &project, 50).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revisions": revisions.iter().map(crate::deploys::revision_json).collect::<Vec<_>>() })))
 }
@@ -138,6 +139,7 @@ pub fn project_json(state: &AppState, project: &Project) -> serde_json::Value {
     serde_json::json!({
         "name": project.name,
         "template": project.template,
+        "visibility": project.visibility,
         "url": app_url(state, &project.name),
         "live_revision_id": project.live_revision_id,
         "created_at": project.created_at,
@@ -165,6 +167,8 @@ struct CreateBody {
     name: String,
     #[serde(default = "auto")]
     template: String,
+    /// Create the project in this group (the creator must be a maintainer or owner there).
+    group: Option<String>,
 }
 
 fn auto() -> String {
@@ -172,7 +176,7 @@ fn auto() -> String {
 }
 
 async fn create(state: web::Data<AppState>, ApiUser(user): ApiUser, body: web::Json<CreateBody>) -> Result<HttpResponse, AppError> {
-    let project = projects::create(&state, &user, &body.name, &body.template).await?;
+    let project = projects::create(&state, &user, &body.name, &body.template, body.group.as_deref()).await?;
     Ok(HttpResponse::Created().json(project_json(&state, &project)))
 }
 
@@ -186,36 +190,49 @@ async fn availability(state: web::Data<AppState>, _user: ApiUser, query: web::Qu
 }
 
 async fn show(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, Action::View).await?;
     Ok(HttpResponse::Ok().json(project_json(&state, &project)))
 }
 
 #[derive(Deserialize)]
 struct UpdateBody {
     template: Option<String>,
+    visibility: Option<String>,
+    group: Option<String>,
 }
 
+/// Each field is checked with its own permission: template (deploy), visibility (owners), group
+/// (moving a personal project into a group: its owner, who is a maintainer or owner there).
 async fn update(
     state: web::Data<AppState>,
     ApiUser(user): ApiUser,
     path: web::Path<String>,
     body: web::Json<UpdateBody>,
 ) -> Result<HttpResponse, AppError> {
-    let project = match &body.template {
-        Some(template) => projects::set_template(&state, &user, &path, template).await?,
-        None => projects::get(&state, &user, &path).await?,
-    };
-    Ok(HttpResponse::Ok().json(project_json(&state, &project)))
+    let mut project = projects::get(&state, &user, &path, Action::View).await?;
+    if let Some(group) = &body.group {
+        project = projects::move_to_group(&state, &user, &path, group).await?;
+    }
+    if let Some(visibility) = &body.visibility {
+        project = projects::set_visibility(&state, &user, &path, visibility).await?;
+    }
+    if let Some(template) = &body.template {
+        project = projects::set_template(&state, &user, &path, template).await?;
+    }
+    let group = projects::group_name(&state, &project).await?;
+    let mut json = project_json(&state, &project);
+    json["group"] = serde_json::json!(group);
+    Ok(HttpResponse::Ok().json(json))
 }
 
 async fn delete(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, Action::Delete).await?;
     crate::deploys::delete_project(&state, &project).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn env(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, Action::View).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "env": projects::env_view(&state, &project).await? })))
 }
 
@@ -233,7 +250,7 @@ async fn set_env(
     body: web::Json<EnvBody>,
 ) -> Result<HttpResponse, AppError> {
     let (name, key) = path.into_inner();
-    let project = projects::get(&state, &user, &name).await?;
+    let project = projects::get(&state, &user, &name, Action::ChangeEnv).await?;
     projects::set_env(&state, &project, &key, &body.value, body.secret).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -244,7 +261,7 @@ async fn unset_env(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (name, key) = path.into_inner();
-    let project = projects::get(&state, &user, &name).await?;
+    let project = projects::get(&state, &user, &name, Action::ChangeEnv).await?;
     projects::unset_env(&state, &project, &key).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -262,7 +279,7 @@ async fn sleep(
     path: web::Path<String>,
     body: Option<web::Json<SleepBody>>,
 ) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, Action::Deploy).await?;
     let freeze = body.map(|b| b.freeze).unwrap_or(false);
     state.runtime.sleep(&project.name, freeze).await.map_err(|reason| AppError::Rejected { code: "cannot_sleep", message: reason })?;
     let live = crate::deploys::live_number(&state, &project).await?;
@@ -284,7 +301,7 @@ fn scaling_json(state: &AppState, project: &Project) -> serde_json::Value {
 
 /// The project's scaling settings in effect, and the caps they must stay within.
 async fn scaling(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, crate::domain::Action::View).await?;
     Ok(HttpResponse::Ok().json(scaling_json(&state, &project)))
 }
 
@@ -295,7 +312,7 @@ async fn set_scaling(
     path: web::Path<String>,
     body: web::Json<crate::domain::scaling::ScalingChange>,
 ) -> Result<HttpResponse, AppError> {
-    let project = projects::get(&state, &user, &path).await?;
+    let project = projects::get(&state, &user, &path, crate::domain::Action::Deploy).await?;
     let project = projects::set_scaling(&state, &project, &body).await?;
     Ok(HttpResponse::Ok().json(scaling_json(&state, &project)))
 }

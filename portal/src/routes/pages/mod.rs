@@ -1,6 +1,7 @@
 //! Server-rendered pages (askama). Each handler builds a `PageCtx` for the layout, checks the
 //! CSRF token on every POST, and re-renders forms with the error in the viewer's language.
 
+mod access;
 mod accounts;
 mod admin;
 mod profile;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/static/app.js", web::get().to(script))
             .route("/healthz", web::get().to(health))
             .configure(accounts::configure)
+            .configure(access::configure)
             .configure(profile::configure)
             .configure(admin::configure)
             .configure(projects::configure),

@@ -6,6 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::db::models::Project;
+use crate::domain::Action;
 use crate::error::AppError;
 use crate::projects::{self, EnvView};
 use crate::routes::api::projects::app_url;
@@ -44,7 +45,7 @@ async fn upload(
         let user = viewer.user.as_ref().ok_or(AppError::Unauthorized)?;
         let submitted = req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()).unwrap_or("");
         check_csrf(&req, submitted)?;
-        let project = projects::get(&state, user, &path).await?;
+        let project = projects::get(&state, user, &path, Action::Deploy).await?;
         let body = crate::routes::api::projects::read_limited(&mut payload, crate::routes::api::projects::upload_limit(&state)).await?;
         crate::deploys::upload(&state, user, &project, body, "upload").await
     }
@@ -71,7 +72,7 @@ async fn rollback(
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
-    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path, Action::Deploy).await.map_err(|e| ctx.error_page(e))?;
     match crate::deploys::rollback(&state, &project, Some(form.revision)).await {
         Ok(_) => redirect_with_flash(&ctx, &state, &project.name, "flash.rolled_back"),
         Err(error) => project_page(&ctx, &state, &project, Some(&error)).await,
@@ -91,7 +92,7 @@ async fn revision_page(req: HttpRequest, state: web::Data<AppState>, viewer: Vie
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     let (name, number) = path.into_inner();
-    let project = projects::get(&state, user, &name).await.map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &name, Action::View).await.map_err(|e| ctx.error_page(e))?;
     let project_id = project.id;
     let revision = state
         .db
@@ -130,7 +131,7 @@ struct LogsPage<'a> {
 async fn logs_page(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
-    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path, Action::View).await.map_err(|e| ctx.error_page(e))?;
     Ok(ctx.ok(&LogsPage { page: &ctx, project: &project }))
 }
 
@@ -210,7 +211,7 @@ async fn create(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, fo
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     let result = match check_csrf(&req, &form.csrf_token) {
-        Ok(()) => projects::create(&state, user, &form.name, &form.template).await,
+        Ok(()) => projects::create(&state, user, &form.name, &form.template, None).await,
         Err(e) => Err(e),
     };
     match result {
@@ -319,7 +320,7 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
 async fn show(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, path: web::Path<String>) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
-    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path, Action::View).await.map_err(|e| ctx.error_page(e))?;
     project_page(&ctx, &state, &project, None).await
 }
 
@@ -343,7 +344,7 @@ async fn set_template(
         Ok(project) => redirect_with_flash(&ctx, &state, &project.name, "flash.project_saved"),
         Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
         Err(error) => {
-            let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+            let project = projects::get(&state, user, &path, Action::View).await.map_err(|e| ctx.error_page(e))?;
             project_page(&ctx, &state, &project, Some(&error)).await
         }
     }
@@ -368,7 +369,7 @@ async fn set_env(
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
-    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path, Action::ChangeEnv).await.map_err(|e| ctx.error_page(e))?;
     match projects::set_env(&state, &project, &form.key, &form.value, form.secret.is_some()).await {
         Ok(()) => redirect_with_flash(&ctx, &state, &project.name, "flash.env_saved"),
         Err(error) => project_page(&ctx, &state, &project, Some(&error)).await,
@@ -395,7 +396,7 @@ async fn set_scaling(
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
-    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path, crate::domain::Action::Deploy).await.map_err(|e| ctx.error_page(e))?;
     let change = crate::domain::scaling::ScalingChange {
         min_instances: Some(form.min_instances),
         max_instances: Some(form.max_instances),
@@ -426,7 +427,7 @@ async fn unset_env(
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
     let (name, key) = path.into_inner();
-    let project = projects::get(&state, user, &name).await.map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &name, Action::ChangeEnv).await.map_err(|e| ctx.error_page(e))?;
     projects::unset_env(&state, &project, &key).await.map_err(|e| ctx.error_page(e))?;
     redirect_with_flash(&ctx, &state, &project.name, "flash.env_removed")
 }
@@ -448,7 +449,7 @@ async fn delete(
     let ctx = PageCtx::new(&req, &viewer);
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
-    let project = projects::get(&state, user, &path).await.map_err(|e| ctx.error_page(e))?;
+    let project = projects::get(&state, user, &path, Action::Delete).await.map_err(|e| ctx.error_page(e))?;
     if form.confirm_name.trim() != project.name {
         let error = AppError::Validation(
             crate::domain::ValidationError::new("confirm_name_mismatch", "confirm_name", format!("type `{}` to confirm", project.name))

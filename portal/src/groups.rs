@@ -1,0 +1,202 @@
+//! Group flows shared by the API (and later the pages): create, invite by e-mail (an invitation
+//! for an address without an account waits until that address is verified), change a member's
+//! role, remove, leave, transfer ownership. Every change republishes the access records of the
+//! group's projects, so the gateways follow within seconds.
+//!
+//! Managing members needs `Action::ManageMembers` (the group's owners; admins too). A group always
+//! keeps at least one owner: removing, demoting or the leaving of the last owner is refused.
+
+use orchestrator::model::AppName;
+
+use crate::db;
+use crate::db::models::{Group, User};
+use crate::domain::permissions::allows;
+use crate::domain::{Action, EmailAddress, GroupRole, ProjectRole, Role, ValidationError};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub async fn create(state: &AppState, user: &User, raw_name: &str) -> Result<Group, AppError> {
+    // Group names follow the same rules as project names (they appear in URLs).
+    let name = AppName::parse(raw_name)
+        .map_err(|e| AppError::Validation(ValidationError::new(e.code(), "name", e.to_string()).with("value", raw_name.trim())))?;
+    let owner_id = user.id;
+    let text = name.as_str().to_owned();
+    match state.db.run(move |conn| db::groups::insert(conn, &text, owner_id)).await {
+        Ok(group) => Ok(group),
+        Err(e) if e.is_unique_violation() => {
+            Err(AppError::Conflict { code: "group_name_taken", message: format!("the group `{name}` exists already") })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The group and the user's role there; 404 for a group the user is not in (admins see all).
+pub async fn get(state: &AppState, user: &User, raw_name: &str) -> Result<(Group, ProjectRole), AppError> {
+    let name = raw_name.trim().to_owned();
+    let user_id = user.id;
+    let (group, role) = state
+        .db
+        .run(move |conn| {
+            let Some(group) = db::groups::find_by_name(conn, &name)? else { return Ok(None) };
+            let role = db::groups::role_of(conn, group.id, user_id)?;
+            Ok::<_, db::DbError>(Some((group, role)))
+        })
+        .await?
+        .ok_or(AppError::NotFound("group"))?;
+    let role = role.and_then(|r| GroupRole::parse(&r).ok()).map_or(ProjectRole::None, GroupRole::project_role);
+    let role = if user.role == Role::Admin.as_str() { ProjectRole::Owner } else { role };
+    if role == ProjectRole::None {
+        return Err(AppError::NotFound("group"));
+    }
+    Ok((group, role))
+}
+
+async fn get_to_manage(state: &AppState, user: &User, raw_name: &str) -> Result<Group, AppError> {
+    let (group, role) = get(state, user, raw_name).await?;
+    if !allows(role, Action::ManageMembers) {
+        return Err(AppError::Forbidden);
+    }
+    Ok(group)
+}
+
+pub async fn list(state: &AppState, user: &User) -> Result<Vec<(Group, String)>, AppError> {
+    let user_id = user.id;
+    Ok(state.db.run(move |conn| db::groups::for_user(conn, user_id)).await?)
+}
+
+/// What inviting did.
+#[derive(Debug, serde::Serialize)]
+pub struct Invited {
+    pub email: String,
+    pub role: &'static str,
+    /// `true`: the address has an account and is a member now; `false`: it waits for sign-up.
+    pub member: bool,
+}
+
+pub async fn invite(state: &AppState, actor: &User, group_name: &str, raw_email: &str, role: GroupRole) -> Result<Invited, AppError> {
+    let group = get_to_manage(state, actor, group_name).await?;
+    let email = EmailAddress::parse(raw_email)?;
+    let (group_id, actor_id, text) = (group.id, actor.id, email.as_str().to_owned());
+    let member = state
+        .db
+        .run(move |conn| {
+            match db::users::find_by_email(conn, &text)? {
+                Some(user) if user.email_verified_at.is_some() => {
+                    // An existing member keeps their role unless it is the last owner being demoted.
+                    if db::groups::role_of(conn, group_id, user.id)?.as_deref() == Some("owner")
+                        && role != GroupRole::Owner
+                        && db::groups::count_owners(conn, group_id)? <= 1
+                    {
+                        return Ok(Err(last_owner()));
+                    }
+                    db::groups::upsert_member(conn, group_id, user.id, role.as_str())?;
+                    Ok(Ok(true))
+                }
+                _ => {
+                    db::groups::invite(conn, group_id, &text, role.as_str(), actor_id)?;
+                    Ok::<_, db::DbError>(Ok(false))
+                }
+            }
+        })
+        .await??;
+    crate::access::publish_group(state, group.id).await?;
+    Ok(Invited { email: email.as_str().to_owned(), role: role.as_str(), member })
+}
+
+fn last_owner() -> AppError {
+    AppError::Conflict { code: "last_owner", message: "a group needs at least one owner; make someone else owner first".to_owned() }
+}
+
+/// Removes a member (by e-mail) or a pending invitation.
+pub async fn remove(state: &AppState, actor: &User, group_name: &str, raw_email: &str) -> Result<(), AppError> {
+    let group = get_to_manage(state, actor, group_name).await?;
+    remove_member(state, &group, raw_email).await
+}
+
+/// The user leaves the group.
+pub async fn leave(state: &AppState, user: &User, group_name: &str) -> Result<(), AppError> {
+    let (group, _role) = get(state, user, group_name).await?;
+    remove_member(state, &group, &user.email).await
+}
+
+async fn remove_member(state: &AppState, group: &Group, raw_email: &str) -> Result<(), AppError> {
+    let email = raw_email.trim().to_ascii_lowercase();
+    let group_id = group.id;
+    state
+        .db
+        .run(move |conn| {
+            if db::groups::delete_invitation(conn, group_id, &email)? {
+                return Ok(Ok(()));
+            }
+            let Some(user) = db::users::find_by_email(conn, &email)? else { return Ok(Err(AppError::NotFound("member"))) };
+            let role = db::groups::role_of(conn, group_id, user.id)?;
+            if role.is_none() {
+                return Ok(Err(AppError::NotFound("member")));
+            }
+            if role.as_deref() == Some("owner") && db::groups::count_owners(conn, group_id)? <= 1 {
+                return Ok(Err(last_owner()));
+            }
+            db::groups::remove_member(conn, group_id, user.id)?;
+            Ok::<_, db::DbError>(Ok(()))
+        })
+        .await??;
+    crate::access::publish_group(state, group.id).await
+}
+
+/// Makes `raw_email` (a member) an owner and the acting owner a maintainer.
+pub async fn transfer(state: &AppState, actor: &User, group_name: &str, raw_email: &str) -> Result<(), AppError> {
+    let group = get_to_manage(state, actor, group_name).await?;
+    let (group_id, actor_id, email) = (group.id, actor.id, raw_email.trim().to_ascii_lowercase());
+    state
+        .db
+        .run(move |conn| {
+            use diesel::Connection;
+            conn.transaction(|conn| {
+                let Some(user) = db::users::find_by_email(conn, &email)? else { return Ok(Err(AppError::NotFound("member"))) };
+                if db::groups::role_of(conn, group_id, user.id)?.is_none() {
+                    return Ok(Err(AppError::NotFound("member")));
+                }
+                db::groups::upsert_member(conn, group_id, user.id, "owner")?;
+                if user.id != actor_id && db::groups::role_of(conn, group_id, actor_id)?.is_some() {
+                    db::groups::upsert_member(conn, group_id, actor_id, "maintainer")?;
+                }
+                Ok::<_, db::DbError>(Ok(()))
+            })
+        })
+        .await??;
+    crate::access::publish_group(state, group.id).await
+}
+
+/// Members, pending invitations and projects, as the API and the group page show them.
+pub async fn view(state: &AppState, user: &User, group_name: &str) -> Result<serde_json::Value, AppError> {
+    let (group, role) = get(state, user, group_name).await?;
+    let group_id = group.id;
+    let (members, invitations, projects) = state
+        .db
+        .run(move |conn| {
+            Ok::<_, db::DbError>((
+                db::groups::members(conn, group_id)?,
+                db::groups::invitations(conn, group_id)?,
+                db::groups::projects(conn, group_id)?,
+            ))
+        })
+        .await?;
+    Ok(serde_json::json!({
+        "name": group.name,
+        "created_at": group.created_at,
+        "your_role": format!("{role:?}").to_ascii_lowercase(),
+        "members": members.iter().map(|(m, u)| serde_json::json!({"email": u.email, "display_name": u.display_name, "role": m.role})).collect::<Vec<_>>(),
+        "invitations": invitations,
+        "projects": projects.iter().map(|p| serde_json::json!({"name": p.name, "visibility": p.visibility})).collect::<Vec<_>>(),
+    }))
+}
+
+/// At e-mail verification: turns the address's pending invitations into memberships.
+pub async fn accept_invitations(state: &AppState, user: &User) -> Result<(), AppError> {
+    let (email, user_id) = (user.email.clone(), user.id);
+    let groups = state.db.run(move |conn| db::groups::accept_invitations(conn, &email, user_id)).await?;
+    for group_id in groups {
+        crate::access::publish_group(state, group_id).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Limits admins set per user and per group: projects, running instances, memory, builds per
+//! hour. A personal project counts against its owner's quota, a group's project against the
+//! group's. No row (or a NULL limit) means no limit.
+//!
+//! Each check runs before anything is written, so reaching a quota leaves nothing half-created;
+//! the error names the quota and its value (`quota_exceeded`, "the quota `projects` is 3 ...").
+
+use diesel::prelude::*;
+
+use crate::db;
+use crate::db::models::{Project, QuotaRow, User};
+use crate::db::schema::{projects, quotas, revisions};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The quota names as the API and the messages spell them.
+pub const NAMES: [&str; 4] = ["projects", "instances", "memory_mb", "builds_per_hour"];
+
+fn exceeded(quota: &str, value: i32, whose: &str) -> AppError {
+    AppError::Rejected {
+        code: "quota_exceeded",
+        message: format!("the quota `{quota}` is {value} for {whose} and has been reached; ask an admin to raise it"),
+    }
+}
+
+fn row_for(conn: &mut PgConnection, user_id: i64, group_id: Option<i64>) -> Result<Option<QuotaRow>, db::DbError> {
+    let query = quotas::table.select(QuotaRow::as_select()).into_boxed();
+    let query = match group_id {
+        Some(group_id) => query.filter(quotas::group_id.eq(group_id)),
+        None => query.filter(quotas::user_id.eq(user_id)),
+    };
+    Ok(query.first(conn).optional()?)
+}
+
+fn whose(group_id: Option<i64>) -> &'static str {
+    if group_id.is_some() {
+        "this group"
+    } else {
+        "your account"
+    }
+}
+
+/// Before creating a project for `user` (in `group_id`, if given).
+pub async fn check_project_create(state: &AppState, user: &User, group_id: Option<i64>) -> Result<(), AppError> {
+    let user_id = user.id;
+    let refusal = state
+        .db
+        .run(move |conn| {
+            let Some(limit) = row_for(conn, user_id, group_id)?.and_then(|q| q.max_projects) else { return Ok(None) };
+            let n_projects = db::projects::count_owned(conn, Some(user_id), group_id)?;
+            Ok::<_, db::DbError>((n_projects >= i64::from(limit)).then_some(limit))
+        })
+        .await?;
+    match refusal {
+        Some(limit) => Err(exceeded("projects", limit, whose(group_id))),
+        None => Ok(()),
+    }
+}
+
+/// Before queueing a build of `project`: builds started in the last hour by the project's owner
+/// (or group), across its projects.
+pub async fn check_build(state: &AppState, project: &Project) -> Result<(), AppError> {
+    let (owner_id, group_id) = (project.owner_id, project.group_id);
+    let refusal = state
+        .db
+        .run(move |conn| {
+            let Some(limit) = row_for(conn, owner_id, group_id)?.and_then(|q| q.max_builds_per_hour) else { return Ok(None) };
+            let since = chrono::Utc::now() - chrono::Duration::hours(1);
+            let owned = match group_id {
+                Some(group_id) => projects::table.filter(projects::group_id.eq(group_id)).select(projects::id).into_boxed(),
+                None => projects::table
+                    .filter(projects::owner_id.eq(owner_id))
+                    .filter(projects::group_id.is_null())
+                    .select(projects::id)
+                    .into_boxed(),
+            };
+            let n_builds: i64 = revisions::table
+                .filter(revisions::project_id.eq_any(owned))
+                .filter(revisions::created_at.gt(since))
+                .count()
+                .get_result(conn)?;
+            Ok::<_, db::DbError>((n_builds >= i64::from(limit)).then_some(limit))
+        })
+        .await?;
+    match refusal {
+        Some(limit) => Err(exceeded("builds_per_hour", limit, whose(group_id))),
+        None => Ok(()),
+    }
+}
+
+/// For the scaling code: may `project` run up to `requested_max` instances? Refused when that is
+/// above the owner's (or group's) `instances` quota.
+pub async fn check_instances(state: &AppState, project: &Project, requested_max: u32) -> Result<(), AppError> {
+    check_limit(state, project, "instances", i64::from(requested_max), |q| q.max_instances).await
+}
+
+/// For the scaling code and deploys: may one instance of `project` use `memory_mb`?
+pub async fn check_memory(state: &AppState, project: &Project, memory_mb: u64) -> Result<(), AppError> {
+    check_limit(state, project, "memory_mb", memory_mb as i64, |q| q.max_memory_mb).await
+}
+
+async fn check_limit(
+    state: &AppState,
+    project: &Project,
+    quota: &'static str,
+    requested: i64,
+    pick: fn(&QuotaRow) -> Option<i32>,
+) -> Result<(), AppError> {
+    let (owner_id, group_id) = (project.owner_id, project.group_id);
+    let limit = state.db.run(move |conn| Ok::<_, db::DbError>(row_for(conn, owner_id, group_id)?.as_ref().and_then(pick))).await?;
+    match limit {
+        Some(limit) if requested > i64::from(limit) => Err(exceeded(quota, limit, whose(group_id))),
+        _ => Ok(()),
+    }
+}
+
+/// Admins: sets the limits of one user or one group (a `None` clears that limit).
+pub async fn set(state: &AppState, user_id: Option<i64>, group_id: Option<i64>, limits: [Option<i32>; 4]) -> Result<QuotaRow, AppError> {
+    if limits.iter().flatten().any(|value| *value < 0) {
+        return Err(AppError::BadRequest("quotas are counts and cannot be negative".to_owned()));
+    }
+    let [max_projects, max_instances, max_memory_mb, max_builds_per_hour] = limits;
+    let values = (
+        quotas::max_projects.eq(max_projects),
+        quotas::max_instances.eq(max_instances),
+        quotas::max_memory_mb.eq(max_memory_mb),
+        quotas::max_builds_per_hour.eq(max_builds_per_hour),
+        quotas::updated_at.eq(chrono::Utc::now()),
+    );
+    Ok(state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                match (user_id, group_id) {
+                    (Some(user_id), _) => diesel::delete(quotas::table.filter(quotas::user_id.eq(user_id))).execute(conn)?,
+                    (None, Some(group_id)) => diesel::delete(quotas::table.filter(quotas::group_id.eq(group_id))).execute(conn)?,
+                    (None, None) => 0,
+                };
+                Ok::<_, db::DbError>(
+                    diesel::insert_into(quotas::table)
+                        .values((quotas::user_id.eq(user_id), quotas::group_id.eq(group_id), values))
+                        .returning(QuotaRow::as_returning())
+                        .get_result(conn)?,
+                )
+            })
+        })
+        .await?)
+}
