@@ -1,24 +1,34 @@
 # Two commands do everything on a fresh Debian machine:
 #   make up    install what is missing, build, and run Slipway on this machine
 #   make test  install what is missing and run every test (unit, integration, browser)
+#   make bench measure wakes, the gateway against nginx, a burst at zero and 1,000 projects
+#              (bench/results.json and a table; see README.md, Benchmarks)
 # CARGO_TARGET_DIR may point outside the clone to reuse builds; by default it is ./target.
 
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 SLIPWAY_ARGS ?=
 
-.PHONY: up test setup-up setup-test build build-release test-rust test-browser lint fmt clean
+.PHONY: up test bench setup-up setup-test setup-bench build build-release build-bench test-rust test-bench-logic test-browser lint fmt clean
 
 up: setup-up build-release slipway.toml
 	$(CARGO_TARGET_DIR)/release/slipway up $(SLIPWAY_ARGS)
 
-test: setup-test build test-rust test-browser
+test: setup-test build test-rust test-bench-logic test-browser
+
+# Needs root (sandboxes), like `make up`; sample counts and sections are set with BENCH_* variables
+# (bench/run.py lists them). Not part of `make test`.
+bench: setup-up setup-bench build-bench
+	python3 bench/run.py
 
 setup-up:
 	@scripts/setup.sh up
 
 setup-test:
 	@scripts/setup.sh test
+
+setup-bench:
+	@bench/setup.sh
 
 # A first run gets a working configuration; edit slipway.toml to change the allowed domains.
 slipway.toml:
@@ -31,9 +41,16 @@ build:
 build-release:
 	cargo build --locked --release -p portal --bin slipway
 
+build-bench: build-release
+	cargo build --locked --release -p orchestrator --example gateway_bench
+
 # The sandbox tests need root, bubblewrap and cgroups; here they must run, never skip.
 test-rust:
 	SLIPWAY_REQUIRE_SANDBOX_TESTS=1 cargo test --locked --workspace
+
+# The benchmark's own arithmetic (percentiles, histogram quantiles, wrk parsing, the table).
+test-bench-logic:
+	cd bench && python3 -m unittest -q test_stats
 
 test-browser:
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error

@@ -993,6 +993,16 @@ mod tests {
     }
 
     /// The server command the python template plans for a WSGI app with gunicorn.
+    /// The Java start: the class-data-sharing archive is passed only when the build made one.
+    fn java_start() -> Start {
+        server(&[
+            "sh",
+            "-c",
+            "if [ -f .slipway/app.jsa ]; then set -- -XX:SharedArchiveFile=.slipway/app.jsa; fi; \
+             exec java \"$@\" -XX:MaxRAMPercentage=75 -XX:+UseSerialGC -jar .slipway/app.jar",
+        ])
+    }
+
     fn gunicorn(app: &str) -> Start {
         shell(&format!(
             "exec .venv/bin/python -m gunicorn --bind \"${{HOST:-0.0.0.0}}:$PORT\" \
@@ -1198,10 +1208,10 @@ mod tests {
         check("vite", &[("package.json", VITE_PACKAGE), ("index.html", "")], dist);
         check("static", &[("index.html", "")], Start::Static { root: ".".to_owned(), spa_fallback: false });
 
-        let java = |jar: &str| server(&["java", "-XX:MaxRAMPercentage=75", "-XX:+UseSerialGC", "-jar", jar]);
-        check("java", &[("pom.xml", "<project/>")], java(".slipway/app.jar"));
-        check("java", &[("build.gradle", ""), ("gradlew", "")], java(".slipway/app.jar"));
-        check("java", &[("b.jar", ""), ("a.jar", "")], java("a.jar"));
+        // Every Java build leaves its jar at .slipway/app.jar (an uploaded one is copied there).
+        check("java", &[("pom.xml", "<project/>")], java_start());
+        check("java", &[("build.gradle", ""), ("gradlew", "")], java_start());
+        check("java", &[("b.jar", ""), ("a.jar", "")], java_start());
         check("go", &[("go.mod", "module x"), ("main.go", "")], server(&["./app"]));
 
         let terminal = |words: &[&str]| Start::Terminal { argv: argv(words) };
@@ -1217,8 +1227,13 @@ mod tests {
 
     #[test]
     fn plans_install_dependencies_at_build_time_as_the_project_asks() {
+        // The steps before the fast-start step each template ends with (covered by
+        // `fast_starts_are_made_at_build_from_a_trial_of_the_real_start`).
         fn check(id: &str, files: &[(&str, &str)], expected: &[&str]) {
-            let got = plan(template(id), &project(files)).map(|p| p.build);
+            let got = plan(template(id), &project(files)).map(|p| {
+                let fast_start = p.build.last().is_some_and(|step| step.contains("fast start:"));
+                p.build[..p.build.len() - usize::from(fast_start)].to_vec()
+            });
             assert_eq!(got, Ok(argv(expected)), "{id}: {:?}", files.iter().map(|f| f.0).collect::<Vec<_>>());
         }
         check("node", &[("package.json", EXPRESS_PACKAGE), ("package-lock.json", "{}")], &["npm ci --no-audit --no-fund"]);
@@ -1241,7 +1256,7 @@ mod tests {
         );
         check("static", &[("index.html", "")], &[]);
         check("go", &[("go.mod", "module x"), ("main.go", "")], &["go build -o app ."]);
-        check("java", &[("app.jar", "")], &[]);
+        check("java", &[("app.jar", "")], &["mkdir -p .slipway && cp app.jar .slipway/app.jar"]);
         let maven = plan(template("java"), &project(&[("pom.xml", "")])).expect("a pom is enough");
         assert_eq!(maven.build[0], "mvn -q -B -DskipTests package");
         assert!(maven.build[1].ends_with("cp \"$jar\" .slipway/app.jar"), "{}", maven.build[1]);
@@ -1251,6 +1266,45 @@ mod tests {
             &["python3 -m venv .venv", ".venv/bin/python -m pip install -r requirements.txt"],
         );
         check("console", &[("index.js", "")], &[]);
+    }
+
+    #[test]
+    fn fast_starts_are_made_at_build_from_a_trial_of_the_real_start() {
+        // (template, files, what the last build step starts, what it makes); None: no such step.
+        fn check(id: &str, files: &[(&str, &str)], expected: Option<(&str, &str)>) {
+            let built = plan(template(id), &project(files)).expect("a valid project").build;
+            let last = built.last().filter(|step| step.contains("fast start:"));
+            match (last, expected) {
+                (None, None) => {}
+                (Some(step), Some((trial, artefact))) => {
+                    assert!(step.contains(trial), "{id}: the trial start is `{trial}`:\n{step}");
+                    assert!(step.contains(artefact), "{id}: makes {artefact}:\n{step}");
+                    assert!(step.contains("kill -KILL"), "{id}: the trial always ends:\n{step}");
+                }
+                (got, expected) => panic!("{id}: fast-start step {got:?}, expected {expected:?}"),
+            }
+        }
+        let cds = (
+            "-XX:ArchiveClassesAtExit=.slipway/app.jsa -XX:MaxRAMPercentage=75 -XX:+UseSerialGC -jar .slipway/app.jar",
+            ".slipway/app.jsa",
+        );
+        check("java", &[("pom.xml", "")], Some(cds));
+        check("java", &[("build.gradle", ""), ("gradlew", "")], Some(cds));
+        check("java", &[("server.jar", "")], Some(cds));
+        check("node", &[("package.json", EXPRESS_PACKAGE)], Some(("setsid npm start", "/app/.slipway/node-compile-cache")));
+        check(
+            "node",
+            &[("package.json", r#"{"main": "src/app.js"}"#), ("src/app.js", "")],
+            Some(("setsid node src/app.js", "/app/.slipway/node-compile-cache")),
+        );
+        // Python's bytecode is compiled by compileall (and pip); static sites start nothing of their own.
+        check("python", &[("requirements.txt", ""), ("main.py", "")], None);
+        check("static", &[("index.html", "")], None);
+        check("vite", &[("package.json", VITE_PACKAGE)], None);
+
+        // Node reads the cache from where the build wrote it; the path is the same in both sandboxes.
+        let node = plan(template("node"), &project(&[("package.json", EXPRESS_PACKAGE)])).expect("valid node project");
+        assert_eq!(node.env.get("NODE_COMPILE_CACHE").map(String::as_str), Some("/app/.slipway/node-compile-cache"));
     }
 
     #[test]
@@ -1462,7 +1516,7 @@ mod tests {
         check("python-flask", "python", "python", gunicorn("app:app"));
         check("python-plain", "python", "python", server(&[".venv/bin/python", "main.py"]));
         check("go-hello", "go", "go", server(&["./app"]));
-        check("java-hello", "java", "java", server(&["java", "-XX:MaxRAMPercentage=75", "-XX:+UseSerialGC", "-jar", ".slipway/app.jar"]));
+        check("java-hello", "java", "java", java_start());
         // A console program looks like a Python web app to detection; its author picks console.
         check("console-quiz", "python", "console", Start::Terminal { argv: argv(&[".venv/bin/python", "main.py"]) });
         assert!(unchecked.is_empty(), "sample apps without a case here: {unchecked:?}");

@@ -140,7 +140,7 @@ fn runnable_jar(dir: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn an_uploaded_runnable_jar_is_started_with_java_jar_without_a_build() {
+async fn an_uploaded_runnable_jar_is_started_with_a_class_data_sharing_archive_made_at_build() {
     let project = tempfile::tempdir().expect("temp dir");
     let jar_dir = project.path().to_owned();
     tokio::task::spawn_blocking(move || runnable_jar(&jar_dir)).await.expect("jar built");
@@ -148,6 +148,9 @@ async fn an_uploaded_runnable_jar_is_started_with_java_jar_without_a_build() {
     let token = app.api_token("t-java@pusan.ac.kr").await;
     let revision = app.deploy_live(&token, "tpl-java", "auto", pack(project.path())).await;
     assert_eq!(revision["template"], "java");
+    // The build's trial start left an archive, which the start command passes to the JVM.
+    let build_log = app.build_log(&revision);
+    assert!(build_log.contains("fast start: made a class-data-sharing archive"), "{build_log}");
     assert_eq!(get_ok(&app, "tpl-java", "/").await, "Hello from Slipway (Java)\n");
     assert_eq!(app.app_get("tpl-java", "/missing").await.status(), 404);
 }
