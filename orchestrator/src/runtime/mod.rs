@@ -3,6 +3,7 @@
 //! cluster issue behind the same operations: deploy, stop, status, logs.
 
 pub mod local;
+pub mod nomad;
 
 use std::path::PathBuf;
 
