@@ -221,7 +221,7 @@ pub fn register_body(job: Value, preserve_counts: bool) -> Value {
 
 /// The `POST /v1/job/:id/scale` body for the app's group.
 pub fn scale_body(n_instances: u32, message: &str) -> Value {
-    json!({"Count": n_instances, "Target": {"Group": GROUP}, "Message": message, "PolicyOverride": false})
+    json!({"Count": n_instances, "Target": {"Group": GROUP}, "Message": message})
 }
 
 /// The Traefik router (and Nomad service) name of an app: the job ID itself, so Traefik's
@@ -236,6 +236,9 @@ fn service(app: &str, plan: &BuildPlan, settings: &JobSettings) -> Value {
         "traefik.enable=true".to_owned(),
         format!("traefik.http.routers.{router}.rule=Host(`{app}.{}`)", settings.apps_domain),
         format!("traefik.http.routers.{router}.entrypoints={}", settings.entrypoint),
+        // Served over TLS: with a resolver Traefik obtains the host's certificate, without one
+        // it uses its default certificate (or one from the file provider).
+        format!("traefik.http.routers.{router}.tls=true"),
     ];
     if let Some(resolver) = &settings.cert_resolver {
         tags.push(format!("traefik.http.routers.{router}.tls.certresolver={resolver}"));
