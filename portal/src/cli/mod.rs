@@ -127,6 +127,9 @@ pub enum Command {
     /// Tools for the autoscaler.
     #[command(subcommand)]
     Autoscaler(AutoscalerCommand),
+    /// Nomad job specs for the cluster shape.
+    #[command(subcommand)]
+    Jobspec(JobspecCommand),
     /// Serve a folder of static files (what a static app runs inside its sandbox).
     #[command(hide = true)]
     ServeStatic {
@@ -168,6 +171,40 @@ pub enum AutoscalerCommand {
         /// A policy as JSON (fields of the autoscaler's Policy; missing ones take their defaults).
         #[arg(long)]
         policy: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobspecCommand {
+    /// Print the Nomad job (JSON, as POST /v1/jobs takes it inside {"Job": ...}) that the app NAME
+    /// gets for the project folder at --path. Nothing is contacted; the artifact URL and checksum
+    /// are placeholders unless given.
+    Render {
+        name: String,
+        /// The project folder to plan (default: the current folder).
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// A template id; default: detected from the folder.
+        #[arg(long)]
+        template: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        revision: i32,
+        #[arg(long, default_value = "apps.example.edu")]
+        apps_domain: String,
+        #[arg(long)]
+        artifact_url: Option<String>,
+        /// Hex SHA-256 of the artifact.
+        #[arg(long)]
+        artifact_sha256: Option<String>,
+        /// Register the service in Consul instead of Nomad's own service discovery.
+        #[arg(long)]
+        consul: bool,
+        /// Names of secret variables (read from Vault by the task, never in the job).
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+        /// The project's id, which names its secrets' Vault paths.
+        #[arg(long, default_value_t = 1)]
+        project_id: i64,
     },
 }
 
@@ -380,6 +417,53 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
                 "{}",
                 orchestrator::autoscaler::replay_to_string(&policy, &text).map_err(|e| anyhow::anyhow!("{}: {e}", trace.display()))?
             );
+            Ok(())
+        }
+        Command::Jobspec(JobspecCommand::Render {
+            name,
+            path,
+            template,
+            revision,
+            apps_domain,
+            artifact_url,
+            artifact_sha256,
+            consul,
+            secrets,
+            project_id,
+        }) => {
+            use orchestrator::runtime::nomad::render;
+            let app = orchestrator::model::AppName::parse(&name).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let files = orchestrator::template::ProjectDir::new(&path);
+            let chosen = match template.as_deref() {
+                None | Some("auto") => orchestrator::template::detect(&files).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                Some(id) => orchestrator::template::get(id).with_context(|| format!("no template {id:?}"))?,
+            };
+            let plan = orchestrator::template::plan(chosen, &files).map_err(|unmet| {
+                anyhow::anyhow!("{}: {}", path.display(), unmet.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            })?;
+            let deployment = render::Deployment {
+                app: app.as_str().to_owned(),
+                revision,
+                plan,
+                artifact: render::Artifact {
+                    url: artifact_url.unwrap_or_else(|| format!("https://portal.{apps_domain}/artifacts/{name}/r{revision}.tar.gz")),
+                    sha256: artifact_sha256.unwrap_or_else(|| "0".repeat(64)),
+                    archive: "tar.gz".to_owned(),
+                },
+                secrets: secrets
+                    .into_iter()
+                    .map(|secret| render::SecretRef {
+                        kv_path: format!("secret/data/slipway/{}", crate::secrets::env_path(project_id, &secret)),
+                        name: secret,
+                    })
+                    .collect(),
+            };
+            let settings = render::JobSettings {
+                apps_domain,
+                discovery: if consul { render::Discovery::Consul } else { render::Discovery::Nomad },
+                ..render::JobSettings::default()
+            };
+            print!("{}", render::to_pretty(&render::render_job(&deployment, &settings)?));
             Ok(())
         }
         Command::ServeStatic { root, port, spa } => {

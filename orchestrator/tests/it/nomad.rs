@@ -1,0 +1,207 @@
+//! `NomadRuntime` against the Nomad simulator: the whole life of an app (deploy, the
+//! active-deployment trap on scale, re-registration keeping counts, signals, logs, stop and
+//! purge), ACL and validation errors, retries; then a contract check of every request body the
+//! code sent against the recorded payloads' key paths.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use orchestrator::runtime::nomad::{Artifact, Deployment, JobSettings, NomadConfig, NomadError, NomadRuntime};
+use orchestrator::template::{self, ProjectDir};
+use serde_json::Value;
+
+use crate::helpers::{fixture, paths_of, repo, spawn_simulator, Simulator};
+
+pub fn deployment(app: &str, revision: i32) -> Deployment {
+    let files = ProjectDir::new(repo().join("examples/node-hello"));
+    let plan = template::plan(template::detect(&files).unwrap(), &files).unwrap();
+    Deployment {
+        app: app.to_owned(),
+        revision,
+        plan,
+        artifact: Artifact {
+            url: format!("http://127.0.0.1:9/artifacts/{app}/r{revision}.tar.gz?sig=test"),
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
+            archive: "tar.gz".to_owned(),
+        },
+        secrets: Vec::new(),
+    }
+}
+
+pub fn fast_config(simulator: &Simulator, token: Option<&str>) -> NomadConfig {
+    let mut config = NomadConfig::new(&simulator.address);
+    config.token = token.map(str::to_owned);
+    config.backoff = Duration::from_millis(50);
+    config.max_backoff = Duration::from_millis(400);
+    config.blocking_wait = Duration::from_secs(5);
+    config.scale_blocked_timeout = Duration::from_secs(20);
+    config
+}
+
+async fn job_count(runtime: &NomadRuntime, app: &str) -> u64 {
+    let job = runtime.client().job(app).await.unwrap().expect("the job exists");
+    job["TaskGroups"][0]["Count"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn an_app_lives_on_nomad_from_deploy_to_purge() {
+    let simulator = spawn_simulator(&["--token", "t0ken", "--deploy-seconds", "0.6", "--start-seconds", "0.1"]);
+    let runtime = NomadRuntime::new(fast_config(&simulator, Some("t0ken")), JobSettings::default()).unwrap();
+
+    let first = runtime.deploy(&deployment("quiz", 1)).await.expect("registers");
+    assert!(!first.preserved_counts, "a new job takes the rendered count");
+    assert!(runtime.wait_ready("quiz", 1, Duration::from_secs(10)).await.unwrap(), "one instance becomes ready");
+
+    // The first registration's Nomad deployment is still running: the scale call is refused
+    // with 400 `job scaling blocked due to active deployment` and retried until it passes.
+    runtime.scale("quiz", 2).await.expect("scales once the deployment is done");
+    assert!(runtime.wait_ready("quiz", 2, Duration::from_secs(10)).await.unwrap());
+    assert_eq!(runtime.status("quiz").await.unwrap().state, "running");
+    assert_eq!(runtime.status("quiz").await.unwrap().instances, 2);
+
+    // A new revision keeps the live count (PreserveCounts), it does not shrink to 1.
+    let second = runtime.deploy(&deployment("quiz", 2)).await.unwrap();
+    assert!(second.preserved_counts);
+    assert_eq!(job_count(&runtime, "quiz").await, 2);
+    assert!(runtime.wait_ready("quiz", 2, Duration::from_secs(10)).await.unwrap());
+    assert_eq!(runtime.status("quiz").await.unwrap().revision, Some(2));
+
+    // The freeze tier: SIGSTOP to every instance's task, then SIGCONT.
+    assert_eq!(runtime.signal("quiz", "SIGSTOP").await.unwrap(), 2);
+    assert_eq!(runtime.signal("quiz", "SIGCONT").await.unwrap(), 2);
+    let logs = runtime.logs("quiz", 100).await.unwrap();
+    assert!(logs.iter().any(|line| line.contains("listening on 8080")), "logs come from the instances: {logs:?}");
+
+    runtime.scale("quiz", 0).await.expect("scales to zero (Scaling.Min is 0)");
+    assert_eq!(runtime.status("quiz").await.unwrap().state, "stopped");
+    let scale_posts_before = count(&simulator.requests().await, "POST", "/v1/job/quiz/scale");
+    runtime.scale("quiz", 0).await.unwrap();
+    assert_eq!(
+        count(&simulator.requests().await, "POST", "/v1/job/quiz/scale"),
+        scale_posts_before,
+        "scaling to the current count sends nothing"
+    );
+
+    // A sleeping app's redeploy stays asleep.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    runtime.deploy(&deployment("quiz", 3)).await.unwrap();
+    assert_eq!(job_count(&runtime, "quiz").await, 0, "a redeploy must not wake a sleeping app");
+
+    runtime.stop("quiz", true).await.unwrap();
+    runtime.stop("quiz", true).await.expect("stopping a purged job again is fine");
+    assert_eq!(runtime.status("quiz").await.unwrap().state, "stopped");
+    assert!(runtime.client().job("quiz").await.unwrap().is_none());
+
+    let requests = simulator.requests().await;
+    assert!(count_scale_to(&requests, 2) >= 2, "the blocked scale call was retried: {}", count_scale_to(&requests, 2));
+    check_request_contract(&requests);
+}
+
+#[tokio::test]
+async fn denied_and_invalid_requests_are_told_apart_and_not_retried() {
+    let simulator = spawn_simulator(&["--token", "right"]);
+    let wrong = NomadRuntime::new(fast_config(&simulator, Some("wrong")), JobSettings::default()).unwrap();
+    match wrong.deploy(&deployment("quiz", 1)).await {
+        Err(orchestrator::runtime::nomad::DeployError::Nomad(NomadError::Denied(message))) => assert_eq!(message, "ACL token not found"),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    let anonymous = NomadRuntime::new(fast_config(&simulator, None), JobSettings::default()).unwrap();
+    assert_eq!(anonymous.status("quiz").await.unwrap_err(), NomadError::Denied("Permission denied".to_owned()));
+
+    // A count above the scaling maximum is a validation error: 500 with a text body.
+    let runtime = NomadRuntime::new(fast_config(&simulator, Some("right")), JobSettings::default()).unwrap();
+    let mut job = orchestrator::runtime::nomad::render_job(&deployment("quiz", 1), &JobSettings::default()).unwrap();
+    job["TaskGroups"][0]["Count"] = 9.into();
+    let before = simulator.requests().await.len();
+    match runtime.client().register(&orchestrator::runtime::nomad::register_body(job, false)).await {
+        Err(NomadError::Invalid(message)) => assert!(message.contains("Scaling policy invalid"), "{message}"),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+    assert_eq!(simulator.requests().await.len(), before + 1, "a validation error is not retried");
+
+    // A scale outside the policy is 400, named.
+    runtime.deploy(&deployment("quiz", 1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let error = runtime.scale("quiz", 99).await.unwrap_err();
+    assert!(
+        matches!(&error, NomadError::Status { status: 400, message } if message.contains("greater than scaling policy maximum")),
+        "{error:?}"
+    );
+    assert_eq!(runtime.scale("nothing", 1).await.unwrap_err(), NomadError::NotFound("job not found".to_owned()));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_backoff() {
+    let simulator = spawn_simulator(&[]);
+    let runtime = NomadRuntime::new(fast_config(&simulator, None), JobSettings::default()).unwrap();
+    runtime.deploy(&deployment("quiz", 1)).await.unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/_sim/fail", simulator.address))
+        .body(r#"{"Status": 503, "Body": "No cluster leader", "Times": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    let before = simulator.requests().await.len();
+    assert_eq!(runtime.status("quiz").await.unwrap().revision, Some(1), "the read succeeds on the third try");
+    assert!(simulator.requests().await.len() >= before + 3);
+
+    // Nothing listens on port 9 of loopback: a transport failure, retried, then reported.
+    let mut config = NomadConfig::new("http://127.0.0.1:9");
+    config.retries = 1;
+    config.backoff = Duration::from_millis(10);
+    let unreachable = NomadRuntime::new(config, JobSettings::default()).unwrap();
+    assert!(matches!(unreachable.status("quiz").await, Err(NomadError::Transport { .. })));
+}
+
+fn count(requests: &[Value], method: &str, path: &str) -> usize {
+    requests.iter().filter(|request| request["Method"] == method && request["Path"] == path).count()
+}
+
+fn count_scale_to(requests: &[Value], n: u64) -> usize {
+    requests
+        .iter()
+        .filter(|request| request["Method"] == "POST" && request["Path"] == "/v1/job/quiz/scale" && request["Body"]["Count"] == n)
+        .count()
+}
+
+/// Every body the code sent has only key paths that the recorded payloads (or, for a few keys,
+/// Nomad's `api` package as the reference quotes it) have.
+fn check_request_contract(requests: &[Value]) {
+    let mut job_paths = BTreeSet::new();
+    for name in ["job-register-request-cli-output.json", "job-register-request.json", "hashistack-service-job-request.json"] {
+        job_paths.extend(paths_of(&fixture(&format!("nomad/{name}")), ""));
+    }
+    job_paths.extend(paths_of(&fixture("nomad/job-read-service-scaling1-traefik.json"), "/Job"));
+    job_paths.extend(paths_of(&fixture("nomad/hashistack-exec-artifact-task.json"), "/Job/TaskGroups[]/Tasks[]"));
+    job_paths.extend(
+        [
+            "/PreserveCounts",
+            "/Job/TaskGroups[]/Tasks[]/Artifacts[]/GetterMode",
+            "/Job/TaskGroups[]/Tasks[]/Templates[]/ErrMissingKey",
+            "/Job/TaskGroups[]/EphemeralDisk/SizeMB",
+        ]
+        .map(str::to_owned),
+    );
+    let scale_paths = paths_of(&fixture("nomad/scale-request.json"), "");
+    let signal_paths = paths_of(&fixture("nomad/alloc-signal-request.json"), "");
+    let mut checked = 0;
+    for request in requests {
+        let (method, path, body) = (request["Method"].as_str().unwrap(), request["Path"].as_str().unwrap(), &request["Body"]);
+        let known = match (method, path) {
+            ("POST", "/v1/jobs") => &job_paths,
+            ("POST", p) if p.ends_with("/scale") => &scale_paths,
+            ("POST", p) if p.ends_with("/signal") => &signal_paths,
+            ("POST" | "PUT", p) => panic!("an unexpected write: {p}"),
+            _ => {
+                assert!(body.is_null(), "{method} {path} has a body");
+                continue;
+            }
+        };
+        let sent = paths_of(body, "");
+        let unknown: Vec<&String> = sent.difference(known).collect();
+        assert!(unknown.is_empty(), "{method} {path} sent keys no recorded payload has: {unknown:?}");
+        assert!(request["Query"].as_str().unwrap().contains("namespace=default"), "{path}: every request names the namespace");
+        checked += 1;
+    }
+    assert!(checked >= 6, "the contract saw {checked} bodies");
+}
