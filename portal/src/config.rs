@@ -678,7 +678,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         idle: duration("scaling.idle", raw_scaling.idle, "5m")?,
         wake_timeout: duration("scaling.wake_timeout", raw_scaling.wake_timeout, "30s")?,
         browser_wait: duration("scaling.browser_wait", raw_scaling.browser_wait, "1s")?,
-        max_held_requests: raw_scaling.max_held_requests.unwrap_or(100),
+        max_held_requests: raw_scaling.max_held_requests.unwrap_or(1000),
         max_connection_idle: duration("scaling.max_connection_idle", raw_scaling.max_connection_idle, "10m")?,
         no_wake_user_agents: raw_scaling.no_wake_user_agents.map(StringList::into_vec).unwrap_or_else(|| {
             ["uptimerobot", "pingdom", "statuscake", "googlebot", "bingbot", "yandexbot", "baiduspider", "ahrefsbot", "semrushbot"]

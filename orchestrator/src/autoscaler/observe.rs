@@ -60,9 +60,10 @@ pub enum Order {
 
 /// The order that carries `decision` out for an app in `tier` with `ready` + `starting`
 /// instances. Orders the runtime would ignore are not sent, and two rules keep the autoscaler from
-/// fighting an operator: a stopped app is started only by a wake (held requests or load) or by
-/// `min_instances`, never because an earlier decision still remembers a count, so `slipway sleep`
-/// holds; and a frozen app is thawed only by a request, never by a count.
+/// fighting an operator: a stopped app is started only by `min_instances`, never by a count an
+/// earlier decision remembers nor by requests counted in the last interval (those were served
+/// before it stopped), so `slipway sleep` holds; the activator wakes a stopped app itself the
+/// moment a request arrives. And a frozen app is thawed only by a request, never by a count.
 pub fn order(decision: &Decision, tier: Tier, ready: u32, starting: u32, min_instances: u32) -> Order {
     let desired = decision.desired;
     match (decision.mode, tier) {
@@ -72,7 +73,6 @@ pub fn order(decision: &Decision, tier: Tier, ready: u32, starting: u32, min_ins
         (Mode::Freeze, Tier::Running) => Order::Freeze,
         (Mode::Freeze, _) => Order::Nothing,
         (_, Tier::Frozen | Tier::Starting | Tier::Crashed) => Order::Nothing,
-        (Mode::Wake, Tier::Stopped) if desired > 0 => Order::Scale(desired),
         (Mode::Stable | Mode::Panic, Tier::Stopped) if min_instances > 0 && desired > 0 => Order::Scale(desired),
         (_, Tier::Stopped) => Order::Nothing,
         (_, Tier::Running) if desired > 0 && desired != ready + starting => Order::Scale(desired),
@@ -134,7 +134,8 @@ mod tests {
             ((Mode::Stable, 3, Running, 1, 2, 0), Nothing),
             ((Mode::Stable, 1, Running, 3, 0, 0), Scale(1)),
             ((Mode::Panic, 5, Running, 2, 0, 0), Scale(5)),
-            ((Mode::Wake, 1, Stopped, 0, 0, 0), Scale(1)),
+            ((Mode::Wake, 1, Stopped, 0, 0, 0), Nothing),
+            ((Mode::Wake, 1, Stopped, 0, 0, 1), Nothing),
             ((Mode::Stable, 1, Stopped, 0, 0, 0), Nothing),
             ((Mode::Stable, 1, Stopped, 0, 0, 1), Scale(1)),
             ((Mode::Stable, 2, Frozen, 1, 0, 0), Nothing),

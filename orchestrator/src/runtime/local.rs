@@ -79,6 +79,11 @@ pub struct LocalConfig {
     pub liveness_interval: Duration,
     /// Failed checks in a row after which a running app is restarted.
     pub liveness_failures: u32,
+    /// CPU (thousandths of a core) an instance may use until it first answers its health check,
+    /// when its own limit is lower: interpreters and JITs boot several times faster unthrottled,
+    /// and a cold start is what a visitor waits for. The app's own limit applies from its first
+    /// answer on; an app that never answers is stopped after its grace period.
+    pub startup_cpu_millis: u32,
 }
 
 impl LocalConfig {
@@ -92,9 +97,10 @@ impl LocalConfig {
             max_restart_backoff: Duration::from_secs(60),
             wake_timeout: Duration::from_secs(30),
             browser_wait: Duration::from_secs(1),
-            max_held: 100,
+            max_held: 1000,
             liveness_interval: Duration::from_secs(10),
             liveness_failures: 3,
+            startup_cpu_millis: 1000,
             no_wake_agents: [
                 "uptimerobot",
                 "pingdom",
@@ -590,7 +596,8 @@ impl LocalRuntime {
             workdir: "/app".to_owned(),
             limits: Limits {
                 memory_bytes: u64::from(spec.resources.memory_mb.max(32)) * 1024 * 1024,
-                cpu_millis: spec.resources.cpu_millicores.max(50),
+                // The startup boost; `wait_ready` lowers it to the app's own limit.
+                cpu_millis: spec.resources.cpu_millicores.max(50).max(self.config.startup_cpu_millis),
                 max_pids: spec.resources.max_processes.max(16),
                 timeout: None,
             },
@@ -671,6 +678,19 @@ impl LocalRuntime {
         Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, cgroup, control, exited: exit_receiver }))
     }
 
+    /// Lowers an instance's CPU limit from the startup boost to the app's own.
+    fn end_startup_boost(&self, spec: &AppSpec, instance: &Instance) {
+        let own = spec.resources.cpu_millicores.max(50);
+        if own >= self.config.startup_cpu_millis {
+            return;
+        }
+        if let Some(cgroup) = &instance.cgroup {
+            if let Err(error) = cgroup.set_cpu_millis(own) {
+                tracing::warn!(app = spec.app, "could not lower the startup CPU boost: {error}");
+            }
+        }
+    }
+
     async fn log_file(&self, spec: &AppSpec) -> Option<tokio::fs::File> {
         let dir = self.config.logs_dir.join(&spec.app);
         tokio::fs::create_dir_all(&dir).await.ok()?;
@@ -700,7 +720,9 @@ impl LocalRuntime {
             if let Ok((connected_at, status)) = probe(&instance.netns, addr, &path).await {
                 let listening = *listening_at.get_or_insert(connected_at);
                 if status < healthy_below {
-                    return Ok((listening, Instant::now()));
+                    let answered = Instant::now();
+                    self.end_startup_boost(spec, instance);
+                    return Ok((listening, answered));
                 }
             }
             if started.elapsed() > grace {

@@ -390,6 +390,22 @@ impl Cgroup {
         }
     }
 
+    /// Changes the CPU limit of a running group (the startup boost is lowered this way once an
+    /// app answers). A host without the cpu controller has nothing to change.
+    pub fn set_cpu_millis(&self, cpu_millis: u32) -> io::Result<()> {
+        match &self.layout {
+            Layout::V2 { dir } => {
+                let file = dir.join("cpu.max");
+                if file.exists() {
+                    fs::write(file, format!("{} {}", cpu_quota_us(cpu_millis), CPU_PERIOD_US))?;
+                }
+            }
+            Layout::V1 { cpu: Some(dir), .. } => fs::write(dir.join("cpu.cfs_quota_us"), cpu_quota_us(cpu_millis).to_string())?,
+            Layout::V1 { cpu: None, .. } => {}
+        }
+        Ok(())
+    }
+
     /// Whether the group exists at all (it does from `create` until `remove`).
     pub fn exists(&self) -> bool {
         self.dirs().iter().any(|d| d.exists())

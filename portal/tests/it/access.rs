@@ -39,7 +39,7 @@ class App(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), App).serve_forever()
 "#;
 
-fn echo_zip() -> Vec<u8> {
+pub(crate) fn echo_zip() -> Vec<u8> {
     let dir = project_dir(&[("main.py", ECHO_APP), ("requirements.txt", "")]);
     pack(dir.path())
 }
@@ -62,7 +62,7 @@ async fn app_request(app: &TestApp, name: &str, path: &str, cookie: Option<&str>
 
 /// A WebSocket handshake through the gateway over a raw socket; the status code of the answer
 /// (and for 101, the app's first frame must come through the spliced connection).
-async fn websocket_status(app: &TestApp, name: &str, cookie: Option<&str>) -> u16 {
+pub(crate) async fn websocket_status(app: &TestApp, name: &str, cookie: Option<&str>) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.gateway_port)).await.expect("connect to the gateway");
     let cookie_line = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();

@@ -105,3 +105,19 @@ async fn a_wake_that_fails_answers_every_held_request_with_503_and_the_queue_is_
     assert_eq!(status["state"], "stopped", "a failed wake leaves the app stopped, so a later request tries again: {status}");
     assert!(status["last_exit"].as_str().unwrap_or("").contains("stopped before it answered"), "{status}");
 }
+
+#[tokio::test]
+async fn a_websocket_handshake_to_a_stopped_app_is_held_through_the_wake_and_spliced() {
+    let app = spawn_app().await;
+    let token = app.api_token("ws-wake@pusan.ac.kr").await;
+    app.deploy_live(&token, "wswake", "python", crate::access::echo_zip()).await;
+    let stopped = app.client.post(app.url("/api/v1/projects/wswake/sleep")).bearer_auth(&token).send().await.expect("sleep");
+    assert_eq!(stopped.status(), 200);
+    assert_eq!(app.api_get(&token, "/api/v1/projects/wswake/status").await["state"], "stopped");
+
+    // 101 and the app's first frame ("hi") through the spliced connection, after a cold start.
+    assert_eq!(crate::access::websocket_status(&app, "wswake", None).await, 101);
+    let status = app.api_get(&token, "/api/v1/projects/wswake/status").await;
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["wakes"][0]["tier"], "stopped", "{status}");
+}
