@@ -17,3 +17,4 @@ mod outbound;
 mod projects;
 mod templates;
 mod tiers;
+mod vault;
