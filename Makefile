@@ -5,14 +5,17 @@
 
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
+# Real Traefik, OpenBao and ansible-lint, installed by `scripts/setup.sh test` (or `tools`).
+SLIPWAY_TOOLS ?= $(HOME)/.cache/slipway/tools
+export SLIPWAY_TOOLS
 SLIPWAY_ARGS ?=
 
-.PHONY: up test setup-up setup-test build build-release test-rust test-browser lint fmt clean
+.PHONY: up test setup-up setup-test build build-release test-rust test-ansible test-browser lint fmt clean
 
 up: setup-up build-release slipway.toml
 	$(CARGO_TARGET_DIR)/release/slipway up $(SLIPWAY_ARGS)
 
-test: setup-test build test-rust test-browser
+test: setup-test build test-rust test-ansible test-browser
 
 setup-up:
 	@scripts/setup.sh up
@@ -34,6 +37,11 @@ build-release:
 # The sandbox tests need root, bubblewrap and cgroups; here they must run, never skip.
 test-rust:
 	SLIPWAY_REQUIRE_SANDBOX_TESTS=1 cargo test --locked --workspace
+
+# The cluster playbook: syntax and ansible-lint's production profile (offline: no Galaxy).
+test-ansible:
+	cd ansible && PATH="$(SLIPWAY_TOOLS)/bin:$$PATH" ansible-playbook -i inventory.example.ini --syntax-check site.yml
+	cd ansible && PATH="$(SLIPWAY_TOOLS)/bin:$$PATH" ansible-lint --offline
 
 test-browser:
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
