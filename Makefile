@@ -7,14 +7,17 @@
 
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
+# Real Traefik, OpenBao and ansible-lint, installed by `scripts/setup.sh test` (or `tools`).
+SLIPWAY_TOOLS ?= $(HOME)/.cache/slipway/tools
+export SLIPWAY_TOOLS
 SLIPWAY_ARGS ?=
 
-.PHONY: up test bench setup-up setup-test setup-bench build build-release build-bench test-rust test-bench-logic test-browser lint fmt clean
+.PHONY: up test bench setup-up setup-test setup-bench build build-release build-bench test-rust test-bench-logic test-ansible test-browser lint fmt clean
 
 up: setup-up build-release slipway.toml
 	$(CARGO_TARGET_DIR)/release/slipway up $(SLIPWAY_ARGS)
 
-test: setup-test build test-rust test-bench-logic test-browser
+test: setup-test build test-rust test-bench-logic test-ansible test-browser
 
 # Needs root (sandboxes), like `make up`; sample counts and sections are set with BENCH_* variables
 # (bench/run.py lists them). Not part of `make test`.
@@ -51,6 +54,11 @@ test-rust:
 # The benchmark's own arithmetic (percentiles, histogram quantiles, wrk parsing, the table).
 test-bench-logic:
 	cd bench && python3 -m unittest -q test_stats
+
+# The cluster playbook: syntax and ansible-lint's production profile (offline: no Galaxy).
+test-ansible:
+	cd ansible && PATH="$(SLIPWAY_TOOLS)/bin:$$PATH" ansible-playbook -i inventory.example.ini --syntax-check site.yml
+	cd ansible && PATH="$(SLIPWAY_TOOLS)/bin:$$PATH" ansible-lint --offline
 
 test-browser:
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error

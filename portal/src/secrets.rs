@@ -3,6 +3,9 @@
 //! the same trait with Vault. Values never appear in logs: `SecretValue` prints as `..`.
 //!
 //! Paths are `projects/<project id>/env/<NAME>`; callers build them with `env_path`.
+//! `vault::VaultStore` keeps them in Vault (or OpenBao) KV v2 instead, for the cluster shape.
+
+pub mod vault;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +32,8 @@ pub enum SecretError {
     Unavailable(String),
     #[error("the secret at `{0}` cannot be opened (was the installation key changed?)")]
     Damaged(String),
+    #[error("the secret store denied access to `{0}`")]
+    Denied(String),
 }
 
 impl From<DbError> for SecretError {

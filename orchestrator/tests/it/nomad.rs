@@ -205,3 +205,103 @@ fn check_request_contract(requests: &[Value]) {
     }
     assert!(checked >= 6, "the contract saw {checked} bodies");
 }
+
+/// Key paths with the keys of name-keyed maps (task states by task, groups by group name)
+/// replaced by `*`, so payloads about different jobs compare.
+fn shape(value: &Value, prefix: &str) -> BTreeSet<String> {
+    fn normalize(value: &Value, parent: &str) -> Value {
+        match value {
+            Value::Object(map) if parent == "TaskStates" || parent == "TaskGroups" => {
+                let merged: serde_json::Map<String, Value> = map.values().take(1).map(|v| ("*".to_owned(), normalize(v, "*"))).collect();
+                Value::Object(merged)
+            }
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), normalize(v, k))).collect()),
+            Value::Array(items) => Value::Array(items.iter().map(|v| normalize(v, parent)).collect()),
+            other => other.clone(),
+        }
+    }
+    paths_of(&normalize(value, ""), prefix)
+}
+
+fn check_shape(what: &str, answer: &Value, known: &BTreeSet<String>) {
+    let sent = shape(answer, "");
+    let unknown: Vec<&String> = sent.difference(known).collect();
+    assert!(unknown.is_empty(), "the simulator's {what} has keys no recorded payload has: {unknown:?}");
+    assert!(!sent.is_empty(), "the simulator's {what} is empty");
+}
+
+fn listed(prefix: &str, keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|key| format!("{prefix}/{key}")).collect()
+}
+
+/// The simulator answers with the shapes Nomad recorded: every key path of its job read,
+/// allocation list, services, scale status, deployment and register/stop answers is one the
+/// fixtures (or, where they are abbreviated, the reference's field lists) have.
+#[tokio::test]
+async fn the_simulator_answers_in_the_recorded_shapes() {
+    let simulator = spawn_simulator(&["--deploy-seconds", "0.2"]);
+    let runtime = NomadRuntime::new(fast_config(&simulator, None), JobSettings::default()).unwrap();
+    let body = orchestrator::runtime::nomad::register_body(
+        orchestrator::runtime::nomad::render_job(&deployment("quiz", 1), &JobSettings::default()).unwrap(),
+        false,
+    );
+    let register_answer = runtime.client().register(&body).await.unwrap().body;
+    let mut register_known = shape(&fixture("nomad/job-register-response.json"), "");
+    register_known.insert("/NextToken".to_owned()); // hashistack.md §2: the sample lacks it
+    check_shape("register answer", &register_answer, &register_known);
+    assert!(runtime.wait_ready("quiz", 1, Duration::from_secs(10)).await.unwrap());
+
+    let get = |path: String| {
+        let address = simulator.address.clone();
+        async move { serde_json::from_str::<Value>(&reqwest::get(format!("{address}{path}")).await.unwrap().text().await.unwrap()).unwrap() }
+    };
+    let mut job_known = BTreeSet::new();
+    for name in [
+        "job-read-service-scaling1-traefik.json",
+        "job-read-service-scaling0-traefik.json",
+        "job-read-stopped-scaling-enabled-traefik.json",
+    ] {
+        job_known.extend(shape(&fixture(&format!("nomad/{name}")), ""));
+    }
+    // What we registered comes back; its keys were checked against the register payloads.
+    job_known.extend(shape(&fixture("nomad/hashistack-service-job-request.json")["Job"], ""));
+    job_known.extend(shape(&fixture("nomad/hashistack-exec-artifact-task.json"), "/TaskGroups[]/Tasks[]"));
+    job_known.extend(["/TaskGroups[]/Tasks[]/Artifacts[]/GetterMode", "/TaskGroups[]/EphemeralDisk/SizeMB"].map(str::to_owned));
+    check_shape("job read", &get("/v1/job/quiz".into()).await, &job_known);
+
+    let mut alloc_known = shape(&fixture("nomad/node-allocations-response.json"), "");
+    alloc_known.extend(shape(&fixture("nomad/job-allocations-list-response.json"), ""));
+    // hashistack.md §6: the stub fields current Nomad sends, which the old samples lack.
+    alloc_known.extend(listed(
+        "[]",
+        &[
+            "JobType",
+            "JobVersion",
+            "DesiredDescription",
+            "DesiredTransition",
+            "DeploymentStatus",
+            "FollowupEvalID",
+            "NextAllocation",
+            "RescheduleTracker",
+        ],
+    ));
+    alloc_known.extend(listed("[]/DeploymentStatus", &["Healthy", "Timestamp", "Canary", "ModifyIndex"]));
+    check_shape("allocation list", &get("/v1/job/quiz/allocations".into()).await, &alloc_known);
+
+    check_shape("services list", &get("/v1/services".into()).await, &shape(&fixture("nomad/services-list-response-traefik.json"), ""));
+    check_shape("service read", &get("/v1/service/quiz".into()).await, &shape(&fixture("nomad/service-read-response-traefik.json"), ""));
+    check_shape("scale status", &get("/v1/job/quiz/scale".into()).await, &shape(&fixture("nomad/scale-status-response.json"), ""));
+    let mut deployment_known = shape(&fixture("nomad/job-latest-deployment-response.json"), "");
+    // hashistack.md §7 lists these; the docs sample predates them.
+    deployment_known.extend(listed("", &["Namespace", "CreateTime", "ModifyTime"]));
+    deployment_known.extend(listed("/TaskGroups/*", &["RequireProgressBy", "ProgressDeadline"]));
+    check_shape("latest deployment", &get("/v1/job/quiz/deployment".into()).await, &deployment_known);
+
+    let stop = reqwest::Client::new().delete(format!("{}/v1/job/quiz", simulator.address)).send().await.unwrap().text().await.unwrap();
+    let mut stop_known = shape(&fixture("nomad/job-stop-response.json"), "");
+    stop_known.extend(listed("", &["VolumeEvalID", "VolumeEvalIndex", "Index", "LastContact", "KnownLeader", "NextToken"])); // §4
+    check_shape("stop answer", &serde_json::from_str(&stop).unwrap(), &stop_known);
+    // A stopped service job reads as the recorded one does.
+    let stopped = get("/v1/job/quiz".into()).await;
+    assert_eq!((stopped["Stop"].as_bool(), stopped["Status"].as_str()), (Some(true), Some("dead")));
+}

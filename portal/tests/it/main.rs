@@ -19,3 +19,4 @@ mod projects;
 mod scaling;
 mod templates;
 mod tiers;
+mod vault;
