@@ -257,7 +257,7 @@ mod tests {
         };
         let undecided = Instance { healthy: None, ..ready.clone() };
         let unhealthy = Instance { healthy: Some(false), ..ready.clone() };
-        check(fixture("job-read-service-scaling1-traefik.json"), &[ready.clone()], "running", 1);
+        check(fixture("job-read-service-scaling1-traefik.json"), std::slice::from_ref(&ready), "running", 1);
         check(fixture("job-read-service-scaling1-traefik.json"), &[undecided], "starting", 0);
         check(fixture("job-read-service-scaling1-traefik.json"), &[unhealthy], "crashed", 0);
     }
