@@ -88,7 +88,7 @@ async fn real_traefik_routes_nomad_apps_falls_back_to_the_activator_and_reports_
             .arg(format!("--configFile={}", static_file.display()))
             .env_clear()
             .env("SLIPWAY_ACTIVATOR_URL", format!("http://127.0.0.1:{}", activator.port))
-            .env("SLIPWAY_PORTAL_AUTH_URL", format!("http://127.0.0.1:{}/gateway/auth", auth.port))
+            .env("SLIPWAY_PORTAL_AUTH_URL", format!("http://127.0.0.1:{}/internal/authz", auth.port))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
@@ -113,7 +113,7 @@ async fn real_traefik_routes_nomad_apps_falls_back_to_the_activator_and_reports_
     // Every request asked the portal first, with the app's host and the original path.
     let auth_heads = auth.heads.lock().unwrap().clone();
     assert!(
-        auth_heads.iter().any(|head| head.starts_with("GET /gateway/auth ") && head.contains(HOST) && head.contains("/hello?x=1")),
+        auth_heads.iter().any(|head| head.starts_with("GET /internal/authz ") && head.contains(HOST) && head.contains("/hello?x=1")),
         "{auth_heads:?}"
     );
 

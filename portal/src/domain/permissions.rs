@@ -16,7 +16,8 @@
 //! manage members        x
 //! ```
 //! Pure: no I/O. The server calls `allows` on every page and API route that touches a project
-//! (`projects::get`), and the permission matrix test drives those routes through this table.
+//! (`projects::get`). The unit test below checks the table; a test that drives every route through
+//! it is still to come.
 
 /// A user's standing towards one project (or, for `ManageMembers`, its group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
