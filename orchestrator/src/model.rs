@@ -169,6 +169,20 @@ pub fn is_dns_name(name: &str) -> bool {
         })
 }
 
+/// Percent-encodes everything but unreserved characters (RFC 3986), for query values and path
+/// segments alike: `a b/c` → `a%20b%2Fc`. Pure.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

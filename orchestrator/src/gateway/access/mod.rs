@@ -269,18 +269,7 @@ pub fn find_cookie<'a>(cookie_headers: impl IntoIterator<Item = &'a [u8]>, name:
     None
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986), for query values.
-pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+pub use crate::model::percent_encode;
 
 #[cfg(test)]
 mod tests;

@@ -321,15 +321,7 @@ fn error_for(status: u16, text: String) -> NomadError {
 
 /// A path segment with the characters that would change the URL's meaning escaped.
 fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    crate::model::percent_encode(text)
 }
 
 /// Nomad's log stream: JSON objects concatenated with no separator, `Data` in base64, `{}`
