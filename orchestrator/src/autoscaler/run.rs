@@ -201,9 +201,14 @@ impl Scaler {
             }
             *state = decision.next_state;
         }
-        self.states.retain(|app, _| observations.iter().any(|observation| &observation.app == app));
+        // Forget apps the runtime no longer knows (a set, so a tick stays linear in the apps).
+        let observed: std::collections::HashSet<&str> = observations.iter().map(|observation| observation.app.as_str()).collect();
+        self.states.retain(|app, _| observed.contains(app.as_str()));
 
-        if let Some(available) = meminfo.and_then(evict::mem_available) {
+        // Sizes are read from the cgroups only when memory is short and something is frozen.
+        let short = meminfo.and_then(evict::mem_available).filter(|available| *available < self.config.min_free_memory_bytes);
+        let any_frozen = observations.iter().any(|observation| observation.tier == Tier::Frozen);
+        if let Some(available) = short.filter(|_| any_frozen) {
             let sizes: HashMap<String, Option<u64>> = runtime.frozen_memory().await.into_iter().collect();
             let frozen: Vec<evict::Frozen> = observations
                 .iter()

@@ -478,7 +478,7 @@ impl LocalRuntime {
             let have = entry.instances.len() as u32 + entry.starting;
             let to_start = entry.desired.saturating_sub(have);
             entry.starting += to_start;
-            let keep = (entry.desired.max(1) as usize).max(1);
+            let keep = entry.desired.max(1) as usize;
             let to_retire = if entry.starting == 0 && entry.instances.len() > keep { entry.instances.split_off(keep) } else { Vec::new() };
             (to_start, to_retire, entry.spec.clone(), entry.generation, entry.logs.clone())
         };
