@@ -46,9 +46,10 @@ pub async fn upload(
     let scratch = scratch_dir(state).join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     let chosen = project.template.clone();
     let store = state.artifacts.clone();
-    let checked = tokio::task::spawn_blocking(move || -> Result<(artifact::ArtifactId, template::BuildPlan), AppError> {
+    let zip_to_check = zip_bytes.clone();
+    let checked = tokio::task::spawn_blocking(move || -> Result<template::BuildPlan, AppError> {
         let result = (|| {
-            artifact::unpack_zip(&zip_bytes, &scratch, &limits).map_err(artifact_error)?;
+            artifact::unpack_zip(&zip_to_check, &scratch, &limits).map_err(artifact_error)?;
             let files = ProjectDir::new(&scratch);
             let chosen_template = if chosen == "auto" {
                 template::detect(&files).map_err(|e| AppError::Rejected { code: "no_template_matched", message: e.to_string() })?
@@ -61,15 +62,25 @@ pub async fn upload(
                 message: missing.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "),
             })?;
             check_runnable(&plan)?;
-            let artifact_id = store.put(&zip_bytes).map_err(artifact_error)?;
-            Ok((artifact_id, plan))
+            Ok(plan)
         })();
         let _ = std::fs::remove_dir_all(&scratch);
         result
     })
     .await
     .map_err(|e| anyhow::anyhow!("upload check failed: {e}"))??;
-    let (artifact_id, plan) = checked;
+    let plan = checked;
+    // The memory quota is checked with the new plan's instance size before the artifact is kept,
+    // so a refusal leaves neither an artifact nor a revision.
+    let limits = crate::projects::scaling_limits(&state.config);
+    let ask = crate::quotas::MemoryAsk {
+        memory_mb_per_instance: Some(u64::from(plan.resources.memory_mb)),
+        max_instances: crate::domain::scaling::effective(&project.scaling(), &limits).max_instances,
+    };
+    crate::quotas::check_memory(state, project, ask).await?;
+    let artifact_id = tokio::task::spawn_blocking(move || store.put(&zip_bytes).map_err(artifact_error))
+        .await
+        .map_err(|e| anyhow::anyhow!("storing the upload failed: {e}"))??;
     let plan_json = serde_json::to_value(&plan).map_err(|e| anyhow::anyhow!("plan does not serialise: {e}"))?;
     let (project_id, user_id) = (project.id, user.id);
     let revision = state

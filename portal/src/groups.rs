@@ -77,7 +77,7 @@ pub async fn invite(state: &AppState, actor: &User, group_name: &str, raw_email:
     let group = get_to_manage(state, actor, group_name).await?;
     let email = EmailAddress::parse(raw_email)?;
     let (group_id, actor_id, text) = (group.id, actor.id, email.as_str().to_owned());
-    let member = state
+    let invitee = state
         .db
         .run(move |conn| {
             match db::users::find_by_email(conn, &text)? {
@@ -90,16 +90,32 @@ pub async fn invite(state: &AppState, actor: &User, group_name: &str, raw_email:
                         return Ok(Err(last_owner()));
                     }
                     db::groups::upsert_member(conn, group_id, user.id, role.as_str())?;
-                    Ok(Ok(true))
+                    Ok(Ok(Some(user)))
                 }
                 _ => {
                     db::groups::invite(conn, group_id, &text, role.as_str(), actor_id)?;
-                    Ok::<_, db::DbError>(Ok(false))
+                    Ok::<_, db::DbError>(Ok(None))
                 }
             }
         })
         .await??;
     crate::access::publish_group(state, group.id).await?;
+    let member = invitee.is_some();
+    // The mail goes through the durable queue: a mail server that is down delays it, never loses it.
+    let (path, language, name) = match &invitee {
+        Some(user) => (format!("/groups/{}", group.name), user.language.clone(), user.display_name.clone()),
+        None => ("/signup".to_owned(), actor.language.clone(), String::new()),
+    };
+    let link = state.config.public_url.join(&path).map(|url| url.to_string()).unwrap_or_else(|_| state.config.public_url.to_string());
+    let kind = crate::mail::MailKind::GroupInvitation {
+        group: group.name.clone(),
+        role: role.as_str().to_owned(),
+        inviter: actor.display_name.clone(),
+        link,
+        member,
+    };
+    let language = crate::domain::Language::parse(&language).unwrap_or_default();
+    state.mail.enqueue(email.as_str(), crate::mail::compose(&kind, language, &name)).await?;
     Ok(Invited { email: email.as_str().to_owned(), role: role.as_str(), member })
 }
 
@@ -167,8 +183,33 @@ pub async fn transfer(state: &AppState, actor: &User, group_name: &str, raw_emai
     crate::access::publish_group(state, group.id).await
 }
 
-/// Members, pending invitations and projects, as the API and the group page show them.
-pub async fn view(state: &AppState, user: &User, group_name: &str) -> Result<serde_json::Value, AppError> {
+/// A group as its page and the API show it.
+#[derive(Debug)]
+pub struct Details {
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The viewer's standing (admins: owner).
+    pub your_role: ProjectRole,
+    /// (e-mail, display name, role) of each member.
+    pub members: Vec<(String, String, String)>,
+    pub invitations: Vec<db::models::GroupInvitation>,
+    /// (name, visibility) of each project.
+    pub projects: Vec<(String, String)>,
+}
+
+impl Details {
+    /// May the viewer invite, remove and transfer?
+    pub fn can_manage(&self) -> bool {
+        allows(self.your_role, Action::ManageMembers)
+    }
+
+    pub fn your_role_name(&self) -> String {
+        format!("{:?}", self.your_role).to_ascii_lowercase()
+    }
+}
+
+/// Members, pending invitations and projects; 404 for someone outside the group.
+pub async fn details(state: &AppState, user: &User, group_name: &str) -> Result<Details, AppError> {
     let (group, role) = get(state, user, group_name).await?;
     let group_id = group.id;
     let (members, invitations, projects) = state
@@ -181,13 +222,26 @@ pub async fn view(state: &AppState, user: &User, group_name: &str) -> Result<ser
             ))
         })
         .await?;
+    Ok(Details {
+        name: group.name,
+        created_at: group.created_at,
+        your_role: role,
+        members: members.into_iter().map(|(m, u)| (u.email, u.display_name, m.role)).collect(),
+        invitations,
+        projects: projects.into_iter().map(|p| (p.name, p.visibility)).collect(),
+    })
+}
+
+/// Members, pending invitations and projects, as the API shows them.
+pub async fn view(state: &AppState, user: &User, group_name: &str) -> Result<serde_json::Value, AppError> {
+    let details = details(state, user, group_name).await?;
     Ok(serde_json::json!({
-        "name": group.name,
-        "created_at": group.created_at,
-        "your_role": format!("{role:?}").to_ascii_lowercase(),
-        "members": members.iter().map(|(m, u)| serde_json::json!({"email": u.email, "display_name": u.display_name, "role": m.role})).collect::<Vec<_>>(),
-        "invitations": invitations,
-        "projects": projects.iter().map(|p| serde_json::json!({"name": p.name, "visibility": p.visibility})).collect::<Vec<_>>(),
+        "name": details.name,
+        "created_at": details.created_at,
+        "your_role": details.your_role_name(),
+        "members": details.members.iter().map(|(email, display_name, role)| serde_json::json!({"email": email, "display_name": display_name, "role": role})).collect::<Vec<_>>(),
+        "invitations": details.invitations,
+        "projects": details.projects.iter().map(|(name, visibility)| serde_json::json!({"name": name, "visibility": visibility})).collect::<Vec<_>>(),
     }))
 }
 

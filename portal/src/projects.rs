@@ -134,7 +134,9 @@ pub fn scaling_policy(state: &AppState, project: &Project) -> orchestrator::auto
 pub async fn set_scaling(state: &AppState, project: &Project, change: &scaling::ScalingChange) -> Result<Project, AppError> {
     let limits = scaling_limits(&state.config);
     let settings = scaling::apply(&project.scaling(), change, &limits)?;
-    crate::quotas::check_instances(state, project, scaling::effective(&settings, &limits).max_instances).await?;
+    let max_instances = scaling::effective(&settings, &limits).max_instances;
+    crate::quotas::check_instances(state, project, max_instances).await?;
+    crate::quotas::check_memory(state, project, crate::quotas::MemoryAsk { memory_mb_per_instance: None, max_instances }).await?;
     let project_id = project.id;
     let updated = state.db.run(move |conn| db::projects::set_scaling(conn, project_id, &settings)).await?;
     state.runtime.set_policy(&updated.name, scaling::policy(&updated.scaling(), &limits));

@@ -94,9 +94,73 @@ pub async fn check_instances(state: &AppState, project: &Project, requested_max:
     check_limit(state, project, "instances", i64::from(requested_max), |q| q.max_instances).await
 }
 
-/// For the scaling code and deploys: may one instance of `project` use `memory_mb`?
-pub async fn check_memory(state: &AppState, project: &Project, memory_mb: u64) -> Result<(), AppError> {
-    check_limit(state, project, "memory_mb", memory_mb as i64, |q| q.max_memory_mb).await
+/// The revision statuses whose plan runs or will run: their memory counts against the quota.
+const RUNNING_STATUSES: [&str; 4] = ["queued", "building", "built", "live"];
+
+/// One instance's memory limit in a stored plan (`BuildPlan::resources.memory_mb`); 0 when the
+/// plan has none (a revision queued before its plan was written).
+fn plan_memory_mb(plan: Option<&serde_json::Value>) -> u64 {
+    plan.and_then(|p| p["resources"]["memory_mb"].as_u64()).unwrap_or(0)
+}
+
+/// What a change asks of the memory quota: the project's instance size (None: as its revisions
+/// say) and its maximum instances after the change.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryAsk {
+    pub memory_mb_per_instance: Option<u64>,
+    pub max_instances: u32,
+}
+
+/// The `memory_mb` quota bounds the memory the owner's (or group's) apps may take at full scale:
+/// for each project, one instance's limit (the largest among its revisions that run or will run)
+/// times its maximum instances, summed. Called before a deploy is stored (with the new plan's
+/// size) and before scaling settings change (with the new maximum); a refusal changes nothing.
+///
+/// Worked example: a quota of 512 and a Python app (256 MB) at 1 instance uses 256; raising its
+/// maximum to 3 would need 768 and is refused; a second static app (32 MB × 3 = 96) still fits.
+pub async fn check_memory(state: &AppState, project: &Project, ask: MemoryAsk) -> Result<(), AppError> {
+    let (owner_id, group_id, project_id) = (project.owner_id, project.group_id, project.id);
+    let limits = crate::projects::scaling_limits(&state.config);
+    let refusal = state
+        .db
+        .run(move |conn| {
+            let Some(limit) = row_for(conn, owner_id, group_id)?.and_then(|q| q.max_memory_mb) else { return Ok(None) };
+            let owned: Vec<Project> = match group_id {
+                Some(group_id) => projects::table.filter(projects::group_id.eq(group_id)).select(Project::as_select()).load(conn)?,
+                None => projects::table
+                    .filter(projects::owner_id.eq(owner_id))
+                    .filter(projects::group_id.is_null())
+                    .select(Project::as_select())
+                    .load(conn)?,
+            };
+            let ids: Vec<i64> = owned.iter().map(|p| p.id).collect();
+            let plans: Vec<(i64, Option<serde_json::Value>)> = revisions::table
+                .filter(revisions::project_id.eq_any(&ids))
+                .filter(revisions::status.eq_any(RUNNING_STATUSES))
+                .select((revisions::project_id, revisions::plan))
+                .load(conn)?;
+            let size_of =
+                |id: i64| plans.iter().filter(|(p, _)| *p == id).map(|(_, plan)| plan_memory_mb(plan.as_ref())).max().unwrap_or(0);
+            let mut total_mb: u64 = 0;
+            for other in owned.iter().filter(|p| p.id != project_id) {
+                let max_instances = crate::domain::scaling::effective(&other.scaling(), &limits).max_instances;
+                total_mb += size_of(other.id) * u64::from(max_instances);
+            }
+            let own_size = ask.memory_mb_per_instance.unwrap_or_else(|| size_of(project_id));
+            total_mb += own_size * u64::from(ask.max_instances);
+            Ok::<_, db::DbError>((total_mb > u64::try_from(limit).unwrap_or(0)).then_some((limit, total_mb)))
+        })
+        .await?;
+    match refusal {
+        Some((limit, total_mb)) => Err(AppError::Rejected {
+            code: "quota_exceeded",
+            message: format!(
+                "the quota `memory_mb` is {limit} for {}; at full scale this would need {total_mb} MB; ask an admin to raise it",
+                whose(group_id)
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 async fn check_limit(
@@ -111,6 +175,19 @@ async fn check_limit(
     match limit {
         Some(limit) if requested > i64::from(limit) => Err(exceeded(quota, limit, whose(group_id))),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plans_memory_is_its_resources_limit_and_zero_without_a_plan() {
+        let plan = serde_json::json!({"template": "python", "resources": {"memory_mb": 256, "cpu_millicores": 500}});
+        assert_eq!(plan_memory_mb(Some(&plan)), 256);
+        assert_eq!(plan_memory_mb(None), 0);
+        assert_eq!(plan_memory_mb(Some(&serde_json::json!({}))), 0);
     }
 }
 

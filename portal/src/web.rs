@@ -202,6 +202,18 @@ impl PageCtx {
     }
 
     /// The translated name of a role (`student`, `professor`, `admin`).
+    /// The translation of `PREFIX.VALUE` (a group role, a visibility level), or `value` itself
+    /// when there is none.
+    pub fn label(&self, prefix: &str, value: &str) -> String {
+        let key = format!("{prefix}.{value}");
+        let text = self.tr.t(&key);
+        if text == key {
+            value.to_owned()
+        } else {
+            text.to_owned()
+        }
+    }
+
     pub fn role_label(&self, role: &str) -> &'static str {
         match role {
             "admin" => self.tr.t("role.admin"),

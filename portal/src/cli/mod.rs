@@ -57,9 +57,12 @@ pub enum Command {
     Logout,
     /// Show who the stored token (or SLIPWAY_TOKEN) belongs to.
     Whoami,
-    /// Create, list and delete projects.
+    /// Create, list, update and delete projects.
     #[command(subcommand)]
     Projects(ProjectsCommand),
+    /// Groups: create, invite by e-mail, list members, remove, leave, transfer ownership.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
     /// Set, unset and list a project's environment variables.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -153,6 +156,19 @@ pub enum ProjectsCommand {
     },
     /// List your projects.
     List,
+    /// Change who may open the app (owners), its template (maintainers) or move it into a group.
+    Update {
+        name: String,
+        /// public (anyone), campus (anyone logged in), members (owner and group members) or private (owner only).
+        #[arg(long)]
+        visibility: Option<String>,
+        /// auto or a template id.
+        #[arg(long)]
+        template: Option<String>,
+        /// Move a personal project into this group (you must be a maintainer or owner there).
+        #[arg(long)]
+        group: Option<String>,
+    },
     /// Delete a project, its instances, data, revisions and secrets.
     Delete {
         name: String,
@@ -160,6 +176,30 @@ pub enum ProjectsCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupsCommand {
+    /// Create a group; you become its owner.
+    Create { name: String },
+    /// List your groups and your role in each.
+    List,
+    /// Show a group's members (with roles), pending invitations and projects.
+    Members { group: String },
+    /// Invite an e-mail address (an address without an account joins when it signs up), or change a member's role.
+    Invite {
+        group: String,
+        email: String,
+        /// owner, maintainer or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Remove a member or a pending invitation.
+    Remove { group: String, email: String },
+    /// Leave a group (its last owner cannot).
+    Leave { group: String },
+    /// Make a member the owner; you become a maintainer.
+    Transfer { group: String, email: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -358,6 +398,7 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
         Command::Logout => logout(&env).await,
         Command::Whoami => whoami(&env).await,
         Command::Projects(command) => projects(&env, command).await,
+        Command::Groups(command) => groups(&env, command).await,
         Command::Env(command) => env_command(&env, command).await,
         Command::Deploy { name, path, no_wait } => deploy(&env, &name, &path, no_wait).await,
         Command::Status { name, json } => status(&env, &name, json).await,
@@ -649,12 +690,77 @@ async fn projects(env: &Env, command: ProjectsCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        ProjectsCommand::Update { name, visibility, template, group } => {
+            if visibility.is_none() && template.is_none() && group.is_none() {
+                bail!("nothing to change: give --visibility, --template or --group");
+            }
+            let body = serde_json::json!({ "visibility": visibility, "template": template, "group": group });
+            let project = api.patch(&format!("/projects/{}", segment(&name)), &body).await?;
+            println!(
+                "{}: visibility {}, template {}{}",
+                project["name"].as_str().unwrap_or(""),
+                project["visibility"].as_str().unwrap_or(""),
+                project["template"].as_str().unwrap_or(""),
+                project["group"].as_str().map(|g| format!(", group {g}")).unwrap_or_default()
+            );
+        }
         ProjectsCommand::Delete { name, yes } => {
             if !yes {
                 bail!("deleting {name} removes its data, revisions and secrets for good; run again with --yes to confirm");
             }
             api.delete(&format!("/projects/{}", segment(&name))).await?;
             println!("deleted {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn groups(env: &Env, command: GroupsCommand) -> anyhow::Result<()> {
+    let api = api(env)?;
+    match command {
+        GroupsCommand::Create { name } => {
+            let group = api.post("/groups", &serde_json::json!({ "name": name })).await?;
+            println!("created group {} (you are its owner)", group["name"].as_str().unwrap_or(""));
+        }
+        GroupsCommand::List => {
+            let listing = api.get("/groups").await?;
+            for group in listing["groups"].as_array().into_iter().flatten() {
+                println!("{:<24} {}", group["name"].as_str().unwrap_or(""), group["role"].as_str().unwrap_or(""));
+            }
+        }
+        GroupsCommand::Members { group } => {
+            let view = api.get(&format!("/groups/{}", segment(&group))).await?;
+            for member in view["members"].as_array().into_iter().flatten() {
+                println!("{:<40} {}", member["email"].as_str().unwrap_or(""), member["role"].as_str().unwrap_or(""));
+            }
+            for invitation in view["invitations"].as_array().into_iter().flatten() {
+                println!("{:<40} {} (invited)", invitation["email"].as_str().unwrap_or(""), invitation["role"].as_str().unwrap_or(""));
+            }
+            for project in view["projects"].as_array().into_iter().flatten() {
+                println!("project {} ({})", project["name"].as_str().unwrap_or(""), project["visibility"].as_str().unwrap_or(""));
+            }
+        }
+        GroupsCommand::Invite { group, email, role } => {
+            let invited =
+                api.post(&format!("/groups/{}/members", segment(&group)), &serde_json::json!({ "email": email, "role": role })).await?;
+            let role = invited["role"].as_str().unwrap_or("");
+            if invited["member"].as_bool() == Some(true) {
+                println!("{email} is a {role} of {group}");
+            } else {
+                println!("invited {email} to {group} as {role}; the invitation applies when they sign up");
+            }
+        }
+        GroupsCommand::Remove { group, email } => {
+            api.delete(&format!("/groups/{}/members/{}", segment(&group), segment(&email))).await?;
+            println!("removed {email} from {group}");
+        }
+        GroupsCommand::Leave { group } => {
+            api.post(&format!("/groups/{}/leave", segment(&group)), &serde_json::json!({})).await?;
+            println!("you left {group}");
+        }
+        GroupsCommand::Transfer { group, email } => {
+            api.post(&format!("/groups/{}/transfer", segment(&group)), &serde_json::json!({ "email": email })).await?;
+            println!("{email} owns {group} now; you are a maintainer");
         }
     }
     Ok(())

@@ -16,8 +16,8 @@
 //! manage members        x
 //! ```
 //! Pure: no I/O. The server calls `allows` on every page and API route that touches a project
-//! (`projects::get`). The unit test below checks the table; a test that drives every route through
-//! it is still to come.
+//! (`projects::get`). The unit test below checks the table; `portal/tests/it/permissions.rs` drives
+//! each role through each action's real API route and checks the database afterwards.
 
 /// A user's standing towards one project (or, for `ManageMembers`, its group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

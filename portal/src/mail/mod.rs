@@ -24,6 +24,9 @@ pub enum MailKind {
     Reset { link: String, valid_minutes: u64 },
     /// Somebody tried to sign up with an address that already has an account.
     AlreadyRegistered { login_link: String, reset_link: String },
+    /// Somebody added the address to a group: `member` when it has an account (it is a member
+    /// now), otherwise the invitation waits and `link` is the sign-up page.
+    GroupInvitation { group: String, role: String, inviter: String, link: String, member: bool },
 }
 
 /// A composed message: subject and plain-text body.
@@ -42,6 +45,10 @@ pub fn compose(kind: &MailKind, language: Language, display_name: &str) -> Compo
         MailKind::AlreadyRegistered { login_link, reset_link } => {
             ("mail.already_registered", vec![("login_link", login_link.clone()), ("reset_link", reset_link.clone())])
         }
+        MailKind::GroupInvitation { group, role, inviter, link, member } => (
+            if *member { "mail.group_added" } else { "mail.group_invited" },
+            vec![("group", group.clone()), ("role", role.clone()), ("inviter", inviter.clone()), ("link", link.clone())],
+        ),
     };
     let mut all_vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all_vars.push(("name", display_name));
@@ -109,5 +116,25 @@ mod tests {
         assert!(reset.body.contains("L1") && reset.body.contains("60"));
         let again = compose(&MailKind::AlreadyRegistered { login_link: "L2".into(), reset_link: "L3".into() }, Language::Ko, "Kim");
         assert!(again.body.contains("L2") && again.body.contains("L3"));
+    }
+
+    #[test]
+    fn group_invitations_name_the_group_role_and_inviter_in_both_languages() {
+        for member in [true, false] {
+            let kind = MailKind::GroupInvitation {
+                group: "quiz-club".into(),
+                role: "viewer".into(),
+                inviter: "Lee".into(),
+                link: "http://p/signup".into(),
+                member,
+            };
+            for language in [Language::En, Language::Ko] {
+                let mail = compose(&kind, language, "kim@pusan.ac.kr");
+                for part in ["quiz-club", "viewer", "Lee", "http://p/signup"] {
+                    assert!(mail.body.contains(part), "{member} {language:?} lacks {part}: {}", mail.body);
+                }
+                assert!(mail.subject.contains("quiz-club") && !mail.body.contains('{'), "{mail:?}");
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 mod admin;
+mod groups;
 mod profile;
 mod projects;
 
@@ -32,7 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(access::configure)
             .configure(profile::configure)
             .configure(admin::configure)
-            .configure(projects::configure),
+            .configure(projects::configure)
+            .configure(groups::configure),
     );
 }
 

@@ -19,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/availability", web::get().to(availability))
         .route("/projects/{name}", web::get().to(show))
         .route("/projects/{name}/template", web::post().to(set_template))
+        .route("/projects/{name}/visibility", web::post().to(set_visibility))
         .route("/projects/{name}/env", web::post().to(set_env))
         .route("/projects/{name}/scaling", web::post().to(set_scaling))
         .route("/projects/{name}/env/{key}/delete", web::post().to(unset_env))
@@ -274,6 +275,9 @@ struct ProjectPage<'a> {
     caps: crate::domain::scaling::Limits,
     wakes: Vec<orchestrator::runtime::WakeRecord>,
     wake_summary: crate::domain::scaling::WakeSummary,
+    visibility_levels: [&'static str; 4],
+    /// The group owning the project, if any.
+    group: Option<String>,
 }
 
 impl ProjectPage<'_> {
@@ -295,6 +299,7 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
     let env = projects::env_view(state, project).await.map_err(|e| ctx.error_page(e))?;
     let revisions = crate::deploys::revisions(state, project, 20).await.map_err(|e| ctx.error_page(e))?;
     let live = revisions.iter().find(|r| Some(r.id) == project.live_revision_id).map(|r| r.number);
+    let group = projects::group_name(state, project).await.map_err(|e| ctx.error_page(e))?;
     let page = ProjectPage {
         page: ctx,
         project,
@@ -310,6 +315,8 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
         caps: projects::scaling_limits(&state.config),
         wakes: state.runtime.wakes(&project.name).into_iter().rev().take(10).collect(),
         wake_summary: crate::domain::scaling::wake_summary(state.runtime.wakes(&project.name).iter().map(|w| (w.tier, w.total_ms))),
+        visibility_levels: ["public", "campus", "members", "private"],
+        group,
     };
     Ok(match error {
         Some(error) => ctx.render_error(error, &page),
@@ -342,6 +349,33 @@ async fn set_template(
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
     match projects::set_template(&state, user, &path, &form.template).await {
         Ok(project) => redirect_with_flash(&ctx, &state, &project.name, "flash.project_saved"),
+        Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
+        Err(error) => {
+            let project = projects::get(&state, user, &path, Action::View).await.map_err(|e| ctx.error_page(e))?;
+            project_page(&ctx, &state, &project, Some(&error)).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct VisibilityForm {
+    csrf_token: String,
+    visibility: String,
+}
+
+/// Owners only (`projects::set_visibility` checks); the gateways follow within seconds.
+async fn set_visibility(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<VisibilityForm>,
+) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    match projects::set_visibility(&state, user, &path, &form.visibility).await {
+        Ok(project) => redirect_with_flash(&ctx, &state, &project.name, "flash.visibility_saved"),
         Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
         Err(error) => {
             let project = projects::get(&state, user, &path, Action::View).await.map_err(|e| ctx.error_page(e))?;
