@@ -178,19 +178,6 @@ async fn check_limit(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_plans_memory_is_its_resources_limit_and_zero_without_a_plan() {
-        let plan = serde_json::json!({"template": "python", "resources": {"memory_mb": 256, "cpu_millicores": 500}});
-        assert_eq!(plan_memory_mb(Some(&plan)), 256);
-        assert_eq!(plan_memory_mb(None), 0);
-        assert_eq!(plan_memory_mb(Some(&serde_json::json!({}))), 0);
-    }
-}
-
 /// Admins: sets the limits of one user or one group (a `None` clears that limit).
 pub async fn set(state: &AppState, user_id: Option<i64>, group_id: Option<i64>, limits: [Option<i32>; 4]) -> Result<QuotaRow, AppError> {
     if limits.iter().flatten().any(|value| *value < 0) {
@@ -222,4 +209,17 @@ pub async fn set(state: &AppState, user_id: Option<i64>, group_id: Option<i64>, 
             })
         })
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plans_memory_is_its_resources_limit_and_zero_without_a_plan() {
+        let plan = serde_json::json!({"template": "python", "resources": {"memory_mb": 256, "cpu_millicores": 500}});
+        assert_eq!(plan_memory_mb(Some(&plan)), 256);
+        assert_eq!(plan_memory_mb(None), 0);
+        assert_eq!(plan_memory_mb(Some(&serde_json::json!({}))), 0);
+    }
 }
