@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{pack, project_dir, spawn_app, TestApp, PASSWORD};
+use crate::helpers::{pack, project_dir, spawn_app_with, AppOptions, TestApp, PASSWORD};
 
 const ECHO_APP: &str = r#"
 import base64, hashlib, os
@@ -138,7 +138,9 @@ async fn until_status(app: &TestApp, name: &str, cookie: Option<&str>, expected:
 
 #[tokio::test]
 async fn a_private_app_admits_only_whom_its_visibility_allows_and_the_app_never_sees_platform_credentials() {
-    let app = spawn_app().await;
+    // The gateway's requests say they are browsers; on a loaded machine a wake can outlast the
+    // default 1 s before the "starting" page, so the browser wait is raised to the wake timeout.
+    let app = spawn_app_with(AppOptions { extra_scaling: "browser_wait = \"30s\"\n".into(), ..AppOptions::default() }).await;
     let owner_token = app.api_token("acc-owner@pusan.ac.kr").await;
     let classmate_token = app.api_token("acc-mate@pusan.ac.kr").await;
     app.deploy_live(&owner_token, "acc-echo", "python", echo_zip()).await;
@@ -267,7 +269,9 @@ async fn a_private_app_admits_only_whom_its_visibility_allows_and_the_app_never_
 
 #[tokio::test]
 async fn forward_auth_gives_traefik_the_same_answers_as_the_gateway() {
-    let app = spawn_app().await;
+    // The gateway's requests say they are browsers; on a loaded machine a wake can outlast the
+    // default 1 s before the "starting" page, so the browser wait is raised to the wake timeout.
+    let app = spawn_app_with(AppOptions { extra_scaling: "browser_wait = \"30s\"\n".into(), ..AppOptions::default() }).await;
     let owner_token = app.api_token("fa-owner@pusan.ac.kr").await;
     app.create_project(&owner_token, "fa-app", "static").await;
     patch_project(&app, &owner_token, "fa-app", serde_json::json!({"visibility": "campus"})).await;
