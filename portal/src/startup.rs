@@ -218,6 +218,7 @@ impl Application {
             caps: orchestrator::autoscaler::GlobalCaps { max_instances_per_app: scaling.max_instances_per_app },
             max_connection_idle: scaling.max_connection_idle,
             min_free_memory_bytes: scaling.min_free_memory_mb * 1024 * 1024,
+            absent_series_mean_idle: false,
         };
         tokio::spawn(orchestrator::autoscaler::run::run(
             runtime.clone(),
