@@ -7,6 +7,7 @@ mod accounts;
 mod api;
 mod cli;
 mod cli_deploy;
+mod cluster;
 mod deploys;
 mod helpers;
 mod hostile;

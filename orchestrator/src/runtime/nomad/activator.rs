@@ -34,7 +34,7 @@ use super::{addresses, cluster_policy, instances_of, view_of, NomadClient, Nomad
 use crate::autoscaler::feed::PolicySink;
 use crate::autoscaler::Policy;
 use crate::gateway::{RequestHints, Resolution, Resolver, UnavailableReason, Upstream, UpstreamError};
-use crate::runtime::{Observation, Runtime, Tier};
+use crate::runtime::{AppStatus, Observation, Runtime, Tier};
 
 /// How the activator treats requests for apps that are not ready.
 #[derive(Debug, Clone)]
@@ -101,6 +101,23 @@ impl Runtime for NomadRuntime {
             .map(|(app, policy, instances)| {
                 let entry = tracked.entry(app.clone()).or_insert_with(|| Tracked::new(now));
                 let view = view_of(instances, entry.frozen_since.is_some(), entry.waking.is_some());
+                entry.seen = Some(AppStatus {
+                    state: match view.tier {
+                        Tier::Running => "running",
+                        Tier::Frozen => "frozen",
+                        Tier::Stopped => "stopped",
+                        Tier::Starting => "starting",
+                        Tier::Crashed => "crashed",
+                    },
+                    revision: None,
+                    instances: view.ready as usize,
+                    restarts: instances
+                        .iter()
+                        .filter(|instance| instance.desired_status == "run")
+                        .map(|instance| instance.restarts as u32)
+                        .sum(),
+                    last_exit: None,
+                });
                 if view.ready == 0 && view.tier != Tier::Starting {
                     // Nothing left to freeze or to route to (scaled down by someone else, or
                     // crashed): the flags describe instances that are gone.

@@ -123,11 +123,22 @@ struct Tracked {
     upstreams: Vec<SocketAddr>,
     fetched: Option<Instant>,
     next_upstream: usize,
+    /// The app as the last observation saw it, for status pages that cannot wait on Nomad.
+    seen: Option<AppStatus>,
 }
 
 impl Tracked {
     fn new(now: Instant) -> Self {
-        Self { held: 0, last_request: now, frozen_since: None, waking: None, upstreams: Vec::new(), fetched: None, next_upstream: 0 }
+        Self {
+            held: 0,
+            last_request: now,
+            frozen_since: None,
+            waking: None,
+            upstreams: Vec::new(),
+            fetched: None,
+            next_upstream: 0,
+            seen: None,
+        }
     }
 
     fn forget_upstreams(&mut self) {
@@ -172,6 +183,11 @@ impl NomadRuntime {
         self.apps.lock().expect("the app table lock is never poisoned")
     }
 
+    /// The app as the autoscaler's last observation saw it (`None` before the first one).
+    pub fn last_status(&self, app: &str) -> Option<AppStatus> {
+        self.tracked().get(app).and_then(|entry| entry.seen.clone())
+    }
+
     fn knows(&self, app: &str) -> bool {
         self.policies.read().expect("the policy lock is never poisoned").contains_key(app)
     }
@@ -184,7 +200,12 @@ impl NomadRuntime {
     /// a redeploy neither wakes a sleeping app nor shrinks a busy one; a stopped job starts again
     /// at the rendered count.
     pub async fn deploy(&self, deployment: &Deployment) -> Result<Registered, DeployError> {
-        let job = render_job(deployment, &self.settings)?;
+        self.deploy_with(deployment, &self.settings).await
+    }
+
+    /// `deploy` with settings of the caller's (the portal names a Vault role per project).
+    pub async fn deploy_with(&self, deployment: &Deployment, settings: &JobSettings) -> Result<Registered, DeployError> {
+        let job = render_job(deployment, settings)?;
         let existing = self.client.job(&deployment.app).await?;
         let preserve = existing.as_ref().is_some_and(|job| job.get("Stop").and_then(Value::as_bool) != Some(true));
         let answer = self.client.register(&register_body(job, preserve)).await?;
