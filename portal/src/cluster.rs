@@ -259,6 +259,14 @@ mod tests {
     }
 
     #[test]
+    fn the_published_policy_is_the_recorded_record() {
+        // The contract with `orchestrator::autoscaler::feed` (which parses the same file).
+        let recorded: serde_json::Value =
+            serde_json::from_str(include_str!("../../orchestrator/src/autoscaler/testdata/policy-record.json")).expect("recorded JSON");
+        assert_eq!(serde_json::to_value(orchestrator::autoscaler::Policy::default()).expect("serialises"), recorded);
+    }
+
+    #[test]
     fn only_build_archive_names_are_served() {
         let good = format!("{}.tar.gz", "0123456789abcdef".repeat(4));
         assert!(archive_sha(&good).is_some());
