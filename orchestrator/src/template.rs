@@ -296,15 +296,25 @@ pub struct Clue {
 
 /// No template recognised the project.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", describe_no_match(.looked_for, .chosen_by_hand))]
+#[error("{}", describe_no_match(.looked_for, .chosen_by_hand, *.has_dockerfile))]
 pub struct DetectError {
     /// Every detectable template's clue, in detection order.
     pub looked_for: Vec<Clue>,
     /// Display names of the templates that are never detected.
     pub chosen_by_hand: Vec<String>,
+    /// The project brings its own `Dockerfile`, which no template builds.
+    pub has_dockerfile: bool,
 }
 
-fn describe_no_match(looked_for: &[Clue], chosen_by_hand: &[String]) -> String {
+fn describe_no_match(looked_for: &[Clue], chosen_by_hand: &[String], has_dockerfile: bool) -> String {
+    if has_dockerfile {
+        // Said first and plainly: sandboxed template builds cannot build images, and the cluster's
+        // daemonless image builder is not part of Slipway yet (docs/cluster.md).
+        return format!(
+            "this project brings its own Dockerfile, and Slipway builds projects with its templates only: Dockerfile projects need a cluster with a daemonless image builder (docs/cluster.md), which this installation does not have. Use a template instead: Slipway looks at the top of the project for {}",
+            join_words(&looked_for.iter().map(|c| format!("{} ({})", c.looks_for, c.name)).collect::<Vec<_>>(), "or")
+        );
+    }
     let clues: Vec<String> = looked_for.iter().map(|c| format!("{} ({})", c.looks_for, c.name)).collect();
     let mut message = format!("no template matches this project: Slipway looks at the top of the project for {}", join_words(&clues, "or"));
     if !chosen_by_hand.is_empty() {
@@ -452,6 +462,7 @@ pub fn detect(files: &dyn ProjectFiles) -> Result<&'static Template, DetectError
             })
             .collect(),
         chosen_by_hand: all().iter().filter(|t| t.detect.is_none()).map(|t| t.name.clone()).collect(),
+        has_dockerfile: files.exists("Dockerfile") || files.exists("dockerfile") || files.exists("Containerfile"),
     })
 }
 
@@ -1116,6 +1127,18 @@ mod tests {
         }
         assert!(message.starts_with("no template matches this project: Slipway looks at the top"), "{message}");
         assert_eq!(error.looked_for.len(), all().len() - 1);
+    }
+
+    #[test]
+    fn a_dockerfile_project_hears_plainly_that_it_needs_the_cluster() {
+        let error = detect(&project(&[("Dockerfile", "FROM alpine\n"), ("app.sh", "")])).expect_err("no template builds a Dockerfile");
+        assert!(error.has_dockerfile);
+        let message = error.to_string();
+        assert!(message.starts_with("this project brings its own Dockerfile"), "{message}");
+        assert!(message.contains("need a cluster"), "{message}");
+        // A Dockerfile beside a template's files does not stop the template.
+        let node = project(&[("Dockerfile", "FROM node\n"), ("package.json", r#"{"scripts": {"start": "node index.js"}}"#)]);
+        assert!(detect(&node).is_ok());
     }
 
     #[test]

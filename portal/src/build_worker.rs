@@ -198,6 +198,13 @@ impl BuildWorker {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the project was deleted")?;
+        if let Some(cluster) = &self.state.cluster {
+            cluster.deploy(&self.state, &project, revision.number, plan, &app_dir).await?;
+            let revision_id = revision.id;
+            log.line("[slipway] the new revision is live on the cluster");
+            self.state.db.run(move |conn| db::revisions::make_live(conn, project_id, revision_id)).await.map_err(|e| e.to_string())?;
+            return Ok(());
+        }
         let spec = app_spec(&self.state, &project, revision.number, plan, app_dir, data_dir).await?;
         self.runtime.deploy(spec).await.map_err(|e| match e {
             orchestrator::runtime::RuntimeError::Unhealthy { reason, log_tail } if !log_tail.is_empty() => {

@@ -145,6 +145,29 @@ impl Cache {
         Ok(())
     }
 
+    /// Publishes scaling policies for the cluster's autoscaler (`orchestrator::autoscaler::feed`
+    /// names the keys): `Some(json)` sets an app's `Policy`, `None` removes it; with
+    /// `replace_all`, every other policy is dropped first (a full publish at start).
+    pub async fn publish_policies(&self, records: &[(String, Option<String>)], replace_all: bool) -> Result<(), CacheError> {
+        use orchestrator::autoscaler::feed;
+        let policies = feed::policies_key(&self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if replace_all {
+            pipe.del(&policies).ignore();
+        }
+        for (app, record) in records {
+            match record {
+                Some(json) => pipe.hset(&policies, app, json).ignore(),
+                None => pipe.hdel(&policies, app).ignore(),
+            };
+        }
+        pipe.incr(feed::version_key(&self.prefix), 1).ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

@@ -153,6 +153,55 @@ pub struct ScalingConfig {
     pub min_free_memory_mb: u64,
 }
 
+/// Where apps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// In bubblewrap sandboxes on this machine (the embedded shape).
+    Local,
+    /// As Nomad jobs on a cluster, behind Traefik (`docs/cluster.md`).
+    Nomad,
+}
+
+/// The cluster shape: how `slipway up --runtime nomad` reaches Nomad and Traefik.
+#[derive(Debug, Clone)]
+pub struct NomadSettings {
+    /// Nomad's HTTP API, e.g. `https://nomad.service.consul:4646`.
+    pub address: Url,
+    /// The ACL token's secret ID (policy: submit-job, scale-job, read-logs, alloc-lifecycle,
+    /// alloc-exec on `namespace`); unset on clusters without ACLs. Never logged.
+    pub token: Option<SecretString>,
+    /// The Nomad namespace apps run in.
+    pub namespace: String,
+    /// The Nomad region; unset means the agent's own.
+    pub region: Option<String>,
+    /// PEM file of the CA that signed Nomad's certificates (for an https `address`).
+    pub ca_file: Option<PathBuf>,
+    /// Datacenters the jobs may run in.
+    pub datacenters: Vec<String>,
+    /// `nomad` (Nomad's own service discovery; the freeze tier is off, see docs/cluster.md) or
+    /// `consul` (the Consul Catalog provider in Traefik).
+    pub discovery: orchestrator::runtime::nomad::Discovery,
+    /// Traefik's entrypoint for app traffic.
+    pub entrypoint: String,
+    /// Traefik's ACME certificate resolver for app routers; empty means none.
+    pub cert_resolver: Option<String>,
+    /// Traefik middlewares on every app router (the portal's forwardAuth is `portal-auth@file`).
+    pub middlewares: Vec<String>,
+    /// Traefik's Prometheus metrics entrypoint, which the autoscaler scrapes every tick.
+    pub traefik_metrics_addr: SocketAddr,
+    /// The portal's address as Nomad's client nodes reach it, for the built revisions they
+    /// download (`GET /artifacts/...` by signed URL). Unset means `public_url`.
+    pub artifact_url: Option<Url>,
+    /// How long a signed artifact URL works (a rescheduled allocation downloads it again, so keep
+    /// it long).
+    pub artifact_url_ttl: Duration,
+    /// Nomad counts CPU in MHz: a template's millicores become `millicores × this / 1000`.
+    pub cpu_mhz_per_core: u32,
+    /// The Vault role a project's tasks log in with; `{project}` becomes the project's id
+    /// (`slipway-p{project}`: one role per project, bound to its job, docs/cluster.md §3).
+    pub vault_role: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
@@ -188,6 +237,13 @@ pub struct Config {
     pub log: String,
     /// The `slipway` binary that static apps run as their server; unset means this program.
     pub slipway_binary: Option<PathBuf>,
+    /// `local` (the default: sandboxes on this machine) or `nomad` (a cluster; needs `[nomad]`).
+    pub runtime: RuntimeKind,
+    /// Set when `runtime = "nomad"`.
+    pub nomad: Option<NomadSettings>,
+    /// Secrets in Vault/OpenBao KV v2 instead of sealed in PostgreSQL; the cluster shape needs it
+    /// for projects with secret variables (Nomad tasks read them from there).
+    pub vault: Option<crate::secrets::vault::VaultSettings>,
 }
 
 /// Flags given on the command line; they win over the file and the environment.
@@ -198,6 +254,8 @@ pub struct Overrides {
     pub gateway_addr: Option<String>,
     pub metrics_addr: Option<String>,
     pub apps_domain: Option<String>,
+    pub runtime: Option<String>,
+    pub nomad_addr: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +280,40 @@ struct RawConfig {
     accounts: Option<RawAccounts>,
     deploy: Option<RawDeploy>,
     scaling: Option<RawScaling>,
+    runtime: Option<String>,
+    nomad: Option<RawNomad>,
+    vault: Option<RawVault>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNomad {
+    address: Option<String>,
+    token: Option<String>,
+    namespace: Option<String>,
+    region: Option<String>,
+    ca_file: Option<String>,
+    datacenters: Option<StringList>,
+    discovery: Option<String>,
+    entrypoint: Option<String>,
+    cert_resolver: Option<String>,
+    middlewares: Option<StringList>,
+    traefik_metrics_addr: Option<String>,
+    artifact_url: Option<String>,
+    artifact_url_ttl: Option<String>,
+    cpu_mhz_per_core: Option<u32>,
+    vault_role: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    address: Option<String>,
+    approle_mount: Option<String>,
+    role_id: Option<String>,
+    secret_id: Option<String>,
+    kv_mount: Option<String>,
+    prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,11 +416,19 @@ impl Config {
             ("gateway_addr", overrides.gateway_addr.clone()),
             ("metrics_addr", overrides.metrics_addr.clone()),
             ("apps_domain", overrides.apps_domain.clone()),
+            ("runtime", overrides.runtime.clone()),
         ];
         for (key, value) in flags {
             if let Some(value) = value {
                 table.insert(key.to_owned(), toml::Value::String(value));
             }
+        }
+        if let Some(address) = &overrides.nomad_addr {
+            let nomad = table.entry("nomad".to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !nomad.is_table() {
+                *nomad = toml::Value::Table(toml::Table::new());
+            }
+            nomad.as_table_mut().expect("just made a table").insert("address".to_owned(), toml::Value::String(address.clone()));
         }
         Self::from_table(table, &source_name)
     }
@@ -421,6 +521,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "accounts",
     "deploy",
     "scaling",
+    "runtime",
+    "nomad",
+    "vault",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -729,6 +832,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         crate::crypto::SecretBox::from_base64(key).map_err(|e| invalid("secret_key", "(hidden)", e.to_string()))?;
     }
 
+    let runtime = match raw.runtime.as_deref().unwrap_or("local") {
+        "local" => RuntimeKind::Local,
+        "nomad" => RuntimeKind::Nomad,
+        other => return Err(invalid("runtime", other, "use \"local\" (the default) or \"nomad\"")),
+    };
+    let nomad = match (runtime, raw.nomad) {
+        (RuntimeKind::Nomad, raw_nomad) => Some(nomad_settings(raw_nomad.unwrap_or_default())?),
+        (RuntimeKind::Local, _) => None,
+    };
+    let vault = raw.vault.map(vault_settings).transpose()?;
+
     Ok(Config {
         data_dir,
         portal_addr,
@@ -748,6 +862,93 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
         slipway_binary: raw.slipway_binary.map(PathBuf::from),
+        runtime,
+        nomad,
+        vault,
+    })
+}
+
+fn nomad_settings(raw: RawNomad) -> Result<NomadSettings, ConfigError> {
+    let http_url = |key: &str, text: &str| {
+        Url::parse(text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| invalid(key, text, "not an http(s) URL"))
+    };
+    let address_text = raw
+        .address
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| invalid("nomad.address", "", "runtime = \"nomad\" needs Nomad's address (nomad.address, or --nomad-addr URL)"))?;
+    let address = http_url("nomad.address", &address_text)?;
+    let namespace = raw.namespace.unwrap_or_else(|| "default".to_owned());
+    if namespace.is_empty() || namespace.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(invalid("nomad.namespace", &namespace, "not a Nomad namespace name"));
+    }
+    let datacenters = raw.datacenters.map(StringList::into_vec).unwrap_or_else(|| vec!["dc1".to_owned()]);
+    if datacenters.is_empty() {
+        return Err(invalid("nomad.datacenters", "[]", "list at least one datacenter"));
+    }
+    let discovery = match raw.discovery.as_deref().unwrap_or("nomad") {
+        "nomad" => orchestrator::runtime::nomad::Discovery::Nomad,
+        "consul" => orchestrator::runtime::nomad::Discovery::Consul,
+        other => return Err(invalid("nomad.discovery", other, "use \"nomad\" (the default) or \"consul\"")),
+    };
+    let ca_file = raw.ca_file.filter(|f| !f.is_empty()).map(PathBuf::from);
+    if let Some(file) = &ca_file {
+        if !file.is_file() {
+            return Err(invalid("nomad.ca_file", file.display(), "no such file"));
+        }
+    }
+    let artifact_url = raw.artifact_url.map(|text| http_url("nomad.artifact_url", &text)).transpose()?;
+    let artifact_url_ttl = duration("nomad.artifact_url_ttl", raw.artifact_url_ttl, "7d")?;
+    if artifact_url_ttl < Duration::from_secs(60) {
+        return Err(invalid("nomad.artifact_url_ttl", orchestrator::duration::format(artifact_url_ttl), "must be at least 1m"));
+    }
+    let cpu_mhz_per_core = raw.cpu_mhz_per_core.unwrap_or(2000);
+    if cpu_mhz_per_core == 0 {
+        return Err(invalid("nomad.cpu_mhz_per_core", 0, "must be at least 1"));
+    }
+    let vault_role = raw.vault_role.unwrap_or_else(|| "slipway-p{project}".to_owned());
+    if vault_role.is_empty() {
+        return Err(invalid("nomad.vault_role", "", "must name a Vault role"));
+    }
+    Ok(NomadSettings {
+        address,
+        token: raw.token.filter(|t| !t.is_empty()).map(SecretString::from),
+        namespace,
+        region: raw.region.filter(|r| !r.is_empty()),
+        ca_file,
+        datacenters,
+        discovery,
+        entrypoint: raw.entrypoint.unwrap_or_else(|| "websecure".to_owned()),
+        cert_resolver: Some(raw.cert_resolver.unwrap_or_else(|| "le".to_owned())).filter(|r| !r.is_empty()),
+        middlewares: raw.middlewares.map(StringList::into_vec).unwrap_or_else(|| vec!["portal-auth@file".to_owned()]),
+        traefik_metrics_addr: socket_addr("nomad.traefik_metrics_addr", raw.traefik_metrics_addr, "127.0.0.1:8082")?,
+        artifact_url,
+        artifact_url_ttl,
+        cpu_mhz_per_core,
+        vault_role,
+    })
+}
+
+fn vault_settings(raw: RawVault) -> Result<crate::secrets::vault::VaultSettings, ConfigError> {
+    let address = raw.address.unwrap_or_default();
+    if Url::parse(&address).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()).is_none() {
+        return Err(invalid("vault.address", &address, "not an http(s) URL"));
+    }
+    let role_id =
+        raw.role_id.filter(|r| !r.is_empty()).ok_or_else(|| invalid("vault.role_id", "", "the portal's AppRole role ID is needed"))?;
+    let secret_id = raw
+        .secret_id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("vault.secret_id", "(hidden)", "the portal's AppRole secret ID is needed"))?;
+    Ok(crate::secrets::vault::VaultSettings {
+        address,
+        approle_mount: raw.approle_mount.unwrap_or_else(|| "approle".to_owned()),
+        role_id,
+        secret_id: SecretString::from(secret_id),
+        kv_mount: raw.kv_mount.unwrap_or_else(|| "secret".to_owned()),
+        prefix: raw.prefix.unwrap_or_else(|| "slipway".to_owned()),
     })
 }
 

@@ -34,6 +34,8 @@ pub struct SecretBox {
     /// A separate key for signing app access tokens, derived so that the sealing key itself never
     /// leaves this type (the gateway gets only this one).
     access_key: [u8; 32],
+    /// Another derived key, for the signed URLs Nomad's clients download built revisions with.
+    artifact_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -47,12 +49,18 @@ impl SecretBox {
         let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| CryptoError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
         let access_key: [u8; 32] = Sha256::digest([b"slipway app access key v1\0".as_slice(), &key].concat()).into();
-        Ok(Self { cipher: XChaCha20Poly1305::new(&key.into()), access_key })
+        let artifact_key: [u8; 32] = Sha256::digest([b"slipway artifact url key v1\0".as_slice(), &key].concat()).into();
+        Ok(Self { cipher: XChaCha20Poly1305::new(&key.into()), access_key, artifact_key })
     }
 
     /// The key app access tokens and gateway cookies are signed with.
     pub fn access_key(&self) -> [u8; 32] {
         self.access_key
+    }
+
+    /// The key signed artifact URLs are made with (`cluster::sign_artifact`).
+    pub fn artifact_key(&self) -> [u8; 32] {
+        self.artifact_key
     }
 
     /// Reads the key file, or creates it with a fresh random key (mode 0600) when it does not exist.

@@ -164,7 +164,10 @@ pub fn revision_json(revision: &Revision) -> serde_json::Value {
 
 /// The project's status as the API, the CLI and the project page show it.
 pub fn status_json(state: &AppState, project: &Project, live_number: Option<i32>) -> serde_json::Value {
-    let status = state.runtime.status(&project.name);
+    let status = match &state.cluster {
+        Some(cluster) => cluster.status(&project.name),
+        None => state.runtime.status(&project.name),
+    };
     serde_json::json!({
         "name": project.name,
         "state": status.state,
@@ -215,9 +218,17 @@ pub async fn rollback(state: &AppState, project: &Project, number: Option<i32>) 
             message: format!("the built files of revision {} are no longer kept; deploy it again", target.number),
         });
     }
-    let spec =
-        crate::build_worker::app_spec(state, project, target.number, &plan, app_dir, &data_dir).await.map_err(|e| anyhow::anyhow!(e))?;
-    state.runtime.deploy(spec).await.map_err(|e| AppError::Rejected { code: "rollback_unhealthy", message: e.to_string() })?;
+    if let Some(cluster) = &state.cluster {
+        cluster
+            .deploy(state, project, target.number, &plan, &app_dir)
+            .await
+            .map_err(|message| AppError::Rejected { code: "rollback_unhealthy", message })?;
+    } else {
+        let spec = crate::build_worker::app_spec(state, project, target.number, &plan, app_dir, &data_dir)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        state.runtime.deploy(spec).await.map_err(|e| AppError::Rejected { code: "rollback_unhealthy", message: e.to_string() })?;
+    }
     let revision_id = target.id;
     state.db.run(move |conn| db::revisions::make_live(conn, project_id, revision_id)).await?;
     Ok(state.db.run(move |conn| db::revisions::find(conn, revision_id)).await?.unwrap_or(target))
@@ -226,6 +237,9 @@ pub async fn rollback(state: &AppState, project: &Project, number: Option<i32>) 
 /// Stops the app, removes its files, data, caches and logs, then the project itself.
 pub async fn delete_project(state: &AppState, project: &Project) -> Result<(), AppError> {
     state.runtime.stop(&project.name).await;
+    if let Some(cluster) = &state.cluster {
+        cluster.remove(state, &project.name).await?;
+    }
     let data_dir = std::path::absolute(&state.config.data_dir).map_err(anyhow::Error::from)?;
     let project_key = project.id.to_string();
     let dirs = [
@@ -311,7 +325,17 @@ pub fn app_log_stream(
             Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     });
-    futures_util::StreamExt::chain(head, rest)
+    // The cluster's logs come from Nomad, once (following them is not built for the cluster yet).
+    let cluster = state.cluster.clone().map(|cluster| (cluster, app.to_owned()));
+    let from_cluster = futures_util::StreamExt::then(futures_util::stream::iter(cluster), move |(cluster, app)| async move {
+        let lines = cluster
+            .runtime
+            .logs(&app, n_lines)
+            .await
+            .unwrap_or_else(|e| vec![format!("[slipway] cannot read the app's logs from nomad: {e}")]);
+        Ok(bytes::Bytes::from(lines.into_iter().map(|line| line + "\n").collect::<String>()))
+    });
+    futures_util::StreamExt::chain(futures_util::StreamExt::chain(head, rest), from_cluster)
 }
 
 /// The answer to "show me the build log of revision `number`": a followed text stream. Shared by

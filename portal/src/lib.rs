@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod build_worker;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -140,6 +140,12 @@ pub async fn set_scaling(state: &AppState, project: &Project, change: &scaling::
     let project_id = project.id;
     let updated = state.db.run(move |conn| db::projects::set_scaling(conn, project_id, &settings)).await?;
     state.runtime.set_policy(&updated.name, scaling::policy(&updated.scaling(), &limits));
+    if let Some(cluster) = &state.cluster {
+        cluster.runtime.set_policy(&updated.name, scaling::policy(&updated.scaling(), &limits));
+        if updated.live_revision_id.is_some() {
+            crate::cluster::publish_policy(state, &updated).await?;
+        }
+    }
     Ok(updated)
 }
 

@@ -61,7 +61,14 @@ impl Application {
             }
         };
         let worker = Worker::new(mail.clone(), db.clone(), transport, config.mail.clone())?;
-        let secret_store = Arc::new(crate::secrets::SealedStore::new(db.clone(), secrets.clone()));
+        let secret_store: Arc<dyn crate::secrets::SecretStore> = match &config.vault {
+            Some(vault) => Arc::new(
+                crate::secrets::vault::VaultStore::login(vault)
+                    .await
+                    .with_context(|| format!("logging in to vault at {}", vault.address))?,
+            ),
+            None => Arc::new(crate::secrets::SealedStore::new(db.clone(), secrets.clone())),
+        };
         let host = orchestrator::sandbox::probe();
         let missing = orchestrator::sandbox::missing_for_strong(&host);
         if !missing.is_empty() {
@@ -82,6 +89,14 @@ impl Application {
             None => std::env::current_exe().context("cannot find this program's path (set slipway_binary)")?,
         };
         let data_dir = std::path::absolute(&config.data_dir).context("cannot resolve data_dir")?;
+        let cluster = match config.runtime {
+            crate::config::RuntimeKind::Nomad => {
+                let cluster = crate::cluster::Cluster::new(&config, &data_dir)?;
+                tracing::info!("runtime = nomad: apps run on the cluster; this process is the portal, the activator and the autoscaler");
+                Some(Arc::new(cluster))
+            }
+            crate::config::RuntimeKind::Local => None,
+        };
         let metrics = Arc::new(orchestrator::metrics::Registry::new());
         let runtime =
             orchestrator::runtime::LocalRuntime::new(host.clone(), local_config(&config, slipway_binary, &data_dir), metrics.clone());
@@ -126,11 +141,16 @@ impl Application {
             artifacts,
             builds: Arc::new(tokio::sync::Notify::new()),
             runtime,
+            cluster,
             stopping: stopping_receiver,
         };
         // The gateways' view starts from the database, so a record lost from Redis comes back.
         let n_published = crate::access::publish_all(&state).await.context("publishing app access records to Redis")?;
         tracing::debug!(n_published, "app access records published");
+        if state.cluster.is_some() {
+            let n_policies = crate::cluster::publish_all_policies(&state).await.context("publishing scaling policies to Redis")?;
+            tracing::debug!(n_policies, "scaling policies published");
+        }
 
         let port = listener.local_addr()?.port();
         let app_state = web::Data::new(state.clone());
@@ -200,38 +220,89 @@ impl Application {
             std::time::Duration::from_secs(1),
             shutdown.clone(),
         ));
-        let gateway = orchestrator::gateway::Gateway::with_access(
-            gateway_config,
-            runtime.clone(),
-            orchestrator::gateway::NetnsConnector::new(),
-            self.metrics.clone(),
-            access,
-        );
-        let gateway_task = tokio::spawn(gateway.clone().serve(gateway_listener, shutdown.clone()));
         let metrics_listener = self.metrics_listener.take().expect("run_until_stopped is called once");
         tokio::spawn(orchestrator::gateway::serve_metrics(metrics_listener, self.metrics.clone(), shutdown.clone()));
-        // The autoscaler reads the gateway's metrics (in-process, through the Prometheus parser)
-        // and the runtime's held requests, and scales, freezes and stops apps.
         let scaling = &self.state.config.scaling;
-        let loop_config = orchestrator::autoscaler::run::LoopConfig {
-            tick: scaling.tick,
-            caps: orchestrator::autoscaler::GlobalCaps { max_instances_per_app: scaling.max_instances_per_app },
-            max_connection_idle: scaling.max_connection_idle,
-            min_free_memory_bytes: scaling.min_free_memory_mb * 1024 * 1024,
+        let gateway_task = if let Some(cluster) = self.state.cluster.clone() {
+            // The cluster shape: Traefik routes apps straight to their allocations and sends apps
+            // at zero to this gateway (its catch-all), which is the activator: `NomadRuntime`
+            // resolves, waking the app through Nomad. Traefik's forwardAuth has already checked
+            // access (and removed the slipway_* cookies), so the gateway adds no check of its own.
+            let activator = orchestrator::gateway::Gateway::with_metrics(
+                gateway_config,
+                cluster.runtime.clone(),
+                orchestrator::gateway::TcpConnector,
+                self.metrics.clone(),
+            );
+            let task = tokio::spawn(activator.serve(gateway_listener, shutdown.clone()));
+            tokio::spawn(orchestrator::autoscaler::feed::run(
+                cluster.runtime.clone(),
+                self.redis_client.clone(),
+                self.state.config.redis_prefix.clone(),
+                std::time::Duration::from_secs(1),
+                shutdown.clone(),
+            ));
+            let nomad = self.state.config.nomad.as_ref().expect("the cluster shape has [nomad] settings");
+            let loop_config = orchestrator::autoscaler::run::LoopConfig {
+                tick: scaling.tick,
+                caps: orchestrator::autoscaler::GlobalCaps { max_instances_per_app: scaling.max_instances_per_app },
+                max_connection_idle: scaling.max_connection_idle,
+                // The memory that matters is the client nodes', which Nomad's scheduler manages.
+                min_free_memory_bytes: 0,
+                absent_series_mean_idle: true,
+            };
+            let source = orchestrator::autoscaler::run::ClusterSource {
+                traefik: orchestrator::autoscaler::run::HttpSource {
+                    addr: nomad.traefik_metrics_addr,
+                    path: "/metrics".to_owned(),
+                    timeout: std::time::Duration::from_secs(2),
+                },
+                activator: self.metrics.clone(),
+            };
+            tokio::spawn(orchestrator::autoscaler::run::run(
+                cluster.runtime.clone(),
+                source,
+                loop_config,
+                self.metrics.clone(),
+                orchestrator::autoscaler::run::cluster_service_app,
+                shutdown.clone(),
+            ));
+            task
+        } else {
+            let gateway = orchestrator::gateway::Gateway::with_access(
+                gateway_config,
+                runtime.clone(),
+                orchestrator::gateway::NetnsConnector::new(),
+                self.metrics.clone(),
+                access,
+            );
+            let task = tokio::spawn(gateway.clone().serve(gateway_listener, shutdown.clone()));
+            // The autoscaler reads the gateway's metrics (in-process, through the Prometheus parser)
+            // and the runtime's held requests, and scales, freezes and stops apps.
+            let loop_config = orchestrator::autoscaler::run::LoopConfig {
+                tick: scaling.tick,
+                caps: orchestrator::autoscaler::GlobalCaps { max_instances_per_app: scaling.max_instances_per_app },
+                max_connection_idle: scaling.max_connection_idle,
+                min_free_memory_bytes: scaling.min_free_memory_mb * 1024 * 1024,
+                absent_series_mean_idle: false,
+            };
+            tokio::spawn(orchestrator::autoscaler::run::run(
+                runtime.clone(),
+                orchestrator::autoscaler::run::RegistrySource(self.metrics.clone()),
+                loop_config,
+                self.metrics.clone(),
+                |_, _| None,
+                shutdown.clone(),
+            ));
+            tokio::spawn(runtime.clone().liveness_loop(shutdown.clone()));
+            task
         };
-        tokio::spawn(orchestrator::autoscaler::run::run(
-            runtime.clone(),
-            orchestrator::autoscaler::run::RegistrySource(self.metrics.clone()),
-            loop_config,
-            self.metrics.clone(),
-            |_, _| None,
-            shutdown.clone(),
-        ));
-        tokio::spawn(runtime.clone().liveness_loop(shutdown.clone()));
         let builder =
             Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));
-        tokio::spawn(crate::build_worker::restore_live_apps(self.state.clone(), runtime.clone()));
+        if self.state.cluster.is_none() {
+            tokio::spawn(crate::build_worker::restore_live_apps(self.state.clone(), runtime.clone()));
+        }
         let handle = self.server.handle();
         let mut stop = shutdown.clone();
         let stopping = self.stopping.clone();

@@ -24,6 +24,9 @@ pub struct AppState {
     pub builds: Arc<tokio::sync::Notify>,
     /// Where apps run (sandboxes on this machine in the embedded shape).
     pub runtime: Arc<orchestrator::runtime::LocalRuntime>,
+    /// The cluster shape (`runtime = "nomad"`): apps run as Nomad jobs instead, and `runtime`
+    /// stays empty.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Who may see which app: the table the gateway and the forwardAuth endpoint check, fed from
     /// Redis by `orchestrator::gateway::access::feed`.
     pub access: Arc<orchestrator::gateway::access::Gate>,

@@ -21,9 +21,18 @@ What it serves (Go field names, integer nanoseconds, text/plain errors):
   GET  /v1/client/fs/logs/:id              concatenated JSON frames, base64 Data, {} heartbeats
   GET  /v1/client/allocation/:id/exec      WebSocket exec: frames, close codes 1008/1011
 Test controls (not Nomad): POST /_sim/port {"Job","Port"}, GET /_sim/requests (every request
-body received, for contract tests), POST /_sim/fail {"Status","Body","Times"} (inject errors).
+body received, for contract tests), POST /_sim/fail {"Status","Body","Times"} (inject errors),
+GET /_sim/env/:alloc (the task's environment: the job's Env plus the rendered env templates).
+
+Secrets: with --vault-addr and --vault-token, a task whose job has a `Vault` block and env
+templates (`Envvars: true`) renders them from that Vault/OpenBao before it starts, as Nomad's
+template runner does; a missing secret keeps the task pending ("Missing: vault.read(...)"). Only
+the form `render_job` emits is understood (`{{ with secret "PATH" }}NAME={{ .Data.data.value |
+toJSON }}` lines), read with the given token: the workload-identity login is NOT simulated, and
+any other template text fails the task. Without --vault-addr such tasks stay pending.
 
 Usage: nomad_sim.py [--port 0] [--token SECRET] [--deploy-seconds 0.5] [--start-seconds 0.1]
+                    [--vault-addr http://127.0.0.1:8200 --vault-token TOKEN]
 Prints "listening 127.0.0.1:PORT" on stdout once it accepts connections.
 """
 
@@ -37,6 +46,8 @@ import struct
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -87,6 +98,8 @@ class Cluster:
         changed = False
         for alloc in self.allocs.values():
             if alloc["DesiredStatus"] == "run" and alloc["ClientStatus"] == "pending" and moment >= alloc["_start_at"]:
+                if not self.render_templates(alloc):
+                    continue
                 alloc["ClientStatus"] = "running"
                 alloc["ClientDescription"] = "Tasks are running"
                 state = alloc["TaskStates"]["app"]
@@ -118,6 +131,33 @@ class Cluster:
                     changed = True
         if changed:
             self.bump()
+
+    def render_templates(self, alloc):
+        """The task's env templates, rendered from Vault before the task starts (see the module
+        doc for the subset understood). True when the task may start."""
+        if "_env" in alloc:
+            return True
+        job = self.jobs.get((alloc["Namespace"], alloc["JobID"]))
+        task = job["TaskGroups"][0]["Tasks"][0] if job else {}
+        env = dict(task.get("Env") or {})
+        templates = [t for t in task.get("Templates") or [] if t.get("Envvars")]
+        problem = None
+        for template in templates:
+            if task.get("Vault") is None:
+                problem = "template reads secrets but the task has no vault block"
+                break
+            rendered, problem = render_env_template(template.get("EmbeddedTmpl") or "", self.args.vault_addr, self.args.vault_token)
+            if problem:
+                break
+            env.update(rendered)
+        if problem:
+            events = alloc["TaskStates"]["app"]["Events"]
+            if not events or events[-1]["DisplayMessage"] != problem:
+                events.append(event("Template", problem))
+                alloc["ModifyIndex"] = self.index + 1
+            return False
+        alloc["_env"] = env
+        return True
 
     # --- jobs ---------------------------------------------------------------------------------
     def register(self, body, url_id=None):
@@ -341,6 +381,38 @@ class Cluster:
         if alloc is None:
             raise HttpError(404, "alloc not found")
         return alloc
+
+
+SECRET_LINE = re.compile(r'\{\{ with secret "([^"]+)" \}\}([A-Za-z_][A-Za-z0-9_]*)=\{\{ \.Data\.data\.value \| toJSON \}\}\n\{\{ end \}\}')
+
+
+def render_env_template(text, vault_addr, vault_token):
+    """Renders the secret lines `render_job` writes; returns ({NAME: value}, None) or (None, why)."""
+    if not vault_addr:
+        return None, "vault is not configured in the simulator (--vault-addr)"
+    rendered, position = {}, 0
+    while position < len(text):
+        m = SECRET_LINE.match(text, position)
+        if not m:
+            return None, "template: unsupported in the simulator at offset %d" % position
+        path, name = m.group(1), m.group(2)
+        request = urllib.request.Request("%s/v1/%s" % (vault_addr.rstrip("/"), path), headers={"X-Vault-Token": vault_token})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                data = json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None, "Missing: vault.read(%s)" % path
+            return None, "vault.read(%s): %d" % (path, e.code)
+        except OSError as e:
+            return None, "vault.read(%s): %s" % (path, e)
+        value = ((data.get("data") or {}).get("data") or {}).get("value")
+        if value is None:
+            return None, "Missing: vault.read(%s)" % path
+        # toJSON writes a JSON string; go-envparse reads the quoted value back unchanged.
+        rendered[name] = json.loads(json.dumps(value))
+        position = m.end()
+    return rendered, None
 
 
 def event(kind, message):
@@ -595,6 +667,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json({})
             if path == "/_sim/requests":
                 return self.send_json(c.requests)
+            if path.startswith("/_sim/env/") and method == "GET":
+                c.advance()
+                alloc = c.alloc(path[len("/_sim/env/"):])
+                return self.send_json(alloc.get("_env"))
             if path == "/_sim/fail" and method == "POST":
                 c.failures.append({"Status": body["Status"], "Body": body["Body"], "Times": body.get("Times", 1)})
                 return self.send_json({})
@@ -893,6 +969,15 @@ class WebSocket:
             pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client that hangs up on a blocking query (a cancelled wait) is routine, not an error."""
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def parse_wait(text):
     if not text:
         return 300.0
@@ -909,9 +994,11 @@ def main():
     parser.add_argument("--token", default="", help="require this ACL token")
     parser.add_argument("--deploy-seconds", type=float, default=0.5, help="how long a deployment stays active")
     parser.add_argument("--start-seconds", type=float, default=0.1, help="pending -> running, and running -> healthy")
+    parser.add_argument("--vault-addr", default="", help="render env templates from this Vault/OpenBao")
+    parser.add_argument("--vault-token", default="", help="the token the simulator reads secrets with")
     args = parser.parse_args()
     Handler.cluster = Cluster(args)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server = QuietServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     print("listening 127.0.0.1:%d" % server.server_address[1], flush=True)
     try:

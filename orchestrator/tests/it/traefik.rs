@@ -5,26 +5,17 @@
 //! to the activator → scale from zero → routed to the app again; `/metrics` parses with
 //! `metrics::parse` and `metrics::app_traffic` gives the app's requests.
 //!
-//! The static file is the project's, with only these changed: listen addresses (loopback ports),
-//! the Nomad address, the dynamic folder, the ACME storage and server (a dead loopback port, so
-//! nothing leaves the machine), and polling every second instead of watching Nomad's event
-//! stream (the simulator has none).
+//! The static file is the project's, changed only as `helpers::spawn_traefik` says.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orchestrator::metrics::{app_traffic, parse, Scrape};
 use orchestrator::runtime::nomad::{JobSettings, NomadRuntime};
 
-use crate::helpers::{free_port, repo, spawn_simulator, stand_in, tool, Process};
+use crate::helpers::{spawn_simulator, spawn_traefik, stand_in};
 use crate::nomad::{deployment, fast_config};
 
 const HOST: &str = "quiz.apps.example.edu";
-
-fn replace(text: &mut String, from: &str, to: &str) {
-    assert!(text.contains(from), "traefik/traefik.yml no longer contains {from:?}; update this test");
-    *text = text.replacen(from, to, 1);
-}
 
 /// GETs `https://127.0.0.1:<port>/` with the app's Host header (Traefik's default certificate,
 /// hence no verification) and returns the status and body, or `None` when nothing answered.
@@ -68,36 +59,11 @@ async fn real_traefik_routes_nomad_apps_falls_back_to_the_activator_and_reports_
     simulator.set_port("quiz", app.port).await;
     assert!(runtime.wait_ready("quiz", 1, Duration::from_secs(10)).await.unwrap());
 
-    let dir = tempfile::tempdir().unwrap();
-    let (web, websecure, metrics) = (free_port(), free_port(), free_port());
-    let mut config = std::fs::read_to_string(repo().join("traefik/traefik.yml")).unwrap();
-    replace(&mut config, r#"address: ":80""#, &format!(r#"address: "127.0.0.1:{web}""#));
-    replace(&mut config, r#"address: ":443""#, &format!(r#"address: "127.0.0.1:{websecure}""#));
-    replace(&mut config, r#"address: "127.0.0.1:8082""#, &format!(r#"address: "127.0.0.1:{metrics}""#));
-    replace(&mut config, r#"address: "http://127.0.0.1:4646""#, &format!(r#"address: "{}""#, simulator.address));
-    replace(&mut config, "watch: true\n    refreshInterval: 15s", "watch: false\n    refreshInterval: 1s");
-    replace(&mut config, "directory: /etc/traefik/dynamic", &format!("directory: {}", repo().join("traefik/dynamic").display()));
-    replace(&mut config, "storage: /var/lib/traefik/acme.json", &format!("storage: {}", dir.path().join("acme.json").display()));
-    replace(&mut config, "caServer: https://acme-v02.api.letsencrypt.org/directory", "caServer: http://127.0.0.1:9/directory");
-    let static_file = dir.path().join("traefik.yml");
-    std::fs::write(&static_file, config).unwrap();
-
-    let log = std::fs::File::create(dir.path().join("traefik.log")).unwrap();
-    let _traefik = Process(
-        Command::new(tool("traefik"))
-            .arg(format!("--configFile={}", static_file.display()))
-            .env_clear()
-            .env("SLIPWAY_ACTIVATOR_URL", format!("http://127.0.0.1:{}", activator.port))
-            .env("SLIPWAY_PORTAL_AUTH_URL", format!("http://127.0.0.1:{}/internal/authz", auth.port))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("traefik starts"),
-    );
+    let traefik = spawn_traefik(&simulator.address, activator.port, auth.port);
+    let (websecure, metrics) = (traefik.websecure, traefik.metrics);
 
     let client = reqwest::Client::builder().danger_accept_invalid_certs(true).timeout(Duration::from_secs(5)).build().unwrap();
-    let logs = || std::fs::read_to_string(dir.path().join("traefik.log")).unwrap_or_default();
+    let logs = || traefik.logs();
 
     // 1. Discovered from the simulator's /v1/services and /v1/service/quiz, routed to the app.
     let started = Instant::now();

@@ -284,6 +284,12 @@ pub struct ServerArgs {
     /// Apps answer at NAME.<apps-domain> (default localhost).
     #[arg(long)]
     pub apps_domain: Option<String>,
+    /// Where apps run: local (sandboxes on this machine, the default) or nomad (a cluster).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Nomad's HTTP API for --runtime nomad, e.g. http://127.0.0.1:4646.
+    #[arg(long)]
+    pub nomad_addr: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -337,6 +343,8 @@ fn load_config(args: &ServerArgs, env: &Env) -> anyhow::Result<Config> {
         gateway_addr: args.gateway.clone(),
         metrics_addr: args.metrics.clone(),
         apps_domain: args.apps_domain.clone(),
+        runtime: args.runtime.clone(),
+        nomad_addr: args.nomad_addr.clone(),
     };
     let config_path = args.config.clone().or_else(|| env.get("SLIPWAY_CONFIG").map(PathBuf::from));
     Ok(Config::load(config_path.as_deref(), &env.vars, &overrides)?)

@@ -18,13 +18,16 @@ use vaultrs::error::ClientError;
 
 use super::{SecretError, SecretFuture, SecretStore, SecretValue};
 
-/// Where and how the portal reaches Vault.
-#[derive(Clone)]
+/// Where and how the portal reaches Vault (the `[vault]` table of `slipway.toml`).
+#[derive(Clone, Debug)]
 pub struct VaultSettings {
+    /// Vault's (or OpenBao's) address, e.g. `https://vault.service.consul:8200`.
     pub address: String,
     /// The AppRole auth mount (`approle`).
     pub approle_mount: String,
+    /// The portal's AppRole role ID.
     pub role_id: String,
+    /// The portal's AppRole secret ID; held as a secret, never logged.
     pub secret_id: secrecy::SecretString,
     /// The KV v2 mount (`secret`).
     pub kv_mount: String,
@@ -64,7 +67,7 @@ impl VaultStore {
 
     /// The KV v2 API path a Nomad template reads for a store path (`render::SecretRef::kv_path`).
     pub fn api_path(&self, path: &str) -> String {
-        format!("{}/data/{}", self.kv_mount, self.kv_path(path))
+        kv_api_path(&self.kv_mount, &self.prefix, path)
     }
 
     fn error(&self, path: &str, error: ClientError) -> SecretError {
@@ -76,6 +79,12 @@ impl VaultStore {
             other => SecretError::Unavailable(format!("vault: {other}")),
         }
     }
+}
+
+/// PURE: the KV v2 API path (`secret/data/slipway/projects/42/env/API_KEY`) of a store path, without
+/// a logged-in store (the portal's cluster glue names paths before any read).
+pub fn kv_api_path(kv_mount: &str, prefix: &str, path: &str) -> String {
+    format!("{kv_mount}/data/{}/{}", prefix.trim_matches('/'), path.trim_matches('/'))
 }
 
 /// Vault answers 404 for a missing path, a soft-deleted version and an empty list.

@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod cli_deploy;
 mod cli_groups;
+mod cluster;
 mod deploys;
 mod groups;
 mod helpers;

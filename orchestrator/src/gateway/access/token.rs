@@ -103,8 +103,8 @@ pub fn session_id(session_hash: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-/// HMAC-SHA256 (RFC 2104) over `tag || message`.
-fn hmac(key: &[u8; 32], tag: &[u8], message: &[u8]) -> [u8; 32] {
+/// HMAC-SHA256 (RFC 2104) over `tag || message`. Also signs the portal's artifact URLs.
+pub fn hmac(key: &[u8; 32], tag: &[u8], message: &[u8]) -> [u8; 32] {
     const BLOCK: usize = 64;
     let mut inner_pad = [0x36u8; BLOCK];
     let mut outer_pad = [0x5cu8; BLOCK];

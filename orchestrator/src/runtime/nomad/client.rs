@@ -9,7 +9,7 @@
 //! failures and 5xx answers to reads are retried with exponential backoff (`retry_delay`).
 //!
 //! Deliberately absent: no job rendering (`render.rs`), no decision about what to run
-//! (`NomadRuntime`), no WebSocket exec (the web terminal's issue), no event stream.
+//! (`NomadRuntime`), no WebSocket exec (`exec.rs`), no event stream.
 
 use std::time::Duration;
 
@@ -203,6 +203,11 @@ impl NomadClient {
         self.call(reqwest::Method::GET, &format!("/v1/job/{}/allocations", segment(job_id)), &query, None, Retry::Safe).await
     }
 
+    /// `GET /v1/allocation/:id`: the full allocation, with `AllocatedResources` (host ports).
+    pub async fn allocation(&self, alloc_id: &str) -> Result<Value, NomadError> {
+        Ok(self.call(reqwest::Method::GET, &format!("/v1/allocation/{}", segment(alloc_id)), &[], None, Retry::Safe).await?.body)
+    }
+
     /// `POST /v1/client/allocation/:id/signal` to the task.
     pub async fn signal(&self, alloc_id: &str, task: &str, signal: &str) -> Result<(), NomadError> {
         let body = serde_json::json!({"Task": task, "Signal": signal});
@@ -230,13 +235,24 @@ impl NomadClient {
         decode_log_frames(&bytes)
     }
 
-    async fn send(
+    /// A `GET` with extra headers whose answer is not read here: the exec WebSocket's upgrade.
+    pub(super) async fn upgrade_request(
         &self,
-        method: reqwest::Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&Value>,
+        headers: &[(&str, String)],
     ) -> Result<reqwest::Response, NomadError> {
+        let mut request = self.http.get(self.url(path, query)?);
+        if let Some(token) = &self.config.token {
+            request = request.header("X-Nomad-Token", token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send().await.map_err(|e| self.transport(e))
+    }
+
+    fn url(&self, path: &str, query: &[(&str, String)]) -> Result<url::Url, NomadError> {
         let mut url = url::Url::parse(&format!("{}{}", self.config.address.trim_end_matches('/'), path))
             .map_err(|e| NomadError::Config(format!("address {:?}: {e}", self.config.address)))?;
         {
@@ -249,7 +265,17 @@ impl NomadClient {
                 pairs.append_pair(key, value);
             }
         }
-        let mut request = self.http.request(method, url);
+        Ok(url)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, NomadError> {
+        let mut request = self.http.request(method, self.url(path, query)?);
         if let Some(token) = &self.config.token {
             request = request.header("X-Nomad-Token", token);
         }

@@ -1,6 +1,9 @@
-//! The Nomad driver: `render` (pure: revision → job JSON), `client` (the HTTP API), and
-//! `NomadRuntime`, which runs apps on a Nomad cluster with the operations the local runtime has:
-//! deploy, scale, stop, status, signal (the freeze tier), logs, and waiting for readiness.
+//! The Nomad driver: `render` (pure: revision → job JSON), `client` (the HTTP API), `exec` (the
+//! allocation exec WebSocket), and `NomadRuntime`, which runs apps on a Nomad cluster with the
+//! operations the local runtime has: deploy, scale, stop, status, signal (the freeze tier), logs,
+//! and waiting for readiness. `NomadRuntime` implements the autoscaler's `Runtime` (policies come
+//! from Redis through `autoscaler::feed`, as `PolicySink`) and the gateway's `Resolver`
+//! (`activator.rs`): the gateway in front of it is the activator Traefik sends apps at zero to.
 //!
 //! Only this module knows Nomad's vocabulary (Job, TaskGroup, Allocation, and Deployment in
 //! Nomad's sense of a rollout); the rest of Slipway speaks of apps, revisions and instances. One
@@ -26,17 +29,27 @@
 //! `scale` to the current count sends nothing (a scale call would start a Nomad deployment and
 //! block the next one); `stop` of a missing job succeeds.
 
+pub mod activator;
 pub mod client;
+pub mod exec;
 pub mod render;
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::sync::watch;
 
 pub use client::{NomadClient, NomadConfig, NomadError};
+pub use exec::{ExecError, ExecEvent, ExecSession};
 pub use render::{register_body, render_job, scale_body, Artifact, Deployment, Discovery, JobSettings, RenderError, SecretRef};
 
-use crate::runtime::AppStatus;
+pub use activator::ActivatorConfig;
+
+use crate::autoscaler::Policy;
+use crate::runtime::{AppStatus, Tier};
 
 /// What `deploy` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,11 +100,96 @@ impl Instance {
 pub struct NomadRuntime {
     client: NomadClient,
     settings: JobSettings,
+    activator: ActivatorConfig,
+    /// What Nomad does not know about an app: held requests, the freeze, the activator's cached
+    /// instance addresses. Never locked across an await.
+    apps: Arc<Mutex<HashMap<String, Tracked>>>,
+    /// The apps Slipway runs here and how each scales, as the portal published them.
+    policies: RwLock<HashMap<String, Policy>>,
+}
+
+/// The runtime's own view of one app, beside Nomad's.
+#[derive(Debug)]
+struct Tracked {
+    /// Requests the activator holds for this app right now.
+    held: u32,
+    /// When the activator last handed on a request for the app (or first saw it).
+    last_request: Instant,
+    /// Set by `freeze` (SIGSTOP sent to every instance), cleared by the thaw.
+    frozen_since: Option<Instant>,
+    /// The one wake (or address lookup) in progress; every held request waits on it.
+    waking: Option<watch::Receiver<Option<Result<(), String>>>>,
+    /// Ready instances' host addresses, as Nomad reported them at `fetched`.
+    upstreams: Vec<SocketAddr>,
+    fetched: Option<Instant>,
+    next_upstream: usize,
+    /// The app as the last observation saw it, for status pages that cannot wait on Nomad.
+    seen: Option<AppStatus>,
+}
+
+impl Tracked {
+    fn new(now: Instant) -> Self {
+        Self {
+            held: 0,
+            last_request: now,
+            frozen_since: None,
+            waking: None,
+            upstreams: Vec::new(),
+            fetched: None,
+            next_upstream: 0,
+            seen: None,
+        }
+    }
+
+    fn forget_upstreams(&mut self) {
+        self.upstreams.clear();
+        self.fetched = None;
+    }
 }
 
 impl NomadRuntime {
     pub fn new(config: NomadConfig, settings: JobSettings) -> Result<Self, NomadError> {
-        Ok(Self { client: NomadClient::new(config)?, settings })
+        Ok(Self {
+            client: NomadClient::new(config)?,
+            settings,
+            activator: ActivatorConfig::default(),
+            apps: Arc::new(Mutex::new(HashMap::new())),
+            policies: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The same runtime with the activator's settings (wake timeout, held requests, ...).
+    pub fn with_activator(mut self, activator: ActivatorConfig) -> Self {
+        self.activator = activator;
+        self
+    }
+
+    pub fn settings(&self) -> &JobSettings {
+        &self.settings
+    }
+
+    /// Sets one app's scaling policy (the Redis feed replaces them all at once).
+    pub fn set_policy(&self, app: &str, policy: Policy) {
+        self.policies.write().expect("the policy lock is never poisoned").insert(app.to_owned(), policy);
+    }
+
+    /// Forgets an app: the autoscaler no longer observes it and the activator answers 404.
+    pub fn forget(&self, app: &str) {
+        self.policies.write().expect("the policy lock is never poisoned").remove(app);
+        self.tracked().remove(app);
+    }
+
+    fn tracked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+        self.apps.lock().expect("the app table lock is never poisoned")
+    }
+
+    /// The app as the autoscaler's last observation saw it (`None` before the first one).
+    pub fn last_status(&self, app: &str) -> Option<AppStatus> {
+        self.tracked().get(app).and_then(|entry| entry.seen.clone())
+    }
+
+    fn knows(&self, app: &str) -> bool {
+        self.policies.read().expect("the policy lock is never poisoned").contains_key(app)
     }
 
     pub fn client(&self) -> &NomadClient {
@@ -102,7 +200,12 @@ impl NomadRuntime {
     /// a redeploy neither wakes a sleeping app nor shrinks a busy one; a stopped job starts again
     /// at the rendered count.
     pub async fn deploy(&self, deployment: &Deployment) -> Result<Registered, DeployError> {
-        let job = render_job(deployment, &self.settings)?;
+        self.deploy_with(deployment, &self.settings).await
+    }
+
+    /// `deploy` with settings of the caller's (the portal names a Vault role per project).
+    pub async fn deploy_with(&self, deployment: &Deployment, settings: &JobSettings) -> Result<Registered, DeployError> {
+        let job = render_job(deployment, settings)?;
         let existing = self.client.job(&deployment.app).await?;
         let preserve = existing.as_ref().is_some_and(|job| job.get("Stop").and_then(Value::as_bool) != Some(true));
         let answer = self.client.register(&register_body(job, preserve)).await?;
@@ -150,20 +253,13 @@ impl NomadRuntime {
     /// Waits, with blocking queries on the job's allocations, until `n_instances` are ready, or
     /// `timeout` passes (then `Ok(false)`).
     pub async fn wait_ready(&self, app: &str, n_instances: usize, timeout: Duration) -> Result<bool, NomadError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut index = None;
-        loop {
-            let answer = match tokio::time::timeout_at(deadline, self.client.allocations(app, index)).await {
-                Ok(answer) => answer?,
-                Err(_) => return Ok(false),
-            };
-            let ready = instances_of(&answer.body).iter().filter(|instance| instance.is_ready()).count();
-            if ready >= n_instances {
-                return Ok(true);
-            }
-            // Always resend the last index seen, so the query blocks until something changes.
-            index = Some(answer.index.max(index.unwrap_or(0)));
-        }
+        wait_ready(&self.client, app, n_instances, timeout).await
+    }
+
+    /// The host addresses of the app's ready instances (the allocation's `http` port as Nomad
+    /// mapped it), whatever the service provider.
+    pub async fn addresses(&self, app: &str) -> Result<Vec<SocketAddr>, NomadError> {
+        addresses(&self.client, app).await
     }
 
     /// Sends `signal` (`SIGSTOP`, `SIGCONT`, `SIGHUP`, ...) to the app's task in every running
@@ -200,6 +296,84 @@ pub enum DeployError {
     Render(#[from] RenderError),
     #[error(transparent)]
     Nomad(#[from] NomadError),
+}
+
+async fn wait_ready(client: &NomadClient, app: &str, n_instances: usize, timeout: Duration) -> Result<bool, NomadError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut index = None;
+    loop {
+        let answer = match tokio::time::timeout_at(deadline, client.allocations(app, index)).await {
+            Ok(answer) => answer?,
+            Err(_) => return Ok(false),
+        };
+        let ready = instances_of(&answer.body).iter().filter(|instance| instance.is_ready()).count();
+        if ready >= n_instances {
+            return Ok(true);
+        }
+        // Always resend the last index seen, so the query blocks until something changes.
+        index = Some(answer.index.max(index.unwrap_or(0)));
+    }
+}
+
+async fn addresses(client: &NomadClient, app: &str) -> Result<Vec<SocketAddr>, NomadError> {
+    let answer = client.allocations(app, None).await?;
+    let mut out = Vec::new();
+    for instance in instances_of(&answer.body).iter().filter(|instance| instance.is_ready()) {
+        let allocation = client.allocation(&instance.alloc_id).await?;
+        out.extend(port_address(&allocation, render::PORT_LABEL));
+    }
+    Ok(out)
+}
+
+/// PURE: where an allocation's port `label` is reachable from other hosts:
+/// `AllocatedResources.Shared.Ports[] {Label, Value (host port), To, HostIP}`.
+pub fn port_address(allocation: &Value, label: &str) -> Option<SocketAddr> {
+    let ports = allocation.pointer("/AllocatedResources/Shared/Ports")?.as_array()?;
+    let port = ports.iter().find(|port| port.get("Label").and_then(Value::as_str) == Some(label))?;
+    let host_port = u16::try_from(port.get("Value")?.as_u64()?).ok().filter(|value| *value > 0)?;
+    let ip: IpAddr = port.get("HostIP")?.as_str()?.parse().ok()?;
+    Some(SocketAddr::new(ip, host_port))
+}
+
+/// What the autoscaler sees of one app: its tier, ready instances and instances starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppView {
+    pub tier: Tier,
+    pub ready: u32,
+    pub starting: u32,
+}
+
+/// PURE: the app's allocations (and what only Slipway knows: frozen, a wake in progress) → its
+/// tier. Ready instances are running and healthy; starting ones are meant to run but not ready
+/// yet (or the activator's wake, before Nomad placed anything). A frozen app with instances is
+/// `Frozen`; no live instance after a failed one is `Crashed`; nothing at all is `Stopped`.
+pub fn view_of(instances: &[Instance], frozen: bool, waking: bool) -> AppView {
+    let live: Vec<&Instance> = instances
+        .iter()
+        .filter(|instance| instance.desired_status == "run" && matches!(instance.client_status.as_str(), "pending" | "running"))
+        .collect();
+    let ready = live.iter().filter(|instance| instance.is_ready()).count() as u32;
+    let starting = live.len() as u32 - ready + u32::from(waking && ready == 0 && live.is_empty());
+    let failed = instances.iter().any(|instance| instance.desired_status == "run" && instance.client_status == "failed");
+    let tier = match () {
+        _ if ready > 0 && frozen => Tier::Frozen,
+        _ if ready > 0 => Tier::Running,
+        _ if starting > 0 => Tier::Starting,
+        _ if failed => Tier::Crashed,
+        _ => Tier::Stopped,
+    };
+    AppView { tier, ready, starting }
+}
+
+/// The policy the autoscaler applies on this cluster. With Nomad's own service discovery the
+/// freeze tier is off: Traefik's Nomad provider ignores health, so a frozen instance would keep
+/// its router and its requests would hang instead of reaching the activator. Idle apps go straight
+/// to zero there. With Consul, a frozen instance fails its check and Traefik drops it (`strictChecks`).
+pub fn cluster_policy(policy: &Policy, discovery: Discovery) -> Policy {
+    match discovery {
+        Discovery::Consul => policy.clone(),
+        Discovery::Nomad => Policy { freeze_after_s: None, ..policy.clone() },
+    }
 }
 
 fn instances_of(allocations: &Value) -> Vec<Instance> {
@@ -260,6 +434,52 @@ mod tests {
         check(fixture("job-read-service-scaling1-traefik.json"), std::slice::from_ref(&ready), "running", 1);
         check(fixture("job-read-service-scaling1-traefik.json"), &[undecided], "starting", 0);
         check(fixture("job-read-service-scaling1-traefik.json"), &[unhealthy], "crashed", 0);
+    }
+
+    #[test]
+    fn an_apps_tier_comes_from_its_allocations_and_what_slipway_knows() {
+        let instance = |client: &str, desired: &str, healthy: Option<bool>| Instance {
+            alloc_id: "a".into(),
+            client_status: client.into(),
+            desired_status: desired.into(),
+            healthy,
+            restarts: 0,
+        };
+        let ready = instance("running", "run", Some(true));
+        let check = |instances: &[Instance], frozen: bool, waking: bool, expected: (Tier, u32, u32)| {
+            let view = view_of(instances, frozen, waking);
+            assert_eq!((view.tier, view.ready, view.starting), expected, "{instances:?} frozen={frozen} waking={waking}");
+        };
+        check(&[], false, false, (Tier::Stopped, 0, 0));
+        check(&[], false, true, (Tier::Starting, 0, 1));
+        check(&[instance("complete", "stop", None)], false, false, (Tier::Stopped, 0, 0));
+        check(&[instance("pending", "run", None)], false, false, (Tier::Starting, 0, 1));
+        check(&[ready.clone(), instance("running", "run", None)], false, false, (Tier::Running, 1, 1));
+        check(std::slice::from_ref(&ready), true, false, (Tier::Frozen, 1, 0));
+        check(&[instance("failed", "run", None)], false, false, (Tier::Crashed, 0, 0));
+        check(&[ready.clone(), instance("failed", "run", None)], false, false, (Tier::Running, 1, 0));
+    }
+
+    #[test]
+    fn an_instances_address_is_its_host_ip_and_mapped_port() {
+        let allocation = serde_json::json!({"AllocatedResources": {"Shared": {"Ports": [
+            {"Label": "metrics", "Value": 9102, "To": 9102, "HostIP": "10.0.3.12"},
+            {"Label": "http", "Value": 28473, "To": 8080, "HostIP": "10.0.3.12"}
+        ]}}});
+        assert_eq!(port_address(&allocation, "http"), Some("10.0.3.12:28473".parse().unwrap()));
+        assert_eq!(port_address(&allocation, "grpc"), None);
+        assert_eq!(port_address(&serde_json::json!({"AllocatedResources": null}), "http"), None);
+        let unmapped =
+            serde_json::json!({"AllocatedResources": {"Shared": {"Ports": [{"Label": "http", "Value": 0, "HostIP": "10.0.3.12"}]}}});
+        assert_eq!(port_address(&unmapped, "http"), None);
+    }
+
+    #[test]
+    fn nomads_own_discovery_turns_the_freeze_tier_off() {
+        let policy = Policy { freeze_after_s: Some(60.0), ..Policy::default() };
+        assert_eq!(cluster_policy(&policy, Discovery::Nomad).freeze_after_s, None);
+        assert_eq!(cluster_policy(&policy, Discovery::Nomad).idle_to_zero_s, policy.idle_to_zero_s);
+        assert_eq!(cluster_policy(&policy, Discovery::Consul), policy);
     }
 
     #[test]

@@ -278,6 +278,7 @@ fn task_config(start: &Start, image: &str, max_processes: u32) -> Result<(Value,
     match start {
         Start::Terminal { .. } => Err(RenderError::NotAServer),
         Start::Server { argv } => {
+            let argv: Vec<String> = argv.iter().map(|arg| task_path(arg)).collect();
             let (command, args) = argv.split_first().ok_or(RenderError::EmptyCommand)?;
             let config = json!({
                 "image": image,
@@ -312,8 +313,20 @@ fn task_config(start: &Start, image: &str, max_processes: u32) -> Result<(Value,
     }
 }
 
+/// The templates' paths name the project at `/app`, where the local sandbox mounts it; a Nomad
+/// task has it at `/local/app` (the artifact's `RelativeDest` inside the task directory). `/app`
+/// and `/app/...` move there; anything else (`/application`, relative paths) is left alone.
+/// Worked example (`template_paths_follow_the_task_directory`): `/app/.slipway/cache` →
+/// `/local/app/.slipway/cache`.
+pub fn task_path(value: &str) -> String {
+    match value.strip_prefix("/app") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("/local/app{rest}"),
+        _ => value.to_owned(),
+    }
+}
+
 fn environment(plan: &BuildPlan) -> BTreeMap<String, String> {
-    let mut env = plan.env.clone();
+    let mut env: BTreeMap<String, String> = plan.env.iter().map(|(key, value)| (key.clone(), task_path(value))).collect();
     env.insert("HOST".to_owned(), "0.0.0.0".to_owned());
     env.insert(plan.port_env.clone().unwrap_or_else(|| "PORT".to_owned()), APP_PORT.to_string());
     env

@@ -281,7 +281,12 @@ async fn sleep(
 ) -> Result<HttpResponse, AppError> {
     let project = projects::get(&state, &user, &path, Action::Deploy).await?;
     let freeze = body.map(|b| b.freeze).unwrap_or(false);
-    state.runtime.sleep(&project.name, freeze).await.map_err(|reason| AppError::Rejected { code: "cannot_sleep", message: reason })?;
+    let slept = match &state.cluster {
+        Some(cluster) if freeze => orchestrator::runtime::Runtime::freeze(&*cluster.runtime, &project.name).await,
+        Some(cluster) => orchestrator::runtime::Runtime::stop_instances(&*cluster.runtime, &project.name).await,
+        None => state.runtime.sleep(&project.name, freeze).await,
+    };
+    slept.map_err(|reason| AppError::Rejected { code: "cannot_sleep", message: reason })?;
     let live = crate::deploys::live_number(&state, &project).await?;
     Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
 }

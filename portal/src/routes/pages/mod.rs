@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/static/app.css", web::get().to(stylesheet))
             .route("/static/app.js", web::get().to(script))
             .route("/healthz", web::get().to(health))
+            .route("/artifacts/{file}", web::get().to(build_artifact))
             .configure(accounts::configure)
             .configure(access::configure)
             .configure(profile::configure)
@@ -123,5 +124,32 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[derive(Deserialize)]
+struct ArtifactQuery {
+    expires: u64,
+    sig: String,
+}
+
+/// A built revision for Nomad's `artifact` block (the cluster shape): served only with a valid,
+/// unexpired signature from `cluster::sign_artifact`; anything else is 404, telling nothing.
+async fn build_artifact(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: Option<web::Query<ArtifactQuery>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let file = path.into_inner();
+    let now = chrono::Utc::now().timestamp() as u64;
+    let allowed = crate::cluster::archive_sha(&file).is_some()
+        && query.is_some_and(|q| crate::cluster::verify_artifact(&state.secrets.artifact_key(), &file, q.expires, &q.sig, now));
+    if !allowed || state.cluster.is_none() {
+        return Ok(HttpResponse::NotFound().finish());
+    }
+    let data_dir = std::path::absolute(&state.config.data_dir).map_err(actix_web::error::ErrorInternalServerError)?;
+    match tokio::fs::read(crate::cluster::builds_dir(&data_dir).join(&file)).await {
+        Ok(bytes) => Ok(HttpResponse::Ok().content_type("application/gzip").body(bytes)),
+        Err(_) => Ok(HttpResponse::NotFound().finish()),
     }
 }

@@ -307,7 +307,10 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
         env,
         templates: template_choices(),
         error: error.map(|e| ctx.error_message(e)),
-        status: state.runtime.status(&project.name),
+        status: match &state.cluster {
+            Some(cluster) => cluster.status(&project.name),
+            None => state.runtime.status(&project.name),
+        },
         live,
         revisions,
         max_upload_mb: state.config.deploy.max_upload_bytes / (1024 * 1024),

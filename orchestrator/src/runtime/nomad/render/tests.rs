@@ -228,3 +228,16 @@ fn the_job_template_is_valid_json_with_one_group_and_one_task() {
     assert_eq!(job["TaskGroups"][0]["Name"], GROUP);
     assert_eq!(job["TaskGroups"][0]["Tasks"][0]["Name"], TASK);
 }
+
+#[test]
+fn template_paths_follow_the_task_directory() {
+    let check = |input: &str, expected: &str| assert_eq!(task_path(input), expected, "{input}");
+    check("/app", "/local/app");
+    check("/app/.slipway/node-compile-cache", "/local/app/.slipway/node-compile-cache");
+    check("/application/x", "/application/x");
+    check(".slipway/app.jar", ".slipway/app.jar");
+    check("/data", "/data");
+    let job = render_job(&deployment("node-hello", &[]), &JobSettings::default()).unwrap();
+    let env = job.pointer("/TaskGroups/0/Tasks/0/Env").unwrap().as_object().unwrap();
+    assert!(env.values().all(|value| !value.as_str().unwrap().starts_with("/app")), "{env:?}");
+}

@@ -1,0 +1,277 @@
+//! The cluster shape in the portal (`runtime = "nomad"`, `slipway up --runtime nomad`): deploys
+//! become Nomad jobs, the apps' scaling policies go to Redis for the autoscaler, and Nomad's client
+//! nodes download each built revision from the portal by a signed URL.
+//!
+//! A deploy here: the revision is built on this host as in the embedded shape (builds as Nomad
+//! batch jobs are not built yet), packed into a `tar.gz` kept under `DATA/builds/<sha256>.tar.gz`,
+//! and registered through `render_job` with an `artifact` block whose URL carries an expiry and an
+//! HMAC (`sign_artifact`) and whose checksum is the archive's SHA-256. Plain variables go into the
+//! job's environment; secret variables never do: the job names their Vault paths and Nomad's
+//! template reads them (so a project with secrets needs `[vault]`). A new job waits for a healthy
+//! allocation before the revision is marked live; a job kept at zero (`PreserveCounts`) is live at
+//! once and wakes on its first request.
+//!
+//! Deliberately absent: anything the orchestrator decides (scaling, waking: `NomadRuntime`), and
+//! secret values (only paths leave the portal).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator::runtime::nomad::{Artifact, Deployment, JobSettings, NomadConfig, NomadRuntime, SecretRef};
+use orchestrator::template::BuildPlan;
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, NomadSettings};
+use crate::db;
+use crate::db::models::Project;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The Nomad side of the portal, present when `runtime = "nomad"`.
+pub struct Cluster {
+    pub runtime: Arc<NomadRuntime>,
+    settings: NomadSettings,
+    job: JobSettings,
+    builds_dir: PathBuf,
+    /// KV v2 mount and prefix of the secrets (`[vault]`), for the paths jobs name.
+    vault_paths: Option<(String, String)>,
+    ready_timeout: Duration,
+}
+
+/// PURE: the signature of an artifact URL: hex HMAC-SHA256 over the file name and the expiry.
+pub fn sign_artifact(key: &[u8; 32], file: &str, expires_unix: u64) -> String {
+    hex::encode(orchestrator::gateway::access::token::hmac(key, b"slipway artifact url v1\0", format!("{file}\0{expires_unix}").as_bytes()))
+}
+
+/// PURE: whether `sig` signs `file` until `expires_unix`, and that moment is still ahead.
+pub fn verify_artifact(key: &[u8; 32], file: &str, expires_unix: u64, sig: &str, now_unix: u64) -> bool {
+    now_unix < expires_unix && crate::crypto::constant_time_eq(&sign_artifact(key, file, expires_unix), sig)
+}
+
+/// PURE: a build archive's file name (`<64 hex>.tar.gz`), or `None` for anything else.
+pub fn archive_sha(file: &str) -> Option<&str> {
+    let sha = file.strip_suffix(".tar.gz")?;
+    (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(sha)
+}
+
+/// Where build archives are kept.
+pub fn builds_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("builds")
+}
+
+impl Cluster {
+    pub fn new(config: &Config, data_dir: &Path) -> anyhow::Result<Self> {
+        let settings = config.nomad.clone().ok_or_else(|| anyhow::anyhow!("runtime = \"nomad\" without [nomad] settings"))?;
+        let mut nomad = NomadConfig::new(settings.address.as_str().trim_end_matches('/'));
+        nomad.token = settings.token.as_ref().map(|token| token.expose_secret().to_owned());
+        nomad.namespace = settings.namespace.clone();
+        nomad.region = settings.region.clone();
+        if let Some(file) = &settings.ca_file {
+            nomad.ca_pem = Some(std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read nomad.ca_file {}: {e}", file.display()))?);
+        }
+        let job = JobSettings {
+            namespace: settings.namespace.clone(),
+            datacenters: settings.datacenters.clone(),
+            apps_domain: config.apps_domain.clone(),
+            entrypoint: settings.entrypoint.clone(),
+            cert_resolver: settings.cert_resolver.clone(),
+            middlewares: settings.middlewares.clone(),
+            discovery: settings.discovery,
+            max_instances: config.scaling.max_instances_per_app,
+            cpu_mhz_per_core: settings.cpu_mhz_per_core,
+            vault_role: settings.vault_role.clone(),
+            vault_audience: "vault.io".to_owned(),
+        };
+        let activator = orchestrator::runtime::nomad::ActivatorConfig {
+            wake_timeout: config.scaling.wake_timeout,
+            browser_wait: config.scaling.browser_wait,
+            max_held: u32::try_from(config.scaling.max_held_requests).unwrap_or(u32::MAX),
+            no_wake_agents: config
+                .scaling
+                .no_wake_user_agents
+                .iter()
+                .map(|agent| agent.to_lowercase())
+                .chain(["slipway-health".to_owned()])
+                .collect(),
+            ..Default::default()
+        };
+        let runtime = NomadRuntime::new(nomad, job.clone()).map_err(|e| anyhow::anyhow!("nomad client: {e}"))?.with_activator(activator);
+        Ok(Self {
+            runtime: Arc::new(runtime),
+            settings,
+            job,
+            builds_dir: builds_dir(data_dir),
+            vault_paths: config.vault.as_ref().map(|vault| (vault.kv_mount.clone(), vault.prefix.trim_matches('/').to_owned())),
+            ready_timeout: config.deploy.build_timeout,
+        })
+    }
+
+    /// Registers a built revision as the app's job and waits until it serves (see the module doc).
+    pub async fn deploy(&self, state: &AppState, project: &Project, number: i32, plan: &BuildPlan, app_dir: &Path) -> Result<(), String> {
+        let (mut plan, secrets) = (plan.clone(), self.secret_refs(state, project).await?);
+        for var in state
+            .db
+            .run({
+                let project_id = project.id;
+                move |conn| db::projects::env(conn, project_id)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            if let Some(value) = var.value {
+                plan.env.insert(var.name, value);
+            }
+        }
+        let sha = self.pack(app_dir).await?;
+        let file = format!("{sha}.tar.gz");
+        let expires = chrono::Utc::now().timestamp() as u64 + self.settings.artifact_url_ttl.as_secs();
+        let signature = sign_artifact(&state.secrets.artifact_key(), &file, expires);
+        let base = self.settings.artifact_url.as_ref().unwrap_or(&state.config.public_url);
+        let url = format!("{}/artifacts/{file}?expires={expires}&sig={signature}", base.as_str().trim_end_matches('/'));
+        let deployment = Deployment {
+            app: project.name.clone(),
+            revision: number,
+            plan,
+            artifact: Artifact { url, sha256: sha, archive: "tar.gz".to_owned() },
+            secrets,
+        };
+        let settings = JobSettings { vault_role: self.job.vault_role.replace("{project}", &project.id.to_string()), ..self.job.clone() };
+        self.runtime.deploy_with(&deployment, &settings).await.map_err(|e| e.to_string())?;
+        self.runtime.set_policy(&project.name, crate::projects::scaling_policy(state, project));
+        publish_policy(state, project).await.map_err(|e| e.to_string())?;
+        let status = self.runtime.client().scale_status(&project.name).await.map_err(|e| e.to_string())?;
+        let desired = status.pointer("/TaskGroups/web/Desired").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if desired > 0 && !self.runtime.wait_ready(&project.name, 1, self.ready_timeout).await.map_err(|e| e.to_string())? {
+            let logs = self.runtime.logs(&project.name, 20).await.unwrap_or_default();
+            return Err(format!(
+                "no instance became healthy on the cluster within {}; the app printed:\n{}",
+                orchestrator::duration::format(self.ready_timeout),
+                logs.join("\n")
+            ));
+        }
+        Ok(())
+    }
+
+    async fn secret_refs(&self, state: &AppState, project: &Project) -> Result<Vec<SecretRef>, String> {
+        let project_id = project.id;
+        let vars = state.db.run(move |conn| db::projects::env(conn, project_id)).await.map_err(|e| e.to_string())?;
+        let secret_names: Vec<String> = vars.into_iter().filter(|var| var.value.is_none()).map(|var| var.name).collect();
+        if secret_names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some((kv_mount, prefix)) = &self.vault_paths else {
+            return Err(format!(
+                "this project has secret variables ({}); on the cluster Nomad reads them from Vault, and no [vault] is configured",
+                secret_names.join(", ")
+            ));
+        };
+        Ok(secret_names
+            .into_iter()
+            .map(|name| SecretRef {
+                kv_path: crate::secrets::vault::kv_api_path(kv_mount, prefix, &crate::secrets::env_path(project_id, &name)),
+                name,
+            })
+            .collect())
+    }
+
+    /// Packs the built folder with the system's `tar` (names sorted, owner and times fixed, so the
+    /// same build gives the same archive) and keeps it by its SHA-256.
+    async fn pack(&self, app_dir: &Path) -> Result<String, String> {
+        std::fs::create_dir_all(&self.builds_dir).map_err(|e| format!("cannot create {}: {e}", self.builds_dir.display()))?;
+        let partial = self.builds_dir.join(format!(".partial-{}.tar.gz", uuid::Uuid::new_v4().simple()));
+        let output = tokio::process::Command::new("tar")
+            .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-czf"])
+            .arg(&partial)
+            .arg("-C")
+            .arg(app_dir)
+            .arg(".")
+            .output()
+            .await
+            .map_err(|e| format!("cannot run tar: {e}"))?;
+        if !output.status.success() {
+            let _ = std::fs::remove_file(&partial);
+            return Err(format!("packing the build failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        let bytes = tokio::fs::read(&partial).await.map_err(|e| format!("cannot read the packed build: {e}"))?;
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        std::fs::rename(&partial, self.builds_dir.join(format!("{sha}.tar.gz")))
+            .map_err(|e| format!("cannot keep the packed build: {e}"))?;
+        Ok(sha)
+    }
+
+    /// The app's status from the autoscaler's last look at Nomad.
+    pub fn status(&self, app: &str) -> orchestrator::runtime::AppStatus {
+        self.runtime.last_status(app).unwrap_or(orchestrator::runtime::AppStatus {
+            state: "stopped",
+            revision: None,
+            instances: 0,
+            restarts: 0,
+            last_exit: None,
+        })
+    }
+
+    /// Stops and purges the app's job and forgets it.
+    pub async fn remove(&self, state: &AppState, app: &str) -> Result<(), AppError> {
+        self.runtime.stop(app, true).await.map_err(|e| anyhow::anyhow!("stopping the app on nomad: {e}"))?;
+        self.runtime.forget(app);
+        state.cache.publish_policies(&[(app.to_owned(), None)], false).await?;
+        Ok(())
+    }
+}
+
+fn policy_json(state: &AppState, project: &Project) -> String {
+    serde_json::to_string(&crate::projects::scaling_policy(state, project)).expect("a policy always serialises")
+}
+
+/// Publishes one project's scaling policy for the cluster's autoscaler.
+pub async fn publish_policy(state: &AppState, project: &Project) -> Result<(), AppError> {
+    state.cache.publish_policies(&[(project.name.clone(), Some(policy_json(state, project)))], false).await?;
+    Ok(())
+}
+
+/// Replaces every published policy with those of the projects that have a live revision (at start).
+pub async fn publish_all_policies(state: &AppState) -> Result<usize, AppError> {
+    let live = state.db.run(db::revisions::live_revisions).await?;
+    let records: Vec<(String, Option<String>)> =
+        live.iter().map(|(project, _)| (project.name.clone(), Some(policy_json(state, project)))).collect();
+    state.cache.publish_policies(&records, true).await?;
+    Ok(records.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_urls_verify_only_unexpired_and_unaltered() {
+        let key = [7u8; 32];
+        let file = format!("{}.tar.gz", "a".repeat(64));
+        let sig = sign_artifact(&key, &file, 1000);
+        assert!(verify_artifact(&key, &file, 1000, &sig, 999));
+        assert!(!verify_artifact(&key, &file, 1000, &sig, 1000), "expired");
+        assert!(!verify_artifact(&key, &file, 2000, &sig, 999), "another expiry");
+        assert!(!verify_artifact(&key, &format!("{}.tar.gz", "b".repeat(64)), 1000, &sig, 999), "another file");
+        assert!(!verify_artifact(&[8u8; 32], &file, 1000, &sig, 999), "another key");
+    }
+
+    #[test]
+    fn the_published_policy_is_the_recorded_record() {
+        // The contract with `orchestrator::autoscaler::feed` (which parses the same file).
+        let recorded: serde_json::Value =
+            serde_json::from_str(include_str!("../../orchestrator/src/autoscaler/testdata/policy-record.json")).expect("recorded JSON");
+        assert_eq!(serde_json::to_value(orchestrator::autoscaler::Policy::default()).expect("serialises"), recorded);
+    }
+
+    #[test]
+    fn only_build_archive_names_are_served() {
+        let good = format!("{}.tar.gz", "0123456789abcdef".repeat(4));
+        assert!(archive_sha(&good).is_some());
+        assert!(archive_sha("../secret.key").is_none());
+        assert!(archive_sha(&good.to_uppercase()).is_none());
+        assert!(archive_sha(&format!("{}.zip", "a".repeat(64))).is_none());
+    }
+}

@@ -1,0 +1,161 @@
+//! The portal with `runtime = "nomad"` (what `slipway up --runtime nomad` runs) against the Nomad
+//! simulator (`tests/nomad-sim/`, not Nomad): a deploy builds here, packs the build, registers the
+//! job through `render_job` with a signed artifact URL the portal serves, waits for a healthy
+//! allocation and goes live; plain variables reach the job, secret ones only by Vault path (and
+//! without `[vault]` a project with secrets is refused, saying why); the status comes from the
+//! autoscaler's look at Nomad; deleting the project purges the job.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sha2::Digest;
+
+use crate::helpers::{example_zip, spawn_app_with, AppOptions, TestApp};
+
+struct Simulator {
+    address: String,
+    child: std::process::Child,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_simulator() -> Simulator {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/nomad-sim/nomad_sim.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(["--port", "0", "--deploy-seconds", "0.2", "--start-seconds", "0.05"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs the simulator");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("the simulator prints its address");
+    let address = format!("http://{}", line.trim().strip_prefix("listening ").expect("listening line"));
+    Simulator { address, child }
+}
+
+async fn sim_requests(simulator: &Simulator) -> Vec<serde_json::Value> {
+    reqwest::get(format!("{}/_sim/requests", simulator.address)).await.unwrap().json().await.unwrap()
+}
+
+async fn cluster_app(simulator: &Simulator) -> TestApp {
+    // Traefik's metrics address is a dead loopback port: load stays unknown, so nothing scales down.
+    let dead = crate::helpers::free_port();
+    spawn_app_with(AppOptions {
+        extra_top: format!(
+            "runtime = \"nomad\"\n[nomad]\naddress = \"{}\"\ncert_resolver = \"\"\ntraefik_metrics_addr = \"127.0.0.1:{dead}\"\n",
+            simulator.address
+        ),
+        extra_scaling: "tick = \"200ms\"".to_owned(),
+        ..AppOptions::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_deploy_on_the_cluster_registers_a_job_whose_signed_artifact_the_portal_serves() {
+    let simulator = spawn_simulator();
+    let app = cluster_app(&simulator).await;
+    let token = app.api_token("cluster@pusan.ac.kr").await;
+    app.create_project(&token, "hello-static", "auto").await;
+    let response = app
+        .client
+        .put(app.url("/api/v1/projects/hello-static/env/GREETING"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"value": "annyeong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, queued) = app.deploy_zip(&token, "hello-static", example_zip("static-hello")).await;
+    assert_eq!(status, 202, "{queued}");
+    let done = app.wait_for_revision(&token, "hello-static", 1).await;
+    assert_eq!(done["status"], "live", "{done}\n{}", app.build_log(&done));
+
+    // The job went through the register endpoint with the revision's artifact and variables.
+    let requests = sim_requests(&simulator).await;
+    let register = requests.iter().find(|r| r["Method"] == "POST" && r["Path"] == "/v1/jobs").expect("a registration");
+    let task = &register["Body"]["Job"]["TaskGroups"][0]["Tasks"][0];
+    assert_eq!(task["Env"]["GREETING"], "annyeong");
+    let artifact = &task["Artifacts"][0];
+    let url = artifact["GetterSource"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{}/artifacts/", app.address)), "{url}");
+    let checksum = artifact["GetterOptions"]["checksum"].as_str().unwrap().strip_prefix("sha256:").unwrap().to_owned();
+
+    // The portal serves it to whoever has the signed URL, and to nobody else.
+    let archive = reqwest::get(&url).await.unwrap();
+    assert_eq!(archive.status(), 200);
+    let bytes = archive.bytes().await.unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), checksum, "the checksum in the job matches the archive");
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "a gzip archive");
+    let tampered = url.replace("sig=", "sig=0");
+    assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 404);
+    let unsigned = url.split('?').next().unwrap().to_owned();
+    assert_eq!(reqwest::get(&unsigned).await.unwrap().status(), 404);
+
+    // The status comes from the autoscaler's observation of Nomad.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = app.api_get(&token, "/api/v1/projects/hello-static/status").await;
+        if shown["state"] == "running" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never shown running: {shown}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A secret variable without [vault]: refused, saying why; nothing secret reaches Nomad.
+    let response = app
+        .client
+        .put(app.url("/api/v1/projects/hello-static/env/API_KEY"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"value": "s3cret-value", "secret": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, _) = app.deploy_zip(&token, "hello-static", example_zip("static-hello")).await;
+    assert_eq!(status, 202);
+    let failed = app.wait_for_revision(&token, "hello-static", 2).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"].as_str().unwrap_or_default().contains("no [vault] is configured"), "{failed}");
+    assert!(!sim_requests(&simulator).await.iter().any(|r| r.to_string().contains("s3cret-value")));
+
+    // Deleting the project purges its job.
+    let response = app.client.delete(app.url("/api/v1/projects/hello-static")).bearer_auth(&token).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let requests = sim_requests(&simulator).await;
+    assert!(requests
+        .iter()
+        .any(|r| r["Method"] == "DELETE" && r["Path"] == "/v1/job/hello-static" && r["Query"].as_str().unwrap().contains("purge=true")));
+}
+
+#[tokio::test]
+async fn runtime_nomad_without_an_address_is_refused_naming_the_key() {
+    let error =
+        portal::config::Config::from_toml_str("allowed_email_domains = [\"pusan.ac.kr\"]\nruntime = \"nomad\"\n", "test").unwrap_err();
+    assert!(error.to_string().contains("nomad.address"), "{error}");
+    let error =
+        portal::config::Config::from_toml_str("allowed_email_domains = [\"pusan.ac.kr\"]\nruntime = \"kubernetes\"\n", "test").unwrap_err();
+    assert!(error.to_string().contains("`runtime`"), "{error}");
+    let error = portal::config::Config::from_toml_str(
+        "allowed_email_domains = [\"pusan.ac.kr\"]\nruntime = \"nomad\"\n[nomad]\naddress = \"http://127.0.0.1:4646\"\ndiscovery = \"etcd\"\n",
+        "test",
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("nomad.discovery"), "{error}");
+    let config = portal::config::Config::from_toml_str(
+        "allowed_email_domains = [\"pusan.ac.kr\"]\nruntime = \"nomad\"\n[nomad]\naddress = \"http://127.0.0.1:4646\"\ntoken = \"t0ken\"\n",
+        "test",
+    )
+    .unwrap();
+    let nomad = config.nomad.expect("nomad settings");
+    assert_eq!(nomad.namespace, "default");
+    assert!(!format!("{:?}", nomad.token).contains("t0ken"), "the token is never printed");
+}
