@@ -8,7 +8,9 @@
 
 use orchestrator::model::AppName;
 
+use crate::audit::{self, Event};
 use crate::db;
+use crate::domain::audit::{actions, Target};
 use crate::db::models::{Group, User};
 use crate::domain::permissions::allows;
 use crate::domain::{Action, EmailAddress, GroupRole, ProjectRole, Role, ValidationError};
@@ -22,7 +24,10 @@ pub async fn create(state: &AppState, user: &User, raw_name: &str) -> Result<Gro
     let owner_id = user.id;
     let text = name.as_str().to_owned();
     match state.db.run(move |conn| db::groups::insert(conn, &text, owner_id)).await {
-        Ok(group) => Ok(group),
+        Ok(group) => {
+            audit::record(&state.db, Event::new(actions::GROUP_CREATE).target(Target::group(&group.name))).await;
+            Ok(group)
+        }
         Err(e) if e.is_unique_violation() => {
             Err(AppError::Conflict { code: "group_name_taken", message: format!("the group `{name}` exists already") })
         }
@@ -100,6 +105,9 @@ pub async fn invite(state: &AppState, actor: &User, group_name: &str, raw_email:
         })
         .await??;
     crate::access::publish_group(state, group.id).await?;
+    // An existing member's role changes this way too: `member` with the new `role`.
+    let details = serde_json::json!({ "email": email.as_str(), "role": role.as_str(), "member": member });
+    audit::record(&state.db, Event::new(actions::GROUP_INVITE).target(Target::group(&group.name)).details(details)).await;
     Ok(Invited { email: email.as_str().to_owned(), role: role.as_str(), member })
 }
 
@@ -110,13 +118,18 @@ fn last_owner() -> AppError {
 /// Removes a member (by e-mail) or a pending invitation.
 pub async fn remove(state: &AppState, actor: &User, group_name: &str, raw_email: &str) -> Result<(), AppError> {
     let group = get_to_manage(state, actor, group_name).await?;
-    remove_member(state, &group, raw_email).await
+    remove_member(state, &group, raw_email).await?;
+    let details = serde_json::json!({ "email": raw_email.trim().to_ascii_lowercase() });
+    audit::record(&state.db, Event::new(actions::GROUP_MEMBER_REMOVE).target(Target::group(&group.name)).details(details)).await;
+    Ok(())
 }
 
 /// The user leaves the group.
 pub async fn leave(state: &AppState, user: &User, group_name: &str) -> Result<(), AppError> {
     let (group, _role) = get(state, user, group_name).await?;
-    remove_member(state, &group, &user.email).await
+    remove_member(state, &group, &user.email).await?;
+    audit::record(&state.db, Event::new(actions::GROUP_LEAVE).target(Target::group(&group.name))).await;
+    Ok(())
 }
 
 async fn remove_member(state: &AppState, group: &Group, raw_email: &str) -> Result<(), AppError> {
@@ -164,7 +177,10 @@ pub async fn transfer(state: &AppState, actor: &User, group_name: &str, raw_emai
             })
         })
         .await??;
-    crate::access::publish_group(state, group.id).await
+    crate::access::publish_group(state, group.id).await?;
+    let details = serde_json::json!({ "new_owner": raw_email.trim().to_ascii_lowercase() });
+    audit::record(&state.db, Event::new(actions::GROUP_TRANSFER).target(Target::group(&group.name)).details(details)).await;
+    Ok(())
 }
 
 /// Members, pending invitations and projects, as the API and the group page show them.

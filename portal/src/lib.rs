@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod build_worker;
 pub mod cache;
 pub mod cli;

@@ -144,6 +144,7 @@ impl Application {
                         .add(("Referrer-Policy", "same-origin"))
                         .add(("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")),
                 )
+                .wrap(actix_web::middleware::from_fn(crate::audit::context))
                 .configure(routes::configure)
         })
         .workers(2)

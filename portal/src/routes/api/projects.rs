@@ -282,6 +282,10 @@ async fn sleep(
     let project = projects::get(&state, &user, &path, Action::Deploy).await?;
     let freeze = body.map(|b| b.freeze).unwrap_or(false);
     state.runtime.sleep(&project.name, freeze).await.map_err(|reason| AppError::Rejected { code: "cannot_sleep", message: reason })?;
+    let event = crate::audit::Event::new(crate::domain::audit::actions::PROJECT_SLEEP)
+        .target(crate::domain::audit::Target::project(&project.name))
+        .details(serde_json::json!({ "freeze": freeze }));
+    crate::audit::record(&state.db, event).await;
     let live = crate::deploys::live_number(&state, &project).await?;
     Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
 }

@@ -3,7 +3,7 @@
 
 mod access;
 mod accounts;
-mod admin;
+pub mod admin;
 mod profile;
 mod projects;
 
