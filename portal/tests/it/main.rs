@@ -4,6 +4,7 @@
 
 mod access;
 mod accounts;
+mod audit;
 mod api;
 mod cli;
 mod cli_deploy;
