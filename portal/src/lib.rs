@@ -20,6 +20,7 @@ pub mod error;
 pub mod groups;
 pub mod i18n;
 pub mod mail;
+pub mod monitor;
 pub mod projects;
 pub mod quotas;
 pub mod routes;

@@ -126,6 +126,7 @@ impl Application {
             artifacts,
             builds: Arc::new(tokio::sync::Notify::new()),
             runtime,
+            monitor: Arc::new(crate::monitor::Live::default()),
             stopping: stopping_receiver,
         };
         // The gateways' view starts from the database, so a record lost from Redis comes back.
@@ -229,6 +230,9 @@ impl Application {
             shutdown.clone(),
         ));
         tokio::spawn(runtime.clone().liveness_loop(shutdown.clone()));
+        if self.state.config.monitor.enabled {
+            tokio::spawn(crate::monitor::run(self.state.clone(), self.metrics.clone(), shutdown.clone()));
+        }
         let builder =
             Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod email_tokens;
 pub mod groups;
 pub mod mail;
+pub mod monitor;
 pub mod models;
 pub mod projects;
 pub mod revisions;

@@ -24,6 +24,10 @@ pub enum MailKind {
     Reset { link: String, valid_minutes: u64 },
     /// Somebody tried to sign up with an address that already has an account.
     AlreadyRegistered { login_link: String, reset_link: String },
+    /// To admins: a monitor incident opened (a component down, disk or memory over its threshold).
+    IncidentOpened { what: String, reason: String, at: String, link: String },
+    /// To admins: that incident is over.
+    IncidentCleared { what: String, reason: String, opened_at: String, at: String, link: String },
 }
 
 /// A composed message: subject and plain-text body.
@@ -42,6 +46,14 @@ pub fn compose(kind: &MailKind, language: Language, display_name: &str) -> Compo
         MailKind::AlreadyRegistered { login_link, reset_link } => {
             ("mail.already_registered", vec![("login_link", login_link.clone()), ("reset_link", reset_link.clone())])
         }
+        MailKind::IncidentOpened { what, reason, at, link } => (
+            "mail.incident_opened",
+            vec![("what", what.clone()), ("reason", reason.clone()), ("at", at.clone()), ("link", link.clone())],
+        ),
+        MailKind::IncidentCleared { what, reason, opened_at, at, link } => (
+            "mail.incident_cleared",
+            vec![("what", what.clone()), ("reason", reason.clone()), ("opened_at", opened_at.clone()), ("at", at.clone()), ("link", link.clone())],
+        ),
     };
     let mut all_vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all_vars.push(("name", display_name));
@@ -79,6 +91,19 @@ impl MailQueue {
         let mail_id = self.db.run(move |conn| db::mail::enqueue(conn, &to_address, &composed.subject, &sealed)).await?;
         self.notify.notify_one();
         Ok(mail_id)
+    }
+
+    /// The subject and sealed body of `composed`, for `db::mail::enqueue` inside a caller's
+    /// transaction (the monitor queues an incident's mails with the incident row). Call `wake`
+    /// after the commit.
+    pub fn seal(&self, composed: Composed) -> (String, Vec<u8>) {
+        let sealed = self.secrets.seal(&serde_json::to_vec(&SealedBody { text: composed.body }).expect("a string always serialises"));
+        (composed.subject, sealed)
+    }
+
+    /// Wakes the worker for mail queued with `seal`.
+    pub fn wake(&self) {
+        self.notify.notify_one();
     }
 
     pub(crate) fn open_body(&self, sealed: &[u8]) -> Result<String, crate::crypto::CryptoError> {

@@ -18,7 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/users/{id}/quota", web::put().to(set_user_quota))
         .route("/admin/groups/{group}/quota", web::put().to(set_group_quota))
         .route("/admin/audit", web::get().to(audit))
-        .route("/admin/audit/export", web::get().to(audit_export));
+        .route("/admin/audit/export", web::get().to(audit_export))
+        .route("/admin/monitor", web::get().to(monitor));
 }
 
 async fn list(state: web::Data<AppState>, ApiUser(user): ApiUser) -> Result<HttpResponse, AppError> {
@@ -108,4 +109,31 @@ async fn audit_export(state: web::Data<AppState>, ApiUser(user): ApiUser, query:
     let (search, _) = parse_search(&query)?;
     let csv = crate::audit::export_csv(&state.db, &user, search).await?;
     Ok(crate::routes::pages::admin::csv_response(csv))
+}
+
+async fn monitor(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    query: web::Query<crate::routes::pages::monitor::RangeQuery>,
+) -> Result<HttpResponse, AppError> {
+    if user.role != Role::Admin.as_str() {
+        return Err(AppError::Forbidden);
+    }
+    let range = crate::monitor::series::Range::parse(query.range.as_deref());
+    let series = crate::monitor::load(&state, range, Some(crate::monitor::HOST)).await?;
+    let apps = crate::monitor::app_rows(&state, range).await?;
+    let live = state.monitor.get();
+    let alerts: Vec<serde_json::Value> = live
+        .incidents
+        .iter()
+        .map(|i| serde_json::json!({ "key": i.key, "reason": i.reason, "opened_at": chrono::DateTime::<chrono::Utc>::from_timestamp(i.opened_at, 0) }))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "range": range.as_str(),
+        "resolution_secs": series.tier.resolution_secs,
+        "components": live.components,
+        "alerts": alerts,
+        "apps": apps,
+        "series": series.json(),
+    })))
 }

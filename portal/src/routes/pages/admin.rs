@@ -82,6 +82,8 @@ struct AuditPage<'a> {
     entries: Vec<AuditEntry>,
     total: i64,
     page_number: i64,
+    prev_page: i64,
+    next_page: i64,
     n_pages: i64,
     error: Option<String>,
 }
@@ -107,6 +109,14 @@ impl AuditPage<'_> {
         query.finish()
     }
 
+    fn export_link(&self) -> String {
+        self.link(None)
+    }
+
+    fn page_link(&self, page: &i64) -> String {
+        self.link(Some(*page))
+    }
+
     fn q<'b>(&self, value: &'b Option<String>) -> &'b str {
         value.as_deref().unwrap_or("")
     }
@@ -124,13 +134,15 @@ async fn audit_page(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer
     let ctx = PageCtx::new(&req, &viewer);
     let user = admin_of(&ctx, &viewer)?;
     let query = query.into_inner();
-    let mut page = AuditPage { page: &ctx, query: query.clone(), entries: Vec::new(), total: 0, page_number: 1, n_pages: 1, error: None };
+    let mut page = AuditPage { page: &ctx, query: query.clone(), entries: Vec::new(), total: 0, page_number: 1, prev_page: 0, next_page: 2, n_pages: 1, error: None };
     match parse_search(&query) {
         Ok((search, page_number)) => {
             let (entries, total) = audit::search(&state.db, user, search, page_number).await.map_err(|e| ctx.error_page(e))?;
             page.entries = entries;
             page.total = total;
             page.page_number = page_number;
+            page.prev_page = page_number - 1;
+            page.next_page = page_number + 1;
             page.n_pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
             Ok(ctx.ok(&page))
         }

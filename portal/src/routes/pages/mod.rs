@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 pub mod admin;
+pub mod monitor;
 mod profile;
 mod projects;
 
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(access::configure)
             .configure(profile::configure)
             .configure(admin::configure)
+            .configure(monitor::configure)
             .configure(projects::configure),
     );
 }
