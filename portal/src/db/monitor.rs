@@ -92,11 +92,12 @@ pub fn open_incident(conn: &mut PgConnection, key: &str, opened_at: DateTime<Utc
     Ok(())
 }
 
-pub fn clear_incident(conn: &mut PgConnection, key: &str, cleared_at: DateTime<Utc>) -> Result<(), DbError> {
-    diesel::update(alert_incidents::table.filter(alert_incidents::key.eq(key)).filter(alert_incidents::cleared_at.is_null()))
+/// Clears the open incident of `key`; `false` when none was open (another sampler cleared it).
+pub fn clear_incident(conn: &mut PgConnection, key: &str, cleared_at: DateTime<Utc>) -> Result<bool, DbError> {
+    let n_cleared = diesel::update(alert_incidents::table.filter(alert_incidents::key.eq(key)).filter(alert_incidents::cleared_at.is_null()))
         .set(alert_incidents::cleared_at.eq(cleared_at))
         .execute(conn)?;
-    Ok(())
+    Ok(n_cleared > 0)
 }
 
 pub fn is_open(conn: &mut PgConnection, key: &str) -> Result<bool, DbError> {

@@ -238,7 +238,9 @@ impl Sampler {
                             (key, kind)
                         }
                         Edge::Cleared { key, reason, opened_at, at } => {
-                            db::monitor::clear_incident(conn, key, time(*at))?;
+                            if !db::monitor::clear_incident(conn, key, time(*at))? {
+                                return Ok(0);
+                            }
                             let kind = MailKind::IncidentCleared {
                                 what: describe(key),
                                 reason: reason.clone(),

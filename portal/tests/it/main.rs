@@ -14,6 +14,7 @@ mod hostile;
 mod hostile_zips;
 mod lifecycle;
 mod mail;
+mod monitor;
 mod migrations;
 mod outbound;
 mod projects;
