@@ -199,7 +199,10 @@ mod tests {
         let row = entry(Event::new("account.login_failed").by(Actor::address(" Kim@Pusan.ac.kr ")), origin.clone(), at());
         assert_eq!((row.actor_id, row.actor_email.as_deref()), (None, Some("kim@pusan.ac.kr")));
         let row = entry(Event::new("project.delete").target(Target::project("quiz")), origin, at());
-        assert_eq!((row.actor_id, row.actor_email.as_deref(), row.client_ip.as_deref()), (Some(1), Some("admin@pusan.ac.kr"), Some("10.0.0.1")));
+        assert_eq!(
+            (row.actor_id, row.actor_email.as_deref(), row.client_ip.as_deref()),
+            (Some(1), Some("admin@pusan.ac.kr"), Some("10.0.0.1"))
+        );
         assert_eq!((row.target_kind.as_deref(), row.target_id.as_deref()), (Some("project"), Some("quiz")));
     }
 

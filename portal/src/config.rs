@@ -893,7 +893,8 @@ mod tests {
         check_error("allowed_email_domains = [\"x.kr\"]\n[monitor]\ndisk_alert_percent = 150.0", "`monitor.disk_alert_percent` = `150`");
         check_error("allowed_email_domains = [\"x.kr\"]\n[monitor]\ninterval = \"0s\"", "`monitor.interval` = `0`");
         check_error("allowed_email_domains = [\"x.kr\"]\n[monitor]\nvault_url = \"vault:8200\"", "`monitor.vault_url` = `vault:8200`");
-        let cluster = Config::from_toml_str("allowed_email_domains = [\"x.kr\"]\n[monitor]\nnomad_url = \"http://127.0.0.1:4646\"", "t").expect("valid");
+        let cluster = Config::from_toml_str("allowed_email_domains = [\"x.kr\"]\n[monitor]\nnomad_url = \"http://127.0.0.1:4646\"", "t")
+            .expect("valid");
         assert_eq!(cluster.monitor.nomad_url.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:4646/"));
     }
 

@@ -96,8 +96,11 @@ pub async fn upload(
         .await?;
     state.builds.notify_one();
     let details = serde_json::json!({ "revision": revision.number, "source": source, "template": revision.template });
-    crate::audit::record(&state.db, crate::audit::Event::new(actions::PROJECT_DEPLOY).target(Target::project(&project.name)).details(details))
-        .await;
+    crate::audit::record(
+        &state.db,
+        crate::audit::Event::new(actions::PROJECT_DEPLOY).target(Target::project(&project.name)).details(details),
+    )
+    .await;
     Ok(revision)
 }
 
@@ -214,8 +217,11 @@ pub async fn rollback(state: &AppState, project: &Project, number: Option<i32>) 
     let revision_id = target.id;
     state.db.run(move |conn| db::revisions::make_live(conn, project_id, revision_id)).await?;
     let details = serde_json::json!({ "revision": target.number, "from": live });
-    crate::audit::record(&state.db, crate::audit::Event::new(actions::PROJECT_ROLLBACK).target(Target::project(&project.name)).details(details))
-        .await;
+    crate::audit::record(
+        &state.db,
+        crate::audit::Event::new(actions::PROJECT_ROLLBACK).target(Target::project(&project.name)).details(details),
+    )
+    .await;
     Ok(state.db.run(move |conn| db::revisions::find(conn, revision_id)).await?.unwrap_or(target))
 }
 

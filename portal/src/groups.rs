@@ -10,8 +10,8 @@ use orchestrator::model::AppName;
 
 use crate::audit::{self, Event};
 use crate::db;
-use crate::domain::audit::{actions, Target};
 use crate::db::models::{Group, User};
+use crate::domain::audit::{actions, Target};
 use crate::domain::permissions::allows;
 use crate::domain::{Action, EmailAddress, GroupRole, ProjectRole, Role, ValidationError};
 use crate::error::AppError;

@@ -9,8 +9,8 @@ use orchestrator::model::AppName;
 
 use crate::audit::{self, Event};
 use crate::db;
-use crate::domain::audit::{actions, Target};
 use crate::db::models::{Project, User};
+use crate::domain::audit::{actions, Target};
 use crate::domain::permissions::allows;
 use crate::domain::{check_env_value, scaling, Action, EnvVarName, GroupRole, ValidationError};
 use crate::error::AppError;

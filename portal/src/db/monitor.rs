@@ -47,8 +47,10 @@ pub fn between(
 
 /// Deletes samples of `resolution_secs` older than `before`; returns how many.
 pub fn prune(conn: &mut PgConnection, resolution_secs: i32, before: DateTime<Utc>) -> Result<usize, DbError> {
-    Ok(diesel::delete(metric_samples::table.filter(metric_samples::resolution_secs.eq(resolution_secs)).filter(metric_samples::at.lt(before)))
-        .execute(conn)?)
+    Ok(diesel::delete(
+        metric_samples::table.filter(metric_samples::resolution_secs.eq(resolution_secs)).filter(metric_samples::at.lt(before)),
+    )
+    .execute(conn)?)
 }
 
 /// One app metric summed up over a range: the mean, the sum and the number of samples.
@@ -94,9 +96,10 @@ pub fn open_incident(conn: &mut PgConnection, key: &str, opened_at: DateTime<Utc
 
 /// Clears the open incident of `key`; `false` when none was open (another sampler cleared it).
 pub fn clear_incident(conn: &mut PgConnection, key: &str, cleared_at: DateTime<Utc>) -> Result<bool, DbError> {
-    let n_cleared = diesel::update(alert_incidents::table.filter(alert_incidents::key.eq(key)).filter(alert_incidents::cleared_at.is_null()))
-        .set(alert_incidents::cleared_at.eq(cleared_at))
-        .execute(conn)?;
+    let n_cleared =
+        diesel::update(alert_incidents::table.filter(alert_incidents::key.eq(key)).filter(alert_incidents::cleared_at.is_null()))
+            .set(alert_incidents::cleared_at.eq(cleared_at))
+            .execute(conn)?;
     Ok(n_cleared > 0)
 }
 

@@ -132,7 +132,11 @@ pub const MAX_EXPORT_ROWS: i64 = 100_000;
 fn text_field(raw: &Option<String>, field: &'static str) -> Result<Option<String>, ValidationError> {
     let Some(text) = raw.as_deref().map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
     if text.chars().count() > 200 || text.chars().any(char::is_control) {
-        return Err(ValidationError::new("invalid_search", field, format!("{field} = `{}` is not a search term (at most 200 characters)", truncate(text, 40))));
+        return Err(ValidationError::new(
+            "invalid_search",
+            field,
+            format!("{field} = `{}` is not a search term (at most 200 characters)", truncate(text, 40)),
+        ));
     }
     Ok(Some(text.to_owned()))
 }
@@ -165,7 +169,11 @@ pub fn parse_search(query: &SearchQuery) -> Result<(Search, i64), ValidationErro
     let action = text_field(&query.action, "action")?;
     if let Some(action) = &action {
         if !action.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.') {
-            return Err(ValidationError::new("invalid_search", "action", format!("action = `{action}` is not an action name (like project.deploy)")));
+            return Err(ValidationError::new(
+                "invalid_search",
+                "action",
+                format!("action = `{action}` is not an action name (like project.deploy)"),
+            ));
         }
     }
     let search = Search {
@@ -184,7 +192,9 @@ pub fn parse_search(query: &SearchQuery) -> Result<(Search, i64), ValidationErro
         None => 1,
         Some(text) => match text.parse::<i64>() {
             Ok(page) if (1..=100_000).contains(&page) => page,
-            _ => return Err(ValidationError::new("invalid_search", "page", format!("page = `{}` is not a page number", truncate(text, 20)))),
+            _ => {
+                return Err(ValidationError::new("invalid_search", "page", format!("page = `{}` is not a page number", truncate(text, 20))))
+            }
         },
     };
     Ok((search, page))
@@ -200,7 +210,8 @@ pub fn csv_cell(text: &str) -> Cow<'_, str> {
 }
 
 /// The header of the CSV export.
-pub const CSV_HEADER: [&str; 10] = ["id", "at", "actor_id", "actor_email", "client_ip", "user_agent", "action", "target_kind", "target_id", "details"];
+pub const CSV_HEADER: [&str; 10] =
+    ["id", "at", "actor_id", "actor_email", "client_ip", "user_agent", "action", "target_kind", "target_id", "details"];
 
 /// Writes rows (already as text, in `CSV_HEADER`'s order) as CSV, every cell escaped by `csv_cell`.
 pub fn to_csv<'a>(rows: impl IntoIterator<Item = [Cow<'a, str>; 10]>) -> Result<Vec<u8>, csv::Error> {
@@ -218,7 +229,14 @@ mod tests {
 
     fn query(pairs: &[(&str, &str)]) -> SearchQuery {
         let get = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
-        SearchQuery { actor: get("actor"), action: get("action"), target: get("target"), from: get("from"), to: get("to"), page: get("page") }
+        SearchQuery {
+            actor: get("actor"),
+            action: get("action"),
+            target: get("target"),
+            from: get("from"),
+            to: get("to"),
+            page: get("page"),
+        }
     }
 
     fn check(pairs: &[(&str, &str)], expected: Result<(Search, i64), &str>) {
@@ -240,7 +258,12 @@ mod tests {
         check(
             &[("actor", "kim@pusan.ac.kr"), ("action", "project."), ("target", "quiz"), ("page", "3")],
             Ok((
-                Search { actor: Some("kim@pusan.ac.kr".into()), action: Some("project.".into()), target: Some("quiz".into()), ..Search::default() },
+                Search {
+                    actor: Some("kim@pusan.ac.kr".into()),
+                    action: Some("project.".into()),
+                    target: Some("quiz".into()),
+                    ..Search::default()
+                },
                 3,
             )),
         );

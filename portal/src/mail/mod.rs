@@ -46,13 +46,18 @@ pub fn compose(kind: &MailKind, language: Language, display_name: &str) -> Compo
         MailKind::AlreadyRegistered { login_link, reset_link } => {
             ("mail.already_registered", vec![("login_link", login_link.clone()), ("reset_link", reset_link.clone())])
         }
-        MailKind::IncidentOpened { what, reason, at, link } => (
-            "mail.incident_opened",
-            vec![("what", what.clone()), ("reason", reason.clone()), ("at", at.clone()), ("link", link.clone())],
-        ),
+        MailKind::IncidentOpened { what, reason, at, link } => {
+            ("mail.incident_opened", vec![("what", what.clone()), ("reason", reason.clone()), ("at", at.clone()), ("link", link.clone())])
+        }
         MailKind::IncidentCleared { what, reason, opened_at, at, link } => (
             "mail.incident_cleared",
-            vec![("what", what.clone()), ("reason", reason.clone()), ("opened_at", opened_at.clone()), ("at", at.clone()), ("link", link.clone())],
+            vec![
+                ("what", what.clone()),
+                ("reason", reason.clone()),
+                ("opened_at", opened_at.clone()),
+                ("at", at.clone()),
+                ("link", link.clone()),
+            ],
         ),
     };
     let mut all_vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();

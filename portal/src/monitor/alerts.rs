@@ -73,7 +73,9 @@ impl Incidents {
         self.states
             .iter()
             .filter_map(|(key, state)| match state {
-                State::Open { opened_at, reason, .. } => Some(OpenIncident { key: key.clone(), opened_at: *opened_at, reason: reason.clone() }),
+                State::Open { opened_at, reason, .. } => {
+                    Some(OpenIncident { key: key.clone(), opened_at: *opened_at, reason: reason.clone() })
+                }
                 State::Pending { .. } => None,
             })
             .collect()
@@ -173,7 +175,10 @@ mod tests {
     fn checks_that_report_nothing_keep_their_state_and_others_are_independent() {
         let mut incidents = Incidents::default();
         let round = |disk: Option<&str>, memory: Option<&str>| {
-            vec![Check { key: "disk".into(), problem: disk.map(str::to_owned) }, Check { key: "memory".into(), problem: memory.map(str::to_owned) }]
+            vec![
+                Check { key: "disk".into(), problem: disk.map(str::to_owned) },
+                Check { key: "memory".into(), problem: memory.map(str::to_owned) },
+            ]
         };
         assert_eq!(incidents.step(&round(Some("full"), None), 0, TIMING), vec![]);
         let edges = incidents.step(&round(Some("full"), Some("97%")), 60, TIMING);

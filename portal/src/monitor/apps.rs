@@ -32,7 +32,8 @@ pub fn counters(samples: &[Sample]) -> BTreeMap<String, AppCounters> {
     let mut apps: BTreeMap<String, AppCounters> = BTreeMap::new();
     let mut buckets: BTreeMap<String, BTreeMap<u64, (f64, f64)>> = BTreeMap::new();
     for sample in samples {
-        let Some(app) = sample.labels.get("service").and_then(|service| orchestrator::metrics::app_for_service(service, |_, _| None)) else {
+        let Some(app) = sample.labels.get("service").and_then(|service| orchestrator::metrics::app_for_service(service, |_, _| None))
+        else {
             continue;
         };
         match sample.name.as_str() {

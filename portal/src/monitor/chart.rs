@@ -117,15 +117,29 @@ pub fn line_chart(chart: &Chart<'_>) -> String {
     }
     let span = chart.to - chart.from;
     svg.push_str(&format!("<text x=\"{LEFT}\" y=\"{}\">{}</text>", HEIGHT - 6.0, time_label(chart.from, span)));
-    svg.push_str(&format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", WIDTH - RIGHT, HEIGHT - 6.0, time_label(chart.to, span)));
+    svg.push_str(&format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+        WIDTH - RIGHT,
+        HEIGHT - 6.0,
+        time_label(chart.to, span)
+    ));
     if n_points == 0 {
-        svg.push_str(&format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", WIDTH / 2.0, TOP + plot_height / 2.0, escape(chart.empty_text)));
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            WIDTH / 2.0,
+            TOP + plot_height / 2.0,
+            escape(chart.empty_text)
+        ));
     }
     for (line_idx, (line, points)) in chart.lines.iter().zip(&in_range).enumerate() {
         let class = format!("line line-{}", line_idx.min(2));
         for segment in segments(points, chart.from, chart.to, chart.resolution_secs, y_max) {
             let coordinates: Vec<String> = segment.iter().map(|(x, y)| format!("{x},{y}")).collect();
             svg.push_str(&format!("<polyline class=\"{class}\" points=\"{}\"/>", coordinates.join(" ")));
+            // A dot at each segment's end: the newest value, and a lone sample, stay visible.
+            if let Some((x, y)) = segment.last() {
+                svg.push_str(&format!("<circle class=\"dot line-{}\" cx=\"{x}\" cy=\"{y}\" r=\"2.5\"/>", line_idx.min(2)));
+            }
         }
         if chart.lines.len() > 1 {
             let x = WIDTH - RIGHT - 60.0 * (chart.lines.len() - line_idx) as f64;
@@ -142,7 +156,18 @@ mod tests {
 
     #[test]
     fn the_axis_ends_at_a_round_number() {
-        for (value, expected) in [(0.0, 1.0), (0.3, 1.0), (1.5, 2.0), (2.0, 2.0), (3.2, 5.0), (7.0, 10.0), (42.0, 50.0), (100.0, 100.0), (101.0, 200.0), (f64::NAN, 1.0)] {
+        for (value, expected) in [
+            (0.0, 1.0),
+            (0.3, 1.0),
+            (1.5, 2.0),
+            (2.0, 2.0),
+            (3.2, 5.0),
+            (7.0, 10.0),
+            (42.0, 50.0),
+            (100.0, 100.0),
+            (101.0, 200.0),
+            (f64::NAN, 1.0),
+        ] {
             assert_eq!(nice_ceiling(value), expected, "{value}");
         }
     }
@@ -181,7 +206,10 @@ mod tests {
             lines: vec![Line { label: "p50", points: &p50 }, Line { label: "p95", points: &p95 }],
             empty_text: "no data",
         });
-        assert!(svg.contains("data-points=\"3\"") && svg.contains("<polyline class=\"line line-0\" points=\"46,") && svg.contains(">50</text>"), "{svg}");
+        assert!(
+            svg.contains("data-points=\"3\"") && svg.contains("<polyline class=\"line line-0\" points=\"46,") && svg.contains(">50</text>"),
+            "{svg}"
+        );
         assert!(svg.contains("<polyline class=\"line line-1\"") && svg.contains("— p95"), "{svg}");
     }
 }

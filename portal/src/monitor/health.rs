@@ -57,10 +57,8 @@ pub fn http_verdict(component: &str, status: u16, body: &str) -> Result<(), Stri
 /// Checks every configured component, all at once, each within `monitor.check_timeout`.
 pub async fn check_all(state: &AppState, client: &reqwest::Client) -> Vec<ComponentStatus> {
     let timeout = state.config.monitor.check_timeout;
-    let (database, redis) = tokio::join!(
-        tokio::time::timeout(timeout, state.db.ping()),
-        tokio::time::timeout(timeout, state.cache.ping()),
-    );
+    let (database, redis) =
+        tokio::join!(tokio::time::timeout(timeout, state.db.ping()), tokio::time::timeout(timeout, state.cache.ping()),);
     let mut statuses = vec![
         status("postgresql", if database.unwrap_or(false) { Ok(()) } else { Err("no answer to SELECT 1".to_owned()) }),
         status("redis", if redis.unwrap_or(false) { Ok(()) } else { Err("no answer to PING".to_owned()) }),
@@ -143,7 +141,10 @@ mod tests {
         let checks: Vec<(&str, String)> = http_checks(&config.monitor).into_iter().map(|(n, u)| (n, u.to_string())).collect();
         assert_eq!(
             checks,
-            vec![("nomad", "http://127.0.0.1:4646/v1/status/leader".to_owned()), ("vault", "https://vault.internal:8200/base/v1/sys/health".to_owned())]
+            vec![
+                ("nomad", "http://127.0.0.1:4646/v1/status/leader".to_owned()),
+                ("vault", "https://vault.internal:8200/base/v1/sys/health".to_owned())
+            ]
         );
         let embedded = crate::config::Config::from_toml_str("allowed_email_domains = [\"x.kr\"]\n", "test").expect("valid");
         assert!(http_checks(&embedded.monitor).is_empty());

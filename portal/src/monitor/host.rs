@@ -85,9 +85,7 @@ fn percent(part: f64, whole: f64) -> f64 {
 /// The sample between two readings `elapsed_secs` apart; rates need a previous reading (and a
 /// counter that did not go back, as after a reboot).
 pub fn sample(previous: Option<&HostReading>, current: &HostReading, elapsed_secs: f64) -> HostSample {
-    let rate = |before: u64, after: u64| {
-        (elapsed_secs > 0.0 && after >= before).then(|| (after - before) as f64 / 1024.0 / elapsed_secs)
-    };
+    let rate = |before: u64, after: u64| (elapsed_secs > 0.0 && after >= before).then(|| (after - before) as f64 / 1024.0 / elapsed_secs);
     let (cpu_percent, net_rx_kbps, net_tx_kbps) = match previous {
         Some(before) => {
             let cpu = (current.cpu.total > before.cpu.total && current.cpu.busy >= before.cpu.busy)
@@ -99,7 +97,10 @@ pub fn sample(previous: Option<&HostReading>, current: &HostReading, elapsed_sec
     HostSample {
         cpu_percent,
         memory_percent: percent(current.mem_total_bytes.saturating_sub(current.mem_available_bytes) as f64, current.mem_total_bytes as f64),
-        disk_percent: percent(current.disk_total_bytes.saturating_sub(current.disk_available_bytes) as f64, current.disk_total_bytes as f64),
+        disk_percent: percent(
+            current.disk_total_bytes.saturating_sub(current.disk_available_bytes) as f64,
+            current.disk_total_bytes as f64,
+        ),
         net_rx_kbps,
         net_tx_kbps,
     }
@@ -109,7 +110,8 @@ pub fn sample(previous: Option<&HostReading>, current: &HostReading, elapsed_sec
 pub fn read(disk_path: &Path) -> Result<HostReading, String> {
     let read_file = |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
     let cpu = parse_cpu(&read_file("/proc/stat")?).ok_or("/proc/stat has no cpu line")?;
-    let (mem_total_bytes, mem_available_bytes) = parse_meminfo(&read_file("/proc/meminfo")?).ok_or("/proc/meminfo lacks MemTotal or MemAvailable")?;
+    let (mem_total_bytes, mem_available_bytes) =
+        parse_meminfo(&read_file("/proc/meminfo")?).ok_or("/proc/meminfo lacks MemTotal or MemAvailable")?;
     let (net_rx_bytes, net_tx_bytes) = parse_net_dev(&read_file("/proc/net/dev")?).ok_or("/proc/net/dev is not in the expected format")?;
     let (disk_total_bytes, disk_available_bytes) = disk_space(disk_path)?;
     Ok(HostReading { cpu, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_available_bytes, net_rx_bytes, net_tx_bytes })

@@ -83,7 +83,9 @@ fn time(unix_secs: i64) -> DateTime<Utc> {
 /// Runs the sampler until `shutdown` turns true.
 pub async fn run(state: AppState, metrics: Arc<orchestrator::metrics::Registry>, mut shutdown: watch::Receiver<bool>) {
     let open = match state.db.run(db::monitor::open_incidents).await {
-        Ok(rows) => rows.into_iter().map(|row| OpenIncident { key: row.key, opened_at: row.opened_at.timestamp(), reason: row.reason }).collect(),
+        Ok(rows) => {
+            rows.into_iter().map(|row| OpenIncident { key: row.key, opened_at: row.opened_at.timestamp(), reason: row.reason }).collect()
+        }
         Err(error) => {
             // An incident still open in the table is not mailed again: its row refuses a second
             // open one (`alert_incidents_one_open`).
@@ -91,7 +93,8 @@ pub async fn run(state: AppState, metrics: Arc<orchestrator::metrics::Registry>,
             Vec::new()
         }
     };
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client without custom settings builds");
+    let client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client without custom settings builds");
     let mut sampler = Sampler { state, metrics, client, previous: None, incidents: Incidents::restore(open) };
     let mut ticker = tokio::time::interval(sampler.state.config.monitor.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -149,7 +152,10 @@ impl Sampler {
             checks.push(Check {
                 key: "host.disk".to_owned(),
                 problem: (host_sample.disk_percent >= config.disk_alert_percent).then(|| {
-                    format!("the disk of the data directory is {:.1}% full (alert at {}%)", host_sample.disk_percent, config.disk_alert_percent)
+                    format!(
+                        "the disk of the data directory is {:.1}% full (alert at {}%)",
+                        host_sample.disk_percent, config.disk_alert_percent
+                    )
                 }),
             });
             checks.push(Check {
@@ -177,7 +183,9 @@ impl Sampler {
                 samples.push(sample(app, "requests", now, rates.requests_per_sec));
                 samples.push(sample(app, "wakes", now, rates.wakes));
                 samples.push(sample(app, "instances", now, status.map_or(0, |s| s.instances) as f64));
-                for (metric, value) in [("errors", rates.error_percent), ("p50", rates.p50_ms), ("p95", rates.p95_ms), ("p99", rates.p99_ms)] {
+                for (metric, value) in
+                    [("errors", rates.error_percent), ("p50", rates.p50_ms), ("p95", rates.p95_ms), ("p99", rates.p99_ms)]
+                {
                     if let Some(value) = value {
                         samples.push(sample(app, metric, now, value));
                     }
@@ -206,7 +214,10 @@ impl Sampler {
                 // Put the state back so the edge is tried again next round.
                 tracing::error!("the monitor cannot record an incident: {error}");
                 self.incidents = Incidents::restore(match self.state.db.run(db::monitor::open_incidents).await {
-                    Ok(rows) => rows.into_iter().map(|r| OpenIncident { key: r.key, opened_at: r.opened_at.timestamp(), reason: r.reason }).collect(),
+                    Ok(rows) => rows
+                        .into_iter()
+                        .map(|r| OpenIncident { key: r.key, opened_at: r.opened_at.timestamp(), reason: r.reason })
+                        .collect(),
                     Err(_) => self.incidents.open(),
                 });
             }
@@ -234,7 +245,12 @@ impl Sampler {
                                 return Ok(0);
                             }
                             db::monitor::open_incident(conn, key, time(*at), reason)?;
-                            let kind = MailKind::IncidentOpened { what: describe(key), reason: reason.clone(), at: stamp(*at), link: link.clone() };
+                            let kind = MailKind::IncidentOpened {
+                                what: describe(key),
+                                reason: reason.clone(),
+                                at: stamp(*at),
+                                link: link.clone(),
+                            };
                             (key, kind)
                         }
                         Edge::Cleared { key, reason, opened_at, at } => {
@@ -257,7 +273,12 @@ impl Sampler {
                         let (subject, sealed) = mail.seal(compose(&kind, language, &admin.display_name));
                         db::mail::enqueue(conn, &admin.email, &subject, &sealed)?;
                     }
-                    tracing::warn!(incident = key.as_str(), n_admins = admins.len(), "monitor incident {}", if matches!(edge, Edge::Opened { .. }) { "opened" } else { "cleared" });
+                    tracing::warn!(
+                        incident = key.as_str(),
+                        n_admins = admins.len(),
+                        "monitor incident {}",
+                        if matches!(edge, Edge::Opened { .. }) { "opened" } else { "cleared" }
+                    );
                     Ok::<usize, DbError>(admins.len())
                 })
             })
@@ -279,7 +300,13 @@ fn maintain(conn: &mut diesel::PgConnection, now: i64) -> Result<(), DbError> {
             rows.into_iter().map(|r| series::Point { series: r.series, metric: r.metric, at: r.at.timestamp(), value: r.value }).collect();
         let rolled: Vec<MetricSample> = series::rollup(&points, target.resolution_secs)
             .into_iter()
-            .map(|p| MetricSample { resolution_secs: target.resolution_secs as i32, series: p.series, metric: p.metric, at: time(p.at), value: p.value })
+            .map(|p| MetricSample {
+                resolution_secs: target.resolution_secs as i32,
+                series: p.series,
+                metric: p.metric,
+                at: time(p.at),
+                value: p.value,
+            })
             .collect();
         db::monitor::insert(conn, &rolled)?;
     }
@@ -330,7 +357,10 @@ pub async fn load(state: &AppState, range: Range, series: Option<&str>) -> Resul
     let from = to - range.secs();
     let tier = range.tier();
     let name = series.map(str::to_owned);
-    let rows = state.db.run(move |conn| db::monitor::between(conn, tier.resolution_secs as i32, name.as_deref(), time(from), time(to + 1))).await?;
+    let rows = state
+        .db
+        .run(move |conn| db::monitor::between(conn, tier.resolution_secs as i32, name.as_deref(), time(from), time(to + 1)))
+        .await?;
     let mut points: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
     for row in rows {
         points.entry((row.series, row.metric)).or_default().push((row.at.timestamp(), row.value));

@@ -151,7 +151,12 @@ mod tests {
         ];
         assert_eq!(
             rollup(&raw, 60),
-            vec![point("host", "cpu", 0, 3.0), point("host", "cpu", 60, 10.0), point("quiz", "requests", 0, 1.0), point("quiz", "wakes", 0, 3.0)]
+            vec![
+                point("host", "cpu", 0, 3.0),
+                point("host", "cpu", 60, 10.0),
+                point("quiz", "requests", 0, 1.0),
+                point("quiz", "wakes", 0, 3.0)
+            ]
         );
         assert_eq!(
             rollup(&rollup(&raw, 60), 600),
@@ -162,7 +167,9 @@ mod tests {
 
     #[test]
     fn only_complete_buckets_not_done_yet_are_due() {
-        let check = |source, target, last_done, now, expected| assert_eq!(pending_window(source, target, last_done, now), expected, "{last_done:?} at {now}");
+        let check = |source, target, last_done, now, expected| {
+            assert_eq!(pending_window(source, target, last_done, now), expected, "{last_done:?} at {now}")
+        };
         // At 10:00:59 the minute 10:00 is not complete; at 10:01:00 it is.
         let ten = 36_000;
         check(RAW, MINUTES, Some(ten - 60), ten + 59, None);

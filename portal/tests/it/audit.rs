@@ -48,17 +48,21 @@ async fn token_for(app: &TestApp, email: &str, password: &str) -> String {
 
 /// Every row of the audit log as (action, actor e-mail, target id, the whole row as text).
 fn rows(app: &TestApp) -> Vec<(String, Option<String>, Option<String>, String)> {
-    let entries: Vec<portal::db::models::AuditEntry> =
-        audit_log::table.order(audit_log::id.asc()).select(portal::db::models::AuditEntry::as_select()).load(&mut app.db()).expect("audit rows");
+    let entries: Vec<portal::db::models::AuditEntry> = audit_log::table
+        .order(audit_log::id.asc())
+        .select(portal::db::models::AuditEntry::as_select())
+        .load(&mut app.db())
+        .expect("audit rows");
     entries.into_iter().map(|e| (e.action.clone(), e.actor_email.clone(), e.target_id.clone(), format!("{e:?}"))).collect()
 }
 
 #[tokio::test]
 async fn every_security_relevant_action_is_recorded_without_secret_values() {
     let app = spawn_app().await;
-    let admin = portal::accounts::create_verified_user(&app.state.db, "audit-admin@pusan.ac.kr", PASSWORD, "Admin", portal::domain::Role::Admin)
-        .await
-        .expect("admin");
+    let admin =
+        portal::accounts::create_verified_user(&app.state.db, "audit-admin@pusan.ac.kr", PASSWORD, "Admin", portal::domain::Role::Admin)
+            .await
+            .expect("admin");
     let admin_api = Api { app: &app, token: token_for(&app, "audit-admin@pusan.ac.kr", PASSWORD).await };
 
     // Accounts through the pages: sign-up, verification, a failed and a good login, logout.
@@ -89,8 +93,13 @@ async fn every_security_relevant_action_is_recorded_without_secret_values() {
         204,
     )
     .await;
-    kim.expect(reqwest::Method::PUT, "/api/v1/projects/audit-site/env/PLAIN", serde_json::json!({"value": SECRET_VALUE, "secret": false}), 204)
-        .await;
+    kim.expect(
+        reqwest::Method::PUT,
+        "/api/v1/projects/audit-site/env/PLAIN",
+        serde_json::json!({"value": SECRET_VALUE, "secret": false}),
+        204,
+    )
+    .await;
     assert!(kim.send(reqwest::Method::DELETE, "/api/v1/projects/audit-site/env/PLAIN", None).await.0 < 300);
     kim.expect(reqwest::Method::PATCH, "/api/v1/projects/audit-site", serde_json::json!({"visibility": "campus"}), 200).await;
     kim.expect(reqwest::Method::PATCH, "/api/v1/projects/audit-site/scaling", serde_json::json!({"max_instances": 2}), 200).await;
@@ -106,11 +115,22 @@ async fn every_security_relevant_action_is_recorded_without_secret_values() {
     assert_eq!(app.client.get(&lee_link).send().await.expect("verify").status(), 200);
     let lee = Api { app: &app, token: token_for(&app, "audit-lee@pusan.ac.kr", PASSWORD).await };
     kim.expect(reqwest::Method::POST, "/api/v1/groups", serde_json::json!({"name": "audit-club"}), 201).await;
-    kim.expect(reqwest::Method::POST, "/api/v1/groups/audit-club/members", serde_json::json!({"email": "audit-lee@pusan.ac.kr", "role": "viewer"}), 200)
+    kim.expect(
+        reqwest::Method::POST,
+        "/api/v1/groups/audit-club/members",
+        serde_json::json!({"email": "audit-lee@pusan.ac.kr", "role": "viewer"}),
+        200,
+    )
+    .await;
+    kim.expect(
+        reqwest::Method::POST,
+        "/api/v1/groups/audit-club/members",
+        serde_json::json!({"email": "audit-new@pusan.ac.kr", "role": "viewer"}),
+        200,
+    )
+    .await;
+    kim.expect(reqwest::Method::POST, "/api/v1/groups/audit-club/transfer", serde_json::json!({"email": "audit-lee@pusan.ac.kr"}), 200)
         .await;
-    kim.expect(reqwest::Method::POST, "/api/v1/groups/audit-club/members", serde_json::json!({"email": "audit-new@pusan.ac.kr", "role": "viewer"}), 200)
-        .await;
-    kim.expect(reqwest::Method::POST, "/api/v1/groups/audit-club/transfer", serde_json::json!({"email": "audit-lee@pusan.ac.kr"}), 200).await;
     assert!(lee.send(reqwest::Method::DELETE, "/api/v1/groups/audit-club/members/audit-new@pusan.ac.kr", None).await.0 < 300);
     assert!(kim.send(reqwest::Method::POST, "/api/v1/groups/audit-club/leave", None).await.0 < 300);
 
@@ -129,7 +149,8 @@ async fn every_security_relevant_action_is_recorded_without_secret_values() {
         204,
     )
     .await;
-    let reset = app.client.post(app.url("/api/v1/password-reset")).json(&serde_json::json!({"email": "audit-kim@pusan.ac.kr"})).send().await;
+    let reset =
+        app.client.post(app.url("/api/v1/password-reset")).json(&serde_json::json!({"email": "audit-kim@pusan.ac.kr"})).send().await;
     assert!(reset.expect("reset").status().is_success());
     let mails = app.wait_for_mail("audit-kim@pusan.ac.kr", 2).await;
     let reset_link = TestApp::link_in(mails.last().expect("reset mail"), "/password/reset");
@@ -148,7 +169,9 @@ async fn every_security_relevant_action_is_recorded_without_secret_values() {
 
     let all = rows(&app);
     let has = |action: &str, actor: Option<&str>, target: Option<&str>| {
-        all.iter().any(|(a, who, what, _)| a == action && (actor.is_none() || who.as_deref() == actor) && (target.is_none() || what.as_deref() == target))
+        all.iter().any(|(a, who, what, _)| {
+            a == action && (actor.is_none() || who.as_deref() == actor) && (target.is_none() || what.as_deref() == target)
+        })
     };
     let kim_email = Some("audit-kim@pusan.ac.kr");
     let kim_target = kim_id.to_string();
@@ -185,7 +208,10 @@ async fn every_security_relevant_action_is_recorded_without_secret_values() {
     }
     let failed_login = all.iter().find(|(a, ..)| a == "account.login_failed").expect("a failed login");
     assert!(failed_login.3.contains("invalid_credentials") && failed_login.3.contains("127.0.0.1"), "{failed_login:?}");
-    assert!(all.iter().any(|(a, _, _, row)| a == "project.env_set" && row.contains("API_KEY") && row.contains("secret\": Bool(true)")), "{all:#?}");
+    assert!(
+        all.iter().any(|(a, _, _, row)| a == "project.env_set" && row.contains("API_KEY") && row.contains("secret\": Bool(true)")),
+        "{all:#?}"
+    );
 
     // Neither the table nor the export holds a secret value or a password.
     for (_, _, _, row) in &all {
@@ -202,7 +228,10 @@ async fn every_security_relevant_action_is_recorded_without_secret_values() {
     for forbidden in [SECRET_VALUE, PASSWORD, new_password] {
         assert!(!csv.contains(forbidden), "the CSV export holds `{forbidden}`");
     }
-    assert!(rows(&app).iter().any(|(a, who, ..)| a == "admin.audit_export" && who.as_deref() == Some(admin.email.as_str())), "exports are recorded");
+    assert!(
+        rows(&app).iter().any(|(a, who, ..)| a == "admin.audit_export" && who.as_deref() == Some(admin.email.as_str())),
+        "exports are recorded"
+    );
 }
 
 #[tokio::test]
@@ -231,9 +260,11 @@ async fn the_log_is_searchable_paged_escaped_for_spreadsheets_and_append_only() 
     assert_eq!((page1["total"].as_i64(), page1["page_size"].as_i64()), (Some(60), Some(50)), "{page1}");
     assert_eq!(page1["entries"].as_array().map(Vec::len), Some(50));
     assert_eq!(page1["entries"][0]["actor_email"], "ghost@pusan.ac.kr");
-    let page2 = admin.expect(reqwest::Method::GET, "/api/v1/admin/audit?action=account.login_failed&page=2", serde_json::json!(null), 200).await;
+    let page2 =
+        admin.expect(reqwest::Method::GET, "/api/v1/admin/audit?action=account.login_failed&page=2", serde_json::json!(null), 200).await;
     assert_eq!(page2["entries"].as_array().map(Vec::len), Some(10));
-    let by_prefix = admin.expect(reqwest::Method::GET, "/api/v1/admin/audit?action=account.&actor=search-kim", serde_json::json!(null), 200).await;
+    let by_prefix =
+        admin.expect(reqwest::Method::GET, "/api/v1/admin/audit?action=account.&actor=search-kim", serde_json::json!(null), 200).await;
     let actions: Vec<&str> = by_prefix["entries"].as_array().expect("entries").iter().filter_map(|e| e["action"].as_str()).collect();
     assert!(actions.contains(&"account.signup") && actions.iter().all(|a| a.starts_with("account.")), "{actions:?}");
     let future = admin.expect(reqwest::Method::GET, "/api/v1/admin/audit?from=2099-01-01", serde_json::json!(null), 200).await;

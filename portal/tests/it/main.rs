@@ -4,8 +4,8 @@
 
 mod access;
 mod accounts;
-mod audit;
 mod api;
+mod audit;
 mod cli;
 mod cli_deploy;
 mod deploys;
@@ -14,8 +14,8 @@ mod hostile;
 mod hostile_zips;
 mod lifecycle;
 mod mail;
-mod monitor;
 mod migrations;
+mod monitor;
 mod outbound;
 mod projects;
 mod scaling;

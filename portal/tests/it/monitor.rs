@@ -94,11 +94,18 @@ async fn samples_are_stored_rolled_up_pruned_and_drawn() {
     let week = app.get("/admin/monitor?range=7d").await;
     assert_eq!(week.status(), 200);
     let project = text(app.get("/projects/mon-site").await).await;
-    assert!(project.contains("data-chart=\"app-requests\"") && !project.contains("data-chart=\"app-requests\" data-points=\"0\""), "{project}");
+    assert!(
+        project.contains("data-chart=\"app-requests\"") && !project.contains("data-chart=\"app-requests\" data-points=\"0\""),
+        "{project}"
+    );
     let json = app.api_get(&token, "/api/v1/admin/monitor?range=1h").await;
     assert_eq!(json["range"], "1h");
     let components = json["components"].as_array().expect("components");
-    assert!(components.iter().any(|c| c["name"] == "postgresql" && c["up"] == true) && components.iter().any(|c| c["name"] == "redis" && c["up"] == true), "{json}");
+    assert!(
+        components.iter().any(|c| c["name"] == "postgresql" && c["up"] == true)
+            && components.iter().any(|c| c["name"] == "redis" && c["up"] == true),
+        "{json}"
+    );
     assert!(json["series"]["host"]["memory"].as_array().is_some_and(|points| !points.is_empty()), "{json}");
     let metrics = app.api_get(&token, "/api/v1/projects/mon-site/metrics").await;
     assert!(metrics["series"]["requests"].as_array().is_some_and(|points| !points.is_empty()), "{metrics}");
@@ -165,7 +172,8 @@ async fn an_incident_is_mailed_once_when_it_opens_and_once_when_it_clears() {
         vec!["[Slipway] Problem: traefik".to_owned(), "[Slipway] Resolved: traefik".to_owned()],
         "one mail when it opens, one when it clears"
     );
-    let cleared: i64 = alert_incidents::table.filter(alert_incidents::cleared_at.is_not_null()).count().get_result(&mut app.db()).expect("count");
+    let cleared: i64 =
+        alert_incidents::table.filter(alert_incidents::cleared_at.is_not_null()).count().get_result(&mut app.db()).expect("count");
     assert_eq!(cleared, 1);
     let _ = stop_second.send(true);
     server.abort();

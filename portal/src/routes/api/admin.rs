@@ -105,7 +105,11 @@ async fn audit(state: web::Data<AppState>, ApiUser(user): ApiUser, query: web::Q
     Ok(HttpResponse::Ok().json(serde_json::json!({ "entries": entries, "total": total, "page": page, "page_size": PAGE_SIZE })))
 }
 
-async fn audit_export(state: web::Data<AppState>, ApiUser(user): ApiUser, query: web::Query<SearchQuery>) -> Result<HttpResponse, AppError> {
+async fn audit_export(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, AppError> {
     let (search, _) = parse_search(&query)?;
     let csv = crate::audit::export_csv(&state.db, &user, search).await?;
     Ok(crate::routes::pages::admin::csv_response(csv))

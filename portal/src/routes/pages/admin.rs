@@ -134,7 +134,17 @@ async fn audit_page(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer
     let ctx = PageCtx::new(&req, &viewer);
     let user = admin_of(&ctx, &viewer)?;
     let query = query.into_inner();
-    let mut page = AuditPage { page: &ctx, query: query.clone(), entries: Vec::new(), total: 0, page_number: 1, prev_page: 0, next_page: 2, n_pages: 1, error: None };
+    let mut page = AuditPage {
+        page: &ctx,
+        query: query.clone(),
+        entries: Vec::new(),
+        total: 0,
+        page_number: 1,
+        prev_page: 0,
+        next_page: 2,
+        n_pages: 1,
+        error: None,
+    };
     match parse_search(&query) {
         Ok((search, page_number)) => {
             let (entries, total) = audit::search(&state.db, user, search, page_number).await.map_err(|e| ctx.error_page(e))?;

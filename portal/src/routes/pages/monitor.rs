@@ -51,7 +51,9 @@ impl MonitorPage<'_> {
     }
 
     fn since(&self, unix_secs: &i64) -> String {
-        chrono::DateTime::<chrono::Utc>::from_timestamp(*unix_secs, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+        chrono::DateTime::<chrono::Utc>::from_timestamp(*unix_secs, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default()
     }
 }
 
