@@ -479,7 +479,11 @@ pub async fn create_verified_user(db: &Db, email: &str, password: &str, display_
     let password_hash = hash_password(password.expose().to_owned()).await?;
     let inserted = insert_account(db, account, password_hash).await;
     match inserted {
-        Ok(user) => Ok(user),
+        Ok(user) => {
+            let details = serde_json::json!({ "email": user.email, "role": user.role });
+            audit::record(db, Event::new(actions::USER_CREATE).target(Target::user(user.id)).details(details)).await;
+            Ok(user)
+        }
         Err(e) if e.is_unique_violation() => {
             Err(AppError::Conflict { code: "email_taken", message: format!("an account for {email} already exists") })
         }

@@ -28,6 +28,8 @@ pub mod actions {
     pub const ROLE_CHANGE: &str = "admin.role_change";
     pub const QUOTA_SET: &str = "admin.quota_set";
     pub const AUDIT_EXPORT: &str = "admin.audit_export";
+    /// A verified account made without mail (`slipway admin create-user`).
+    pub const USER_CREATE: &str = "admin.user_create";
     pub const PROJECT_CREATE: &str = "project.create";
     pub const PROJECT_DELETE: &str = "project.delete";
     pub const PROJECT_DEPLOY: &str = "project.deploy";

@@ -134,6 +134,31 @@ mod tests {
     }
 
     #[test]
+    fn incident_mails_name_the_problem_in_both_languages() {
+        let opened = MailKind::IncidentOpened {
+            what: "redis".into(),
+            reason: "no answer".into(),
+            at: "2026-12-05 10:00:00".into(),
+            link: "L".into(),
+        };
+        let cleared = MailKind::IncidentCleared {
+            what: "redis".into(),
+            reason: "no answer".into(),
+            opened_at: "2026-12-05 10:00:00".into(),
+            at: "2026-12-05 10:07:00".into(),
+            link: "L".into(),
+        };
+        for language in [Language::En, Language::Ko] {
+            for kind in [&opened, &cleared] {
+                let mail = compose(kind, language, "Admin");
+                assert!(mail.subject.contains("redis") && mail.body.contains("no answer") && mail.body.contains('L'), "{mail:?}");
+                assert!(!mail.body.contains('{') && !mail.subject.contains('{'), "every placeholder is filled: {mail:?}");
+            }
+        }
+        assert!(compose(&cleared, Language::En, "A").body.contains("2026-12-05 10:07:00"));
+    }
+
+    #[test]
     fn reset_and_already_registered_mails_carry_their_links() {
         let reset = compose(&MailKind::Reset { link: "L1".into(), valid_minutes: 60 }, Language::En, "Kim");
         assert!(reset.body.contains("L1") && reset.body.contains("60"));

@@ -131,8 +131,12 @@ fn disk_space(path: &Path) -> Result<(u64, u64), String> {
     }
     // SAFETY: statvfs returned 0, so the struct is initialised.
     let stats = unsafe { stats.assume_init() };
+    // fsblkcnt_t and f_frsize are u64 here, narrower on some targets: the casts are for those.
+    #[allow(clippy::unnecessary_cast)]
     let fragment = stats.f_frsize as u64;
-    Ok((stats.f_blocks as u64 * fragment, stats.f_bavail as u64 * fragment))
+    #[allow(clippy::unnecessary_cast)]
+    let sizes = (stats.f_blocks as u64 * fragment, stats.f_bavail as u64 * fragment);
+    Ok(sizes)
 }
 
 #[cfg(test)]

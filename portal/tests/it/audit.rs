@@ -176,6 +176,7 @@ async fn every_security_relevant_action_is_recorded_without_secret_values() {
     let kim_email = Some("audit-kim@pusan.ac.kr");
     let kim_target = kim_id.to_string();
     for (action, actor, target) in [
+        ("admin.user_create", None, Some(admin.id.to_string().as_str())),
         ("account.signup", kim_email, Some(kim_target.as_str())),
         ("account.verify", kim_email, Some(kim_target.as_str())),
         ("account.login_failed", kim_email, None),
