@@ -13,9 +13,11 @@ use argon2::Argon2;
 use chrono::Utc;
 use diesel::Connection;
 
+use crate::audit::{self, Actor, Event};
 use crate::crypto;
 use crate::db::models::{ApiToken, NewUser, User};
 use crate::db::{self, Db, DbError};
+use crate::domain::audit::{actions, Target};
 use crate::domain::{DisplayName, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError};
 use crate::error::AppError;
 use crate::mail::{compose, MailKind};
@@ -142,8 +144,13 @@ pub async fn sign_up(state: &AppState, form: SignUp, client: IpAddr) -> Result<(
     let password_hash = hash_password(password.expose().to_owned()).await?;
     let inserted = insert_account(&state.db, account, password_hash).await;
     match inserted {
-        Ok(user) => send_verification(state, &user).await,
+        Ok(user) => {
+            audit::record(&state.db, Event::new(actions::SIGNUP).target(Target::user(user.id)).by(Actor::user(&user))).await;
+            send_verification(state, &user).await
+        }
         Err(e) if e.is_unique_violation() => {
+            let details = serde_json::json!({ "outcome": "address_has_account" });
+            audit::record(&state.db, Event::new(actions::SIGNUP).by(Actor::address(email.as_str())).details(details)).await;
             // The address has an account: tell its owner, not the visitor, and only once an hour.
             let address = email.as_str().to_owned();
             if state.cache.hit(&format!("already:{address}"), Duration::from_secs(3600)).await? == 1 {
@@ -195,19 +202,24 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<Verified, App
                     // Invitations sent to this address before it had an account take effect now.
                     let email = db::users::find(conn, user_id)?.map(|u| u.email).unwrap_or_default();
                     let groups = db::groups::accept_invitations(conn, &email, user_id)?;
-                    Ok(Ok((Verified::Now, groups)))
+                    Ok(Ok((Verified::Now, groups, Some(Actor { id: Some(user_id), email }))))
                 }
                 // A link used once already, for an account that is verified, is not worth an error:
                 // mail scanners often open links before the person does.
                 Err((AppError::TokenUsed, Some(user_id))) => match db::users::find(conn, user_id)? {
-                    Some(user) if user.email_verified_at.is_some() => Ok(Ok((Verified::Already, Vec::new()))),
+                    Some(user) if user.email_verified_at.is_some() => Ok(Ok((Verified::Already, Vec::new(), None))),
                     _ => Ok(Err(AppError::TokenUsed)),
                 },
                 Err((error, _)) => Ok(Err(error)),
             })
         })
         .await?;
-    let (verified, groups) = outcome?;
+    let (verified, groups, verified_now) = outcome?;
+    if let Some(actor) = verified_now {
+        let target = Target::user(actor.id.unwrap_or_default());
+        let details = serde_json::json!({ "groups_joined": groups.len() });
+        audit::record(&state.db, Event::new(actions::VERIFY).target(target).by(actor).details(details)).await;
+    }
     for group_id in groups {
         crate::access::publish_group(state, group_id).await?;
     }
@@ -239,7 +251,24 @@ pub async fn resend_verification(state: &AppState, email: &str, client: IpAddr) 
     Ok(())
 }
 
+/// Checks a login and records it in the audit log, as a login or a failed one (with the reason's
+/// code: `invalid_credentials`, `email_not_verified`, `rate_limited`, ...).
 pub async fn log_in(state: &AppState, email: &str, password: &str, client: IpAddr) -> Result<User, AppError> {
+    let outcome = check_login(state, email, password, client).await;
+    match &outcome {
+        Ok(user) => {
+            audit::set_actor(user);
+            audit::record(&state.db, Event::new(actions::LOGIN).target(Target::user(user.id)).by(Actor::user(user))).await;
+        }
+        Err(error) => {
+            let details = serde_json::json!({ "reason": error.code() });
+            audit::record(&state.db, Event::new(actions::LOGIN_FAILED).by(Actor::address(email)).details(details)).await;
+        }
+    }
+    outcome
+}
+
+async fn check_login(state: &AppState, email: &str, password: &str, client: IpAddr) -> Result<User, AppError> {
     let accounts = &state.config.accounts;
     limit(state, &format!("login:ip:{client}"), accounts.login_max_per_ip, accounts.login_window, "login attempts from this address")
         .await?;
@@ -272,6 +301,7 @@ pub async fn request_password_reset(state: &AppState, email: &str, client: IpAdd
     let email = EmailAddress::parse(email)?;
     limit(state, &format!("reset:ip:{client}"), 10, Duration::from_secs(3600), "reset requests from this address").await?;
     limit(state, &format!("reset:{}", email.as_str()), 3, Duration::from_secs(3600), "reset requests for this account").await?;
+    audit::record(&state.db, Event::new(actions::PASSWORD_RESET_REQUEST).by(Actor::address(email.as_str()))).await;
     let address = email.as_str().to_owned();
     if let Some(user) = state.db.run(move |conn| db::users::find_by_email(conn, &address)).await? {
         let ttl = state.config.accounts.reset_ttl;
@@ -322,6 +352,7 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
     let user = outcome?;
     state.cache.destroy_all_sessions(user.id).await?;
     state.cache.clear(&format!("login:fail:{}", user.email)).await?;
+    audit::record(&state.db, Event::new(actions::PASSWORD_RESET).target(Target::user(user.id)).by(Actor::user(&user))).await;
     Ok(())
 }
 
@@ -348,6 +379,7 @@ pub async fn change_password(state: &AppState, user: &User, current: &str, new_p
     let user_id = user.id;
     state.db.run(move |conn| db::users::set_password_hash(conn, user_id, &password_hash)).await?;
     state.cache.destroy_all_sessions(user.id).await?;
+    audit::record(&state.db, Event::new(actions::PASSWORD_CHANGE).target(Target::user(user.id)).by(Actor::user(user))).await;
     Ok(())
 }
 
@@ -384,7 +416,18 @@ pub async fn create_api_token(db: &Db, user_id: i64, name: &str) -> Result<(ApiT
     let token_hash = crypto::token_hash(&secret);
     let prefix = secret[..12].to_owned();
     let token = db.run(move |conn| db::api_tokens::insert(conn, user_id, &name, &token_hash, &prefix)).await?;
+    let details = serde_json::json!({ "name": token.name });
+    audit::record(db, Event::new(actions::TOKEN_CREATE).target(Target::token(token.id)).details(details)).await;
     Ok((token, secret))
+}
+
+/// Revokes one of the user's tokens; `false` when they have no such live token.
+pub async fn revoke_api_token(db: &Db, user_id: i64, token_id: i64) -> Result<bool, AppError> {
+    let revoked = db.run(move |conn| db::api_tokens::revoke(conn, user_id, token_id)).await?;
+    if revoked {
+        audit::record(db, Event::new(actions::TOKEN_REVOKE).target(Target::token(token_id))).await;
+    }
+    Ok(revoked)
 }
 
 /// The verified user behind a bearer token.
@@ -416,11 +459,15 @@ pub async fn set_role(db: &Db, actor: &User, target_id: i64, role: &str) -> Resu
                         message: "this is the only admin; promote another admin first".to_owned(),
                     }));
                 }
-                Ok(db::users::set_role(conn, target_id, role.as_str())?.ok_or(AppError::NotFound("user")))
+                let before = target.role.clone();
+                Ok(db::users::set_role(conn, target_id, role.as_str())?.map(|user| (user, before)).ok_or(AppError::NotFound("user")))
             })
         })
         .await?;
-    outcome
+    let (user, before) = outcome?;
+    let details = serde_json::json!({ "email": user.email, "from": before, "to": user.role });
+    audit::record(db, Event::new(actions::ROLE_CHANGE).target(Target::user(user.id)).by(Actor::user(actor)).details(details)).await;
+    Ok(user)
 }
 
 /// Creates a verified account directly (the `slipway admin create-user` bootstrap); no mail, no domain rule.
@@ -432,7 +479,11 @@ pub async fn create_verified_user(db: &Db, email: &str, password: &str, display_
     let password_hash = hash_password(password.expose().to_owned()).await?;
     let inserted = insert_account(db, account, password_hash).await;
     match inserted {
-        Ok(user) => Ok(user),
+        Ok(user) => {
+            let details = serde_json::json!({ "email": user.email, "role": user.role });
+            audit::record(db, Event::new(actions::USER_CREATE).target(Target::user(user.id)).details(details)).await;
+            Ok(user)
+        }
         Err(e) if e.is_unique_violation() => {
             Err(AppError::Conflict { code: "email_taken", message: format!("an account for {email} already exists") })
         }

@@ -202,6 +202,35 @@ pub struct NomadSettings {
     pub vault_role: String,
 }
 
+/// The monitor: host and app samples for the admin dashboard, component health checks, alerts.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Take samples and check components at all. Off: no charts, no alerts.
+    pub enabled: bool,
+    /// Time between two samples (and health checks). Raw samples are kept 1 h, 1-minute rollups
+    /// 24 h, 10-minute rollups 7 d.
+    pub interval: Duration,
+    /// Mail the admins when the disk holding `data_dir` is fuller than this (percent, 1 to 100).
+    pub disk_alert_percent: f64,
+    /// Mail the admins when more memory than this is in use (percent of MemTotal minus
+    /// MemAvailable, 1 to 100).
+    pub memory_alert_percent: f64,
+    /// A problem must last this long before it becomes an incident (and a mail).
+    pub alert_after: Duration,
+    /// An incident clears (one more mail) once its problem has been gone this long.
+    pub clear_after: Duration,
+    /// How long one component health check may take before the component counts as down.
+    pub check_timeout: Duration,
+    /// Cluster shape: Nomad's HTTP API (e.g. `http://127.0.0.1:4646`), checked at `/v1/status/leader`.
+    pub nomad_url: Option<Url>,
+    /// Cluster shape: Consul's HTTP API (e.g. `http://127.0.0.1:8500`), checked at `/v1/status/leader`.
+    pub consul_url: Option<Url>,
+    /// Cluster shape: Vault's (or OpenBao's) API (e.g. `https://vault:8200`), checked at `/v1/sys/health`.
+    pub vault_url: Option<Url>,
+    /// Cluster shape: Traefik's ping endpoint base (e.g. `http://127.0.0.1:8082`), checked at `/ping`.
+    pub traefik_url: Option<Url>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
@@ -231,6 +260,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub deploy: DeployConfig,
     pub scaling: ScalingConfig,
+    pub monitor: MonitorConfig,
     /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
@@ -283,6 +313,7 @@ struct RawConfig {
     runtime: Option<String>,
     nomad: Option<RawNomad>,
     vault: Option<RawVault>,
+    monitor: Option<RawMonitor>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -314,6 +345,22 @@ struct RawVault {
     secret_id: Option<String>,
     kv_mount: Option<String>,
     prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    disk_alert_percent: Option<f64>,
+    memory_alert_percent: Option<f64>,
+    alert_after: Option<String>,
+    clear_after: Option<String>,
+    check_timeout: Option<String>,
+    nomad_url: Option<String>,
+    consul_url: Option<String>,
+    vault_url: Option<String>,
+    traefik_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -524,6 +571,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "runtime",
     "nomad",
     "vault",
+    "monitor",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -585,6 +633,50 @@ fn build_network(mode: Option<toml::Value>, registries: Option<StringList>) -> R
         "host" => Ok(BuildNetwork::Host),
         other => Err(invalid("deploy.build_network", other, "use \"registries\" (the default), \"none\" or \"host\"")),
     }
+}
+
+fn monitor(raw: RawMonitor) -> Result<MonitorConfig, ConfigError> {
+    let url = |key: &str, value: Option<String>| -> Result<Option<Url>, ConfigError> {
+        match value.filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(text) => Url::parse(text.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .map(Some)
+                .ok_or_else(|| invalid(key, &text, "not an http(s) URL")),
+        }
+    };
+    let percent = |key: &str, value: Option<f64>, default: f64| -> Result<f64, ConfigError> {
+        let value = value.unwrap_or(default);
+        if !(1.0..=100.0).contains(&value) {
+            return Err(invalid(key, value, "must be a percentage from 1 to 100"));
+        }
+        Ok(value)
+    };
+    let config = MonitorConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        interval: duration("monitor.interval", raw.interval, "10s")?,
+        disk_alert_percent: percent("monitor.disk_alert_percent", raw.disk_alert_percent, 90.0)?,
+        memory_alert_percent: percent("monitor.memory_alert_percent", raw.memory_alert_percent, 90.0)?,
+        alert_after: duration("monitor.alert_after", raw.alert_after, "1m")?,
+        clear_after: duration("monitor.clear_after", raw.clear_after, "5m")?,
+        check_timeout: duration("monitor.check_timeout", raw.check_timeout, "3s")?,
+        nomad_url: url("monitor.nomad_url", raw.nomad_url)?,
+        consul_url: url("monitor.consul_url", raw.consul_url)?,
+        vault_url: url("monitor.vault_url", raw.vault_url)?,
+        traefik_url: url("monitor.traefik_url", raw.traefik_url)?,
+    };
+    if config.interval < Duration::from_secs(1) || config.interval > Duration::from_secs(60) {
+        return Err(invalid("monitor.interval", orchestrator::duration::format(config.interval), "must be between 1s and 60s"));
+    }
+    if config.check_timeout.is_zero() || config.check_timeout > config.interval.max(Duration::from_secs(5)) {
+        return Err(invalid(
+            "monitor.check_timeout",
+            orchestrator::duration::format(config.check_timeout),
+            "must be above zero and at most monitor.interval (or 5s)",
+        ));
+    }
+    Ok(config)
 }
 
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -827,6 +919,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let monitor = monitor(raw.monitor.unwrap_or_default())?;
+
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());
     if let Some(key) = &secret_key {
         crate::crypto::SecretBox::from_base64(key).map_err(|e| invalid("secret_key", "(hidden)", e.to_string()))?;
@@ -859,6 +953,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         accounts,
         deploy,
         scaling,
+        monitor,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
         slipway_binary: raw.slipway_binary.map(PathBuf::from),
@@ -989,6 +1084,19 @@ mod tests {
         assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
         assert!(config.smtp.is_none() && config.database_url.is_none() && config.redis_url.is_none());
         assert!(!config.secure_cookies);
+    }
+
+    #[test]
+    fn monitor_settings_are_checked() {
+        let config = Config::from_toml_str(MINIMAL, "test").expect("valid");
+        assert!(config.monitor.enabled && config.monitor.nomad_url.is_none());
+        assert_eq!((config.monitor.interval, config.monitor.disk_alert_percent), (Duration::from_secs(10), 90.0));
+        check_error("allowed_email_domains = [\"x.kr\"]\n[monitor]\ndisk_alert_percent = 150.0", "`monitor.disk_alert_percent` = `150`");
+        check_error("allowed_email_domains = [\"x.kr\"]\n[monitor]\ninterval = \"0s\"", "`monitor.interval` = `0`");
+        check_error("allowed_email_domains = [\"x.kr\"]\n[monitor]\nvault_url = \"vault:8200\"", "`monitor.vault_url` = `vault:8200`");
+        let cluster = Config::from_toml_str("allowed_email_domains = [\"x.kr\"]\n[monitor]\nnomad_url = \"http://127.0.0.1:4646\"", "t")
+            .expect("valid");
+        assert_eq!(cluster.monitor.nomad_url.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:4646/"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use orchestrator::template::{self, ProjectDir};
 
 use crate::db::models::{Project, Revision, User};
 use crate::db::{self, revisions::NewRevision};
+use crate::domain::audit::{actions, Target};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -105,6 +106,12 @@ pub async fn upload(
         })
         .await?;
     state.builds.notify_one();
+    let details = serde_json::json!({ "revision": revision.number, "source": source, "template": revision.template });
+    crate::audit::record(
+        &state.db,
+        crate::audit::Event::new(actions::PROJECT_DEPLOY).target(Target::project(&project.name)).details(details),
+    )
+    .await;
     Ok(revision)
 }
 
@@ -231,6 +238,12 @@ pub async fn rollback(state: &AppState, project: &Project, number: Option<i32>) 
     }
     let revision_id = target.id;
     state.db.run(move |conn| db::revisions::make_live(conn, project_id, revision_id)).await?;
+    let details = serde_json::json!({ "revision": target.number, "from": live });
+    crate::audit::record(
+        &state.db,
+        crate::audit::Event::new(actions::PROJECT_ROLLBACK).target(Target::project(&project.name)).details(details),
+    )
+    .await;
     Ok(state.db.run(move |conn| db::revisions::find(conn, revision_id)).await?.unwrap_or(target))
 }
 
@@ -259,7 +272,9 @@ pub async fn delete_project(state: &AppState, project: &Project) -> Result<(), A
     })
     .await
     .map_err(|e| anyhow::anyhow!("cleanup failed: {e}"))?;
-    crate::projects::delete(state, project).await
+    crate::projects::delete(state, project).await?;
+    crate::audit::record(&state.db, crate::audit::Event::new(actions::PROJECT_DELETE).target(Target::project(&project.name))).await;
+    Ok(())
 }
 
 /// A text stream of a revision's build log, following it while the build runs.

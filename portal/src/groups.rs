@@ -8,8 +8,10 @@
 
 use orchestrator::model::AppName;
 
+use crate::audit::{self, Event};
 use crate::db;
 use crate::db::models::{Group, User};
+use crate::domain::audit::{actions, Target};
 use crate::domain::permissions::allows;
 use crate::domain::{Action, EmailAddress, GroupRole, ProjectRole, Role, ValidationError};
 use crate::error::AppError;
@@ -22,7 +24,10 @@ pub async fn create(state: &AppState, user: &User, raw_name: &str) -> Result<Gro
     let owner_id = user.id;
     let text = name.as_str().to_owned();
     match state.db.run(move |conn| db::groups::insert(conn, &text, owner_id)).await {
-        Ok(group) => Ok(group),
+        Ok(group) => {
+            audit::record(&state.db, Event::new(actions::GROUP_CREATE).target(Target::group(&group.name))).await;
+            Ok(group)
+        }
         Err(e) if e.is_unique_violation() => {
             Err(AppError::Conflict { code: "group_name_taken", message: format!("the group `{name}` exists already") })
         }
@@ -116,6 +121,9 @@ pub async fn invite(state: &AppState, actor: &User, group_name: &str, raw_email:
     };
     let language = crate::domain::Language::parse(&language).unwrap_or_default();
     state.mail.enqueue(email.as_str(), crate::mail::compose(&kind, language, &name)).await?;
+    // An existing member's role changes this way too: `member` with the new `role`.
+    let details = serde_json::json!({ "email": email.as_str(), "role": role.as_str(), "member": member });
+    audit::record(&state.db, Event::new(actions::GROUP_INVITE).target(Target::group(&group.name)).details(details)).await;
     Ok(Invited { email: email.as_str().to_owned(), role: role.as_str(), member })
 }
 
@@ -126,13 +134,18 @@ fn last_owner() -> AppError {
 /// Removes a member (by e-mail) or a pending invitation.
 pub async fn remove(state: &AppState, actor: &User, group_name: &str, raw_email: &str) -> Result<(), AppError> {
     let group = get_to_manage(state, actor, group_name).await?;
-    remove_member(state, &group, raw_email).await
+    remove_member(state, &group, raw_email).await?;
+    let details = serde_json::json!({ "email": raw_email.trim().to_ascii_lowercase() });
+    audit::record(&state.db, Event::new(actions::GROUP_MEMBER_REMOVE).target(Target::group(&group.name)).details(details)).await;
+    Ok(())
 }
 
 /// The user leaves the group.
 pub async fn leave(state: &AppState, user: &User, group_name: &str) -> Result<(), AppError> {
     let (group, _role) = get(state, user, group_name).await?;
-    remove_member(state, &group, &user.email).await
+    remove_member(state, &group, &user.email).await?;
+    audit::record(&state.db, Event::new(actions::GROUP_LEAVE).target(Target::group(&group.name))).await;
+    Ok(())
 }
 
 async fn remove_member(state: &AppState, group: &Group, raw_email: &str) -> Result<(), AppError> {
@@ -180,7 +193,10 @@ pub async fn transfer(state: &AppState, actor: &User, group_name: &str, raw_emai
             })
         })
         .await??;
-    crate::access::publish_group(state, group.id).await
+    crate::access::publish_group(state, group.id).await?;
+    let details = serde_json::json!({ "new_owner": raw_email.trim().to_ascii_lowercase() });
+    audit::record(&state.db, Event::new(actions::GROUP_TRANSFER).target(Target::group(&group.name)).details(details)).await;
+    Ok(())
 }
 
 /// A group as its page and the API show it.

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod build_worker;
 pub mod cache;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod groups;
 pub mod i18n;
 pub mod mail;
+pub mod monitor;
 pub mod projects;
 pub mod quotas;
 pub mod routes;

@@ -7,8 +7,10 @@
 
 use orchestrator::model::AppName;
 
+use crate::audit::{self, Event};
 use crate::db;
 use crate::db::models::{Project, User};
+use crate::domain::audit::{actions, Target};
 use crate::domain::permissions::allows;
 use crate::domain::{check_env_value, scaling, Action, EnvVarName, GroupRole, ValidationError};
 use crate::error::AppError;
@@ -77,6 +79,8 @@ pub async fn create(state: &AppState, user: &User, raw_name: &str, template: &st
     match state.db.run(move |conn| db::projects::insert(conn, &text, owner_id, &template, group_id)).await {
         Ok(project) => {
             crate::access::publish_project(state, &project).await?;
+            let details = serde_json::json!({ "template": project.template, "group": group.map(str::trim).filter(|g| !g.is_empty()) });
+            audit::record(&state.db, Event::new(actions::PROJECT_CREATE).target(Target::project(&project.name)).details(details)).await;
             Ok(project)
         }
         Err(e) if e.is_unique_violation() => {
@@ -146,7 +150,19 @@ pub async fn set_scaling(state: &AppState, project: &Project, change: &scaling::
             crate::cluster::publish_policy(state, &updated).await?;
         }
     }
+    let details = serde_json::json!({ "from": scaling_json(&project.scaling()), "to": scaling_json(&updated.scaling()) });
+    audit::record(&state.db, Event::new(actions::SCALING_CHANGE).target(Target::project(&updated.name)).details(details)).await;
     Ok(updated)
+}
+
+fn scaling_json(settings: &crate::db::models::ScalingSettings) -> serde_json::Value {
+    serde_json::json!({
+        "min_instances": settings.min_instances,
+        "max_instances": settings.max_instances,
+        "idle_secs": settings.idle_secs,
+        "freeze_after_secs": settings.freeze_after_secs,
+        "target_concurrency": settings.target_concurrency,
+    })
 }
 
 /// Sets who may see the app; the gateways follow within seconds.
@@ -162,8 +178,11 @@ pub async fn set_visibility(state: &AppState, user: &User, raw_name: &str, raw_v
         )
     })?;
     let project = get(state, user, raw_name, Action::ChangeVisibility).await?;
+    let before = project.visibility.clone();
     let project = state.db.run(move |conn| db::projects::set_visibility(conn, project.id, visibility.as_str())).await?;
     crate::access::publish_project(state, &project).await?;
+    let details = serde_json::json!({ "from": before, "to": project.visibility });
+    audit::record(&state.db, Event::new(actions::PROJECT_VISIBILITY).target(Target::project(&project.name)).details(details)).await;
     Ok(project)
 }
 
@@ -177,6 +196,8 @@ pub async fn move_to_group(state: &AppState, user: &User, raw_name: &str, group_
     let group_id = group.id;
     let project = state.db.run(move |conn| db::projects::set_group(conn, project.id, Some(group_id))).await?;
     crate::access::publish_project(state, &project).await?;
+    let details = serde_json::json!({ "group": group.name });
+    audit::record(&state.db, Event::new(actions::PROJECT_MOVE).target(Target::project(&project.name)).details(details)).await;
     Ok(project)
 }
 
@@ -194,7 +215,11 @@ pub fn parse_role(text: &str) -> Result<GroupRole, AppError> {
 pub async fn set_template(state: &AppState, user: &User, raw_name: &str, template: &str) -> Result<Project, AppError> {
     let project = get(state, user, raw_name, Action::Deploy).await?;
     let template = check_template(template)?;
-    Ok(state.db.run(move |conn| db::projects::set_template(conn, project.id, &template)).await?)
+    let before = project.template.clone();
+    let project = state.db.run(move |conn| db::projects::set_template(conn, project.id, &template)).await?;
+    let details = serde_json::json!({ "from": before, "to": project.template });
+    audit::record(&state.db, Event::new(actions::PROJECT_TEMPLATE).target(Target::project(&project.name)).details(details)).await;
+    Ok(project)
 }
 
 /// An environment variable as pages and the API show it: a secret's value never appears.
@@ -227,6 +252,9 @@ pub async fn set_env(state: &AppState, project: &Project, raw_name: &str, value:
         // A variable that was secret before no longer is: drop its sealed copy.
         state.secret_store.delete(&path).await.map_err(secret_error)?;
     }
+    // The name and whether it is secret; never the value, secret or not.
+    let details = serde_json::json!({ "name": name.as_str(), "secret": secret });
+    audit::record(&state.db, Event::new(actions::ENV_SET).target(Target::project(&project.name)).details(details)).await;
     Ok(())
 }
 
@@ -239,6 +267,8 @@ pub async fn unset_env(state: &AppState, project: &Project, raw_name: &str) -> R
     if !removed {
         return Err(AppError::NotFound("variable"));
     }
+    let details = serde_json::json!({ "name": name.as_str() });
+    audit::record(&state.db, Event::new(actions::ENV_UNSET).target(Target::project(&project.name)).details(details)).await;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use crate::db;
 use crate::db::models::{Project, QuotaRow, User};
 use crate::db::schema::{projects, quotas, revisions};
+use crate::domain::audit::{actions, Target};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -191,7 +192,7 @@ pub async fn set(state: &AppState, user_id: Option<i64>, group_id: Option<i64>, 
         quotas::max_builds_per_hour.eq(max_builds_per_hour),
         quotas::updated_at.eq(chrono::Utc::now()),
     );
-    Ok(state
+    let row = state
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
@@ -208,7 +209,16 @@ pub async fn set(state: &AppState, user_id: Option<i64>, group_id: Option<i64>, 
                 )
             })
         })
-        .await?)
+        .await?;
+    let target = match (user_id, group_id) {
+        (Some(user_id), _) => Target::user(user_id),
+        (None, group_id) => Target::other("group", group_id.map(|id| id.to_string()).unwrap_or_default()),
+    };
+    let details = serde_json::json!({
+        "projects": max_projects, "instances": max_instances, "memory_mb": max_memory_mb, "builds_per_hour": max_builds_per_hour,
+    });
+    crate::audit::record(&state.db, crate::audit::Event::new(actions::QUOTA_SET).target(target).details(details)).await;
+    Ok(row)
 }
 
 #[cfg(test)]

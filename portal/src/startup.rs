@@ -142,6 +142,7 @@ impl Application {
             builds: Arc::new(tokio::sync::Notify::new()),
             runtime,
             cluster,
+            monitor: Arc::new(crate::monitor::Live::default()),
             stopping: stopping_receiver,
         };
         // The gateways' view starts from the database, so a record lost from Redis comes back.
@@ -164,6 +165,7 @@ impl Application {
                         .add(("Referrer-Policy", "same-origin"))
                         .add(("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")),
                 )
+                .wrap(actix_web::middleware::from_fn(crate::audit::context))
                 .configure(routes::configure)
         })
         .workers(2)
@@ -297,6 +299,9 @@ impl Application {
             tokio::spawn(runtime.clone().liveness_loop(shutdown.clone()));
             task
         };
+        if self.state.config.monitor.enabled {
+            tokio::spawn(crate::monitor::run(self.state.clone(), self.metrics.clone(), shutdown.clone()));
+        }
         let builder =
             Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));

@@ -30,6 +30,8 @@ pub struct AppState {
     /// Who may see which app: the table the gateway and the forwardAuth endpoint check, fed from
     /// Redis by `orchestrator::gateway::access::feed`.
     pub access: Arc<orchestrator::gateway::access::Gate>,
+    /// What the monitor saw last (component health, open incidents), for the pages.
+    pub monitor: Arc<crate::monitor::Live>,
     /// Turns true when the server begins to stop; long-lived streams end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }

@@ -132,6 +132,9 @@ impl FromRequest for Viewer {
             let Some(record) = record else { return Ok(Viewer { user: None, session_token: None, session_store_down: false }) };
             let user = state.db.run(move |conn| db::users::find(conn, record.user_id)).await.map_err(AppError::from)?;
             let user = user.filter(|u| u.email_verified_at.is_some());
+            if let Some(user) = &user {
+                crate::audit::set_actor(user);
+            }
             Ok(Viewer { session_token: user.as_ref().map(|_| token), user, session_store_down: false })
         })
     }

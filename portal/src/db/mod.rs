@@ -2,10 +2,12 @@
 //! Diesel is synchronous, so `Db::run` moves each unit of work onto tokio's blocking pool.
 
 pub mod api_tokens;
+pub mod audit;
 pub mod email_tokens;
 pub mod groups;
 pub mod mail;
 pub mod models;
+pub mod monitor;
 pub mod projects;
 pub mod revisions;
 pub mod schema;

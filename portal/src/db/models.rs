@@ -197,3 +197,54 @@ pub struct QuotaRow {
     #[serde(skip)]
     pub updated_at: DateTime<Utc>,
 }
+
+/// One audit log entry as stored. Rows are only ever inserted (the table refuses updates).
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::audit_log)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor_id: Option<i64>,
+    pub actor_email: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::audit_log)]
+pub struct NewAuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor_id: Option<i64>,
+    pub actor_email: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// One point of a monitor series.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::metric_samples)]
+pub struct MetricSample {
+    pub resolution_secs: i32,
+    pub series: String,
+    pub metric: String,
+    pub at: DateTime<Utc>,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::alert_incidents)]
+pub struct AlertIncident {
+    pub id: i64,
+    pub key: String,
+    pub opened_at: DateTime<Utc>,
+    pub cleared_at: Option<DateTime<Utc>>,
+    pub reason: String,
+}

@@ -171,3 +171,38 @@ diesel::joinable!(projects -> groups (group_id));
 diesel::allow_tables_to_appear_in_same_query!(groups, group_members, group_invitations, quotas, users);
 diesel::allow_tables_to_appear_in_same_query!(groups, projects);
 diesel::allow_tables_to_appear_in_same_query!(group_members, projects);
+
+diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        at -> Timestamptz,
+        actor_id -> Nullable<Int8>,
+        actor_email -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        action -> Text,
+        target_kind -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        details -> Jsonb,
+    }
+}
+
+diesel::table! {
+    metric_samples (resolution_secs, series, metric, at) {
+        resolution_secs -> Int4,
+        series -> Text,
+        metric -> Text,
+        at -> Timestamptz,
+        value -> Float8,
+    }
+}
+
+diesel::table! {
+    alert_incidents (id) {
+        id -> Int8,
+        key -> Text,
+        opened_at -> Timestamptz,
+        cleared_at -> Nullable<Timestamptz>,
+        reason -> Text,
+    }
+}

@@ -71,3 +71,13 @@ pub fn set_role(conn: &mut PgConnection, user_id: i64, role: &str) -> Result<Opt
 pub fn count_admins(conn: &mut PgConnection) -> Result<i64, DbError> {
     Ok(users::table.filter(users::role.eq("admin")).count().get_result(conn)?)
 }
+
+/// Every verified admin, for alert mail.
+pub fn admins(conn: &mut PgConnection) -> Result<Vec<User>, DbError> {
+    Ok(users::table
+        .filter(users::role.eq("admin"))
+        .filter(users::email_verified_at.is_not_null())
+        .order(users::id.asc())
+        .select(User::as_select())
+        .load(conn)?)
+}

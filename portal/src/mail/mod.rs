@@ -27,6 +27,10 @@ pub enum MailKind {
     /// Somebody added the address to a group: `member` when it has an account (it is a member
     /// now), otherwise the invitation waits and `link` is the sign-up page.
     GroupInvitation { group: String, role: String, inviter: String, link: String, member: bool },
+    /// To admins: a monitor incident opened (a component down, disk or memory over its threshold).
+    IncidentOpened { what: String, reason: String, at: String, link: String },
+    /// To admins: that incident is over.
+    IncidentCleared { what: String, reason: String, opened_at: String, at: String, link: String },
 }
 
 /// A composed message: subject and plain-text body.
@@ -48,6 +52,19 @@ pub fn compose(kind: &MailKind, language: Language, display_name: &str) -> Compo
         MailKind::GroupInvitation { group, role, inviter, link, member } => (
             if *member { "mail.group_added" } else { "mail.group_invited" },
             vec![("group", group.clone()), ("role", role.clone()), ("inviter", inviter.clone()), ("link", link.clone())],
+        ),
+        MailKind::IncidentOpened { what, reason, at, link } => {
+            ("mail.incident_opened", vec![("what", what.clone()), ("reason", reason.clone()), ("at", at.clone()), ("link", link.clone())])
+        }
+        MailKind::IncidentCleared { what, reason, opened_at, at, link } => (
+            "mail.incident_cleared",
+            vec![
+                ("what", what.clone()),
+                ("reason", reason.clone()),
+                ("opened_at", opened_at.clone()),
+                ("at", at.clone()),
+                ("link", link.clone()),
+            ],
         ),
     };
     let mut all_vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -88,6 +105,19 @@ impl MailQueue {
         Ok(mail_id)
     }
 
+    /// The subject and sealed body of `composed`, for `db::mail::enqueue` inside a caller's
+    /// transaction (the monitor queues an incident's mails with the incident row). Call `wake`
+    /// after the commit.
+    pub fn seal(&self, composed: Composed) -> (String, Vec<u8>) {
+        let sealed = self.secrets.seal(&serde_json::to_vec(&SealedBody { text: composed.body }).expect("a string always serialises"));
+        (composed.subject, sealed)
+    }
+
+    /// Wakes the worker for mail queued with `seal`.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
     pub(crate) fn open_body(&self, sealed: &[u8]) -> Result<String, crate::crypto::CryptoError> {
         let bytes = self.secrets.open(sealed)?;
         let body: SealedBody = serde_json::from_slice(&bytes).map_err(|_| crate::crypto::CryptoError::Unseal)?;
@@ -108,6 +138,31 @@ mod tests {
         assert!(ko.body.contains("http://p/verify?token=abc") && ko.body.contains("김민수"), "{}", ko.body);
         assert_ne!(en.subject, ko.subject);
         assert!(!ko.body.contains('{'), "every placeholder is filled: {}", ko.body);
+    }
+
+    #[test]
+    fn incident_mails_name_the_problem_in_both_languages() {
+        let opened = MailKind::IncidentOpened {
+            what: "redis".into(),
+            reason: "no answer".into(),
+            at: "2026-12-05 10:00:00".into(),
+            link: "L".into(),
+        };
+        let cleared = MailKind::IncidentCleared {
+            what: "redis".into(),
+            reason: "no answer".into(),
+            opened_at: "2026-12-05 10:00:00".into(),
+            at: "2026-12-05 10:07:00".into(),
+            link: "L".into(),
+        };
+        for language in [Language::En, Language::Ko] {
+            for kind in [&opened, &cleared] {
+                let mail = compose(kind, language, "Admin");
+                assert!(mail.subject.contains("redis") && mail.body.contains("no answer") && mail.body.contains('L'), "{mail:?}");
+                assert!(!mail.body.contains('{') && !mail.subject.contains('{'), "every placeholder is filled: {mail:?}");
+            }
+        }
+        assert!(compose(&cleared, Language::En, "A").body.contains("2026-12-05 10:07:00"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod access;
 mod accounts;
 mod api;
+mod audit;
 mod cli;
 mod cli_deploy;
 mod cli_groups;
@@ -17,6 +18,7 @@ mod hostile_zips;
 mod lifecycle;
 mod mail;
 mod migrations;
+mod monitor;
 mod outbound;
 mod permissions;
 mod projects;

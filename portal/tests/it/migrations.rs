@@ -60,4 +60,9 @@ fn every_model_reads_from_the_migrated_schema() {
     email_tokens::table.select(EmailToken::as_select()).load(&mut conn).expect("email_tokens match schema.rs");
     api_tokens::table.select(ApiToken::as_select()).load(&mut conn).expect("api_tokens match schema.rs");
     outbound_mail::table.select(OutboundMail::as_select()).load(&mut conn).expect("outbound_mail match schema.rs");
+    use portal::db::models::{AlertIncident, AuditEntry, MetricSample};
+    use portal::db::schema::{alert_incidents, audit_log, metric_samples};
+    audit_log::table.select(AuditEntry::as_select()).load(&mut conn).expect("audit_log matches schema.rs");
+    metric_samples::table.select(MetricSample::as_select()).load(&mut conn).expect("metric_samples match schema.rs");
+    alert_incidents::table.select(AlertIncident::as_select()).load(&mut conn).expect("alert_incidents match schema.rs");
 }

@@ -55,5 +55,8 @@ async fn change_password(
 
 async fn logout_everywhere(state: web::Data<AppState>, ApiUser(user): ApiUser) -> Result<HttpResponse, AppError> {
     let n_sessions = state.cache.destroy_all_sessions(user.id).await?;
+    let event = crate::audit::Event::new(crate::domain::audit::actions::LOGOUT_EVERYWHERE)
+        .details(serde_json::json!({ "sessions_ended": n_sessions }));
+    crate::audit::record(&state.db, event).await;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "sessions_ended": n_sessions })))
 }

@@ -38,6 +38,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("patch", "/api/v1/admin/users/{id}"),
     ("put", "/api/v1/admin/users/{id}/quota"),
     ("put", "/api/v1/admin/groups/{group}/quota"),
+    ("get", "/api/v1/admin/audit"),
+    ("get", "/api/v1/admin/audit/export"),
+    ("get", "/api/v1/admin/monitor"),
     ("get", "/api/v1/groups"),
     ("post", "/api/v1/groups"),
     ("get", "/api/v1/groups/{group}"),
@@ -63,6 +66,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{name}/sleep"),
     ("get", "/api/v1/projects/{name}/scaling"),
     ("patch", "/api/v1/projects/{name}/scaling"),
+    ("get", "/api/v1/projects/{name}/metrics"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -100,7 +104,9 @@ impl FromRequest for ApiUser {
         Box::pin(async move {
             let state = state.expect("AppState is registered on the app");
             let secret = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).ok_or(AppError::Unauthorized)?;
-            crate::accounts::authenticate_token(&state.db, secret).await.map(ApiUser)
+            let user = crate::accounts::authenticate_token(&state.db, secret).await?;
+            crate::audit::set_actor(&user);
+            Ok(ApiUser(user))
         })
     }
 }

@@ -29,7 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/rollback", web::post().to(rollback))
         .route("/projects/{name}/sleep", web::post().to(sleep))
         .route("/projects/{name}/scaling", web::get().to(scaling))
-        .route("/projects/{name}/scaling", web::patch().to(set_scaling));
+        .route("/projects/{name}/scaling", web::patch().to(set_scaling))
+        .route("/projects/{name}/metrics", web::get().to(metrics));
 }
 
 #[derive(Deserialize)]
@@ -287,6 +288,10 @@ async fn sleep(
         None => state.runtime.sleep(&project.name, freeze).await,
     };
     slept.map_err(|reason| AppError::Rejected { code: "cannot_sleep", message: reason })?;
+    let event = crate::audit::Event::new(crate::domain::audit::actions::PROJECT_SLEEP)
+        .target(crate::domain::audit::Target::project(&project.name))
+        .details(serde_json::json!({ "freeze": freeze }));
+    crate::audit::record(&state.db, event).await;
     let live = crate::deploys::live_number(&state, &project).await?;
     Ok(HttpResponse::Ok().json(crate::deploys::status_json(&state, &project, live)))
 }
@@ -305,6 +310,21 @@ fn scaling_json(state: &AppState, project: &Project) -> serde_json::Value {
 }
 
 /// The project's scaling settings in effect, and the caps they must stay within.
+/// The app's traffic series over `?range=` (1h, 24h or 7d), for anyone who may view the project.
+async fn metrics(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    query: web::Query<crate::routes::pages::monitor::RangeQuery>,
+) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path, Action::View).await?;
+    let range = crate::monitor::series::Range::parse(query.range.as_deref());
+    let series = crate::monitor::load(&state, range, Some(&project.name)).await?;
+    let by_metric = series.json().get(&project.name).cloned().unwrap_or_else(|| serde_json::json!({}));
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "range": range.as_str(), "resolution_secs": series.tier.resolution_secs, "series": by_metric })))
+}
+
 async fn scaling(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let project = projects::get(&state, &user, &path, crate::domain::Action::View).await?;
     Ok(HttpResponse::Ok().json(scaling_json(&state, &project)))

@@ -37,7 +37,7 @@ async fn list(state: web::Data<AppState>, ApiUser(user): ApiUser) -> Result<Http
 
 async fn revoke(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<i64>) -> Result<HttpResponse, AppError> {
     let token_id = path.into_inner();
-    if !state.db.run(move |conn| db::api_tokens::revoke(conn, user.id, token_id)).await? {
+    if !accounts::revoke_api_token(&state.db, user.id, token_id).await? {
         return Err(AppError::NotFound("token"));
     }
     Ok(HttpResponse::NoContent().finish())

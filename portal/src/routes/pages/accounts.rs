@@ -262,6 +262,7 @@ async fn logout(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, fo
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
     if let Some(token) = &viewer.session_token {
         state.cache.destroy_session(token).await.map_err(|e| ctx.error_page(e.into()))?;
+        crate::audit::record(&state.db, crate::audit::Event::new(crate::domain::audit::actions::LOGOUT)).await;
     }
     Ok(signed_out(&state, "flash.logged_out"))
 }
@@ -271,6 +272,7 @@ async fn logout_everywhere(req: HttpRequest, state: web::Data<AppState>, viewer:
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
     let user = viewer.require(&ctx)?;
     state.cache.destroy_all_sessions(user.id).await.map_err(|e| ctx.error_page(e.into()))?;
+    crate::audit::record(&state.db, crate::audit::Event::new(crate::domain::audit::actions::LOGOUT_EVERYWHERE)).await;
     Ok(signed_out(&state, "flash.logged_out_everywhere"))
 }
 

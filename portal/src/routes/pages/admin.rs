@@ -1,4 +1,5 @@
-//! Admin pages: the user list, where admins promote professors (and other admins).
+//! Admin pages: the user list, where admins promote professors (and other admins), the audit log
+//! (search, pages, CSV export) and the monitor (`monitor` module).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, ResponseError};
@@ -6,14 +7,19 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::accounts;
-use crate::db::{self, models::User};
+use crate::audit;
+use crate::db::{self, models::AuditEntry, models::User};
+use crate::domain::audit::{parse_search, SearchQuery, PAGE_SIZE};
 use crate::domain::Role;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::{check_csrf, flash_cookie, see_other, PageCtx, PageResult, Viewer};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/users", web::get().to(users)).route("/admin/users/{id}/role", web::post().to(set_role));
+    cfg.route("/admin/users", web::get().to(users))
+        .route("/admin/users/{id}/role", web::post().to(set_role))
+        .route("/admin/audit", web::get().to(audit_page))
+        .route("/admin/audit.csv", web::get().to(audit_csv));
 }
 
 #[derive(Template)]
@@ -66,4 +72,112 @@ async fn set_role(
         Err(AppError::Forbidden) => Err(ctx.error_page(AppError::Forbidden)),
         Err(error) => users_page(&ctx, &state, error.status_code(), Some(ctx.error_message(&error))).await,
     }
+}
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+struct AuditPage<'a> {
+    page: &'a PageCtx,
+    query: SearchQuery,
+    entries: Vec<AuditEntry>,
+    total: i64,
+    page_number: i64,
+    prev_page: i64,
+    next_page: i64,
+    n_pages: i64,
+    error: Option<String>,
+}
+
+impl AuditPage<'_> {
+    /// This search's query string with another page number (or none), for links.
+    fn link(&self, page: Option<i64>) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("actor", &self.query.actor),
+            ("action", &self.query.action),
+            ("target", &self.query.target),
+            ("from", &self.query.from),
+            ("to", &self.query.to),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+                query.append_pair(name, value);
+            }
+        }
+        if let Some(page) = page {
+            query.append_pair("page", &page.to_string());
+        }
+        query.finish()
+    }
+
+    fn export_link(&self) -> String {
+        self.link(None)
+    }
+
+    fn page_link(&self, page: &i64) -> String {
+        self.link(Some(*page))
+    }
+
+    fn q<'b>(&self, value: &'b Option<String>) -> &'b str {
+        value.as_deref().unwrap_or("")
+    }
+}
+
+fn admin_of<'v>(ctx: &PageCtx, viewer: &'v Viewer) -> Result<&'v User, crate::web::PageError> {
+    let user = viewer.require(ctx)?;
+    if user.role != Role::Admin.as_str() {
+        return Err(ctx.error_page(AppError::Forbidden));
+    }
+    Ok(user)
+}
+
+async fn audit_page(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, query: web::Query<SearchQuery>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = admin_of(&ctx, &viewer)?;
+    let query = query.into_inner();
+    let mut page = AuditPage {
+        page: &ctx,
+        query: query.clone(),
+        entries: Vec::new(),
+        total: 0,
+        page_number: 1,
+        prev_page: 0,
+        next_page: 2,
+        n_pages: 1,
+        error: None,
+    };
+    match parse_search(&query) {
+        Ok((search, page_number)) => {
+            let (entries, total) = audit::search(&state.db, user, search, page_number).await.map_err(|e| ctx.error_page(e))?;
+            page.entries = entries;
+            page.total = total;
+            page.page_number = page_number;
+            page.prev_page = page_number - 1;
+            page.next_page = page_number + 1;
+            page.n_pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+            Ok(ctx.ok(&page))
+        }
+        Err(error) => {
+            let error = AppError::from(error);
+            page.error = Some(ctx.error_message(&error));
+            Ok(ctx.render(error.status_code(), &page))
+        }
+    }
+}
+
+async fn audit_csv(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, query: web::Query<SearchQuery>) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = admin_of(&ctx, &viewer)?;
+    let (search, _) = parse_search(&query).map_err(|e| ctx.error_page(e.into()))?;
+    let csv = audit::export_csv(&state.db, user, search).await.map_err(|e| ctx.error_page(e))?;
+    Ok(csv_response(csv))
+}
+
+/// A CSV download named after today's date.
+pub fn csv_response(csv: Vec<u8>) -> actix_web::HttpResponse {
+    let name = format!("slipway-audit-{}.csv", chrono::Utc::now().format("%Y-%m-%d"));
+    actix_web::HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{name}\"")))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(csv)
 }

@@ -3,8 +3,9 @@
 
 mod access;
 mod accounts;
-mod admin;
+pub mod admin;
 mod groups;
+pub mod monitor;
 mod profile;
 mod projects;
 
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(access::configure)
             .configure(profile::configure)
             .configure(admin::configure)
+            .configure(monitor::configure)
             .configure(projects::configure)
             .configure(groups::configure),
     );

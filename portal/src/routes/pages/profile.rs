@@ -218,7 +218,7 @@ async fn revoke_token(
     let user = viewer.require(&ctx)?;
     check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
     let (user_id, token_id) = (user.id, path.into_inner());
-    let revoked = state.db.run(move |conn| db::api_tokens::revoke(conn, user_id, token_id)).await.map_err(|e| ctx.error_page(e.into()))?;
+    let revoked = accounts::revoke_api_token(&state.db, user_id, token_id).await.map_err(|e| ctx.error_page(e))?;
     if !revoked {
         return Err(ctx.error_page(AppError::NotFound("token")));
     }

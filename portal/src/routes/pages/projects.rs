@@ -278,6 +278,10 @@ struct ProjectPage<'a> {
     visibility_levels: [&'static str; 4],
     /// The group owning the project, if any.
     group: Option<String>,
+    range: crate::monitor::series::Range,
+    ranges: [crate::monitor::series::Range; 3],
+    /// The app's traffic charts (inline SVG).
+    charts: Vec<String>,
 }
 
 impl ProjectPage<'_> {
@@ -287,6 +291,14 @@ impl ProjectPage<'_> {
             "0".to_owned()
         } else {
             orchestrator::duration::format(std::time::Duration::from_secs(*secs))
+        }
+    }
+
+    fn range_label(&self, range: &crate::monitor::series::Range) -> &'static str {
+        match range {
+            crate::monitor::series::Range::Hour => self.page.t("monitor.range_1h"),
+            crate::monitor::series::Range::Day => self.page.t("monitor.range_24h"),
+            crate::monitor::series::Range::Week => self.page.t("monitor.range_7d"),
         }
     }
 
@@ -300,6 +312,13 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
     let revisions = crate::deploys::revisions(state, project, 20).await.map_err(|e| ctx.error_page(e))?;
     let live = revisions.iter().find(|r| Some(r.id) == project.live_revision_id).map(|r| r.number);
     let group = projects::group_name(state, project).await.map_err(|e| ctx.error_page(e))?;
+    // The chart range comes from this page's own query string (`?range=24h`).
+    let range_text = ctx.path.split_once('?').and_then(|(_, query)| {
+        url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "range").map(|(_, value)| value.into_owned())
+    });
+    let range = crate::monitor::series::Range::parse(range_text.as_deref());
+    let series = crate::monitor::load(state, range, Some(&project.name)).await.map_err(|e| ctx.error_page(e))?;
+    let charts = super::monitor::app_charts(ctx, &series, &project.name);
     let page = ProjectPage {
         page: ctx,
         project,
@@ -320,6 +339,9 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
         wake_summary: crate::domain::scaling::wake_summary(state.runtime.wakes(&project.name).iter().map(|w| (w.tier, w.total_ms))),
         visibility_levels: ["public", "campus", "members", "private"],
         group,
+        range,
+        ranges: crate::monitor::series::Range::ALL,
+        charts,
     };
     Ok(match error {
         Some(error) => ctx.render_error(error, &page),
