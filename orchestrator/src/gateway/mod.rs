@@ -17,12 +17,14 @@
 //! TLS: those belong to the runtime, the activator, the route-table adapter and the front proxy.
 
 pub mod access;
+pub mod domains;
 pub mod headers;
 pub mod metrics_endpoint;
 pub mod netns;
 pub mod pages;
 pub mod proxy;
 pub mod route_table;
+pub mod tls;
 pub mod upstream;
 
 pub use metrics_endpoint::serve_metrics;
