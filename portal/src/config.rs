@@ -153,6 +153,51 @@ pub struct ScalingConfig {
     pub min_free_memory_mb: u64,
 }
 
+/// HTTPS at the gateway (`[tls]`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// Address of the gateway's HTTPS listener; unset means the gateway serves plain HTTP only.
+    pub https_addr: Option<SocketAddr>,
+    /// The port visitors reach HTTPS on (redirects and links to apps); defaults to `https_addr`'s
+    /// port. Set it to 443 when a port forward or firewall rule maps 443 to `https_addr`.
+    pub public_https_port: Option<u16>,
+    /// PEM certificate chain for the apps domain, normally a wildcard `*.<apps_domain>`; re-read
+    /// when the file changes, so a renewed certificate needs no restart. Needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Redirect plain-HTTP requests to HTTPS (308) for every host that has a certificate. ACME and
+    /// ownership challenges are never redirected.
+    pub redirect_http: bool,
+}
+
+/// Certificates for custom domains through ACME (`[acme]`).
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    /// The ACME directory, e.g. `https://acme-v02.api.letsencrypt.org/directory`; unset means custom
+    /// domains are verified and routed but get no certificate.
+    pub directory_url: Option<Url>,
+    /// Contact address registered with the CA (expiry and policy notices).
+    pub contact_email: Option<String>,
+    /// Extra CA certificate(s), PEM, trusted for the directory's own HTTPS (a private CA, pebble).
+    pub ca_file: Option<PathBuf>,
+    /// How often the certificate worker looks for certificates to issue or renew.
+    pub check_interval: Duration,
+}
+
+/// Custom domains (`[custom_domains]`).
+#[derive(Debug, Clone)]
+pub struct CustomDomainsConfig {
+    /// The DNS resolver ownership checks ask (TXT and A records); unset means the first
+    /// `nameserver` in `/etc/resolv.conf`.
+    pub dns_server: Option<SocketAddr>,
+    /// The port the HTTP ownership check fetches `http://DOMAIN/.well-known/slipway-challenge/TOKEN`
+    /// on: 80, unless the gateway is reached on another port.
+    pub http_port: u16,
+    /// At most this many custom domains per project.
+    pub max_per_project: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
@@ -182,6 +227,9 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub deploy: DeployConfig,
     pub scaling: ScalingConfig,
+    pub tls: TlsConfig,
+    pub acme: AcmeConfig,
+    pub custom_domains: CustomDomainsConfig,
     /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
@@ -222,6 +270,36 @@ struct RawConfig {
     accounts: Option<RawAccounts>,
     deploy: Option<RawDeploy>,
     scaling: Option<RawScaling>,
+    tls: Option<RawTls>,
+    acme: Option<RawAcme>,
+    custom_domains: Option<RawCustomDomains>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    https_addr: Option<String>,
+    public_https_port: Option<u16>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    redirect_http: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcme {
+    directory_url: Option<String>,
+    contact_email: Option<String>,
+    ca_file: Option<String>,
+    check_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomDomains {
+    dns_server: Option<String>,
+    http_port: Option<u16>,
+    max_per_project: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,6 +499,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "accounts",
     "deploy",
     "scaling",
+    "tls",
+    "acme",
+    "custom_domains",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -724,6 +805,58 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let raw_tls = raw.tls.unwrap_or_default();
+    let tls = TlsConfig {
+        https_addr: raw_tls.https_addr.map(|text| socket_addr("tls.https_addr", Some(text), "0.0.0.0:8443")).transpose()?,
+        public_https_port: raw_tls.public_https_port,
+        cert_file: raw_tls.cert_file.filter(|p| !p.is_empty()).map(PathBuf::from),
+        key_file: raw_tls.key_file.filter(|p| !p.is_empty()).map(PathBuf::from),
+        redirect_http: raw_tls.redirect_http.unwrap_or(false),
+    };
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        let (key, value) = match &tls.cert_file {
+            Some(path) => ("tls.cert_file", path.display().to_string()),
+            None => ("tls.key_file", tls.key_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+        };
+        return Err(invalid(key, value, "tls.cert_file and tls.key_file go together"));
+    }
+    if tls.redirect_http && tls.https_addr.is_none() {
+        return Err(invalid("tls.redirect_http", true, "needs tls.https_addr"));
+    }
+    let raw_acme = raw.acme.unwrap_or_default();
+    let directory_url = match raw_acme.directory_url.filter(|u| !u.is_empty()) {
+        None => None,
+        Some(text) => {
+            let url = Url::parse(&text).map_err(|e| invalid("acme.directory_url", &text, e.to_string()))?;
+            if url.scheme() != "https" {
+                return Err(invalid("acme.directory_url", &text, "must be an https URL"));
+            }
+            Some(url)
+        }
+    };
+    let acme = AcmeConfig {
+        directory_url,
+        contact_email: raw_acme.contact_email.filter(|e| !e.is_empty()),
+        ca_file: raw_acme.ca_file.filter(|p| !p.is_empty()).map(PathBuf::from),
+        check_interval: duration("acme.check_interval", raw_acme.check_interval, "1h")?,
+    };
+    if acme.check_interval < Duration::from_secs(1) {
+        return Err(invalid("acme.check_interval", orchestrator::duration::format(acme.check_interval), "must be at least 1s"));
+    }
+    if acme.directory_url.is_some() && tls.https_addr.is_none() {
+        return Err(invalid("acme.directory_url", "(set)", "certificates need an HTTPS listener: set tls.https_addr"));
+    }
+    let raw_custom = raw.custom_domains.unwrap_or_default();
+    let custom_domains = CustomDomainsConfig {
+        dns_server: raw_custom
+            .dns_server
+            .filter(|s| !s.is_empty())
+            .map(|text| socket_addr("custom_domains.dns_server", Some(text), "127.0.0.53:53"))
+            .transpose()?,
+        http_port: raw_custom.http_port.unwrap_or(80),
+        max_per_project: raw_custom.max_per_project.unwrap_or(5),
+    };
+
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());
     if let Some(key) = &secret_key {
         crate::crypto::SecretBox::from_base64(key).map_err(|e| invalid("secret_key", "(hidden)", e.to_string()))?;
@@ -745,6 +878,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         accounts,
         deploy,
         scaling,
+        tls,
+        acme,
+        custom_domains,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
         slipway_binary: raw.slipway_binary.map(PathBuf::from),

@@ -34,6 +34,9 @@ pub struct SecretBox {
     /// A separate key for signing app access tokens, derived so that the sealing key itself never
     /// leaves this type (the gateway gets only this one).
     access_key: [u8; 32],
+    /// Seals certificate private keys on their way through Redis to the gateway
+    /// (`orchestrator::gateway::tls::open_sealed`), derived the same way.
+    certificate_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -47,12 +50,25 @@ impl SecretBox {
         let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| CryptoError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
         let access_key: [u8; 32] = Sha256::digest([b"slipway app access key v1\0".as_slice(), &key].concat()).into();
-        Ok(Self { cipher: XChaCha20Poly1305::new(&key.into()), access_key })
+        let certificate_key: [u8; 32] = Sha256::digest([b"slipway gateway certificate key v1\0".as_slice(), &key].concat()).into();
+        Ok(Self { cipher: XChaCha20Poly1305::new(&key.into()), access_key, certificate_key })
     }
 
     /// The key app access tokens and gateway cookies are signed with.
     pub fn access_key(&self) -> [u8; 32] {
         self.access_key
+    }
+
+    /// The key the gateway opens certificate private keys with.
+    pub fn certificate_key(&self) -> [u8; 32] {
+        self.certificate_key
+    }
+
+    /// Seals a certificate's private key for the gateway (base64, `tls::open_sealed`'s format).
+    pub fn seal_for_gateway(&self, key_pem: &[u8]) -> String {
+        let mut nonce = [0u8; orchestrator::gateway::tls::NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        orchestrator::gateway::tls::seal_with_nonce(&self.certificate_key, nonce, key_pem)
     }
 
     /// Reads the key file, or creates it with a fresh random key (mode 0600) when it does not exist.

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod custom_domains;
 pub mod db;
 pub mod deploys;
 pub mod domain;

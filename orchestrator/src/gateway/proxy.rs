@@ -315,7 +315,13 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     }
 
     /// Answers one request: a page, or the app's response.
-    async fn handle(self: &Arc<Self>, mut request: Request<Incoming>, peer: SocketAddr, secure: bool, tasks: &Tasks) -> Response<ProxyBody> {
+    async fn handle(
+        self: &Arc<Self>,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        secure: bool,
+        tasks: &Tasks,
+    ) -> Response<ProxyBody> {
         let arrived = Instant::now();
         if request.method() == Method::CONNECT {
             return page_response(pages::bad_request("This server does not tunnel CONNECT requests."));
@@ -334,12 +340,12 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
                 };
             }
         }
-        if !secure && self.config.https_redirect {
-            if self.domains.as_ref().is_some_and(|domains| domains.certs().covers(&host_text)) {
-                let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
-                if let Some(location) = domains::https_location(&host_text, path_and_query, self.config.https_port) {
-                    return redirect_response(&location);
-                }
+        let redirect =
+            !secure && self.config.https_redirect && self.domains.as_ref().is_some_and(|domains| domains.certs().covers(&host_text));
+        if redirect {
+            let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            if let Some(location) = domains::https_location(&host_text, path_and_query, self.config.https_port) {
+                return redirect_response(&location);
             }
         }
         let (app, custom_host) = match app_for_host(&host_text, &self.config.apps_domain) {
@@ -380,7 +386,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             }
         }
         let tracked = Tracked::start(self.metrics.service(&service_for_app(&app)), &request, arrived);
-        let failure = match self.forward(request, host, peer, secure, &upstream, tracked, tasks).await {
+        let failure = match self.forward(request, host, Peer { addr: peer, secure }, &upstream, tracked, tasks).await {
             Ok(response) => return response,
             Err((error, tracked)) => (error, tracked),
         };
@@ -413,8 +419,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         host: HeaderValue,
-        peer: SocketAddr,
-        secure: bool,
+        peer: Peer,
         upstream: &Upstream,
         mut tracked: Tracked,
         tasks: &Tasks,
@@ -422,7 +427,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         let upgrade = headers::is_upgrade_request(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let peer_ip = peer.ip().to_canonical();
+        let (peer_ip, secure) = (peer.addr.ip().to_canonical(), peer.secure);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::strip_portal_cookies(&mut parts.headers);
         // hyper's server answers `Expect: 100-continue` itself when the body is first read, which
@@ -514,6 +519,13 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         });
         Ok(sender)
     }
+}
+
+/// Who sent a request, and whether over TLS.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    addr: SocketAddr,
+    secure: bool,
 }
 
 /// Tells request-body failures (the visitor's side, or our size limit) from the app's failures.

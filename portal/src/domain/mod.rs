@@ -2,6 +2,7 @@
 //! Pure: no I/O, no clock, no configuration lookups (allowed domains are passed in).
 
 mod account;
+pub mod custom_domain;
 mod env;
 pub mod permissions;
 pub mod scaling;

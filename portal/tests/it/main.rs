@@ -7,6 +7,7 @@ mod accounts;
 mod api;
 mod cli;
 mod cli_deploy;
+mod custom_domains;
 mod deploys;
 mod helpers;
 mod hostile;

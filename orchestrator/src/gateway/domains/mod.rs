@@ -157,8 +157,8 @@ impl Domains {
         let mut certificates = HashMap::new();
         for (domain, record) in table.records() {
             let Some(published) = record.certificate.as_ref().filter(|_| record.verified) else { continue };
-            let loaded = open_sealed(&self.key, &published.key_sealed)
-                .and_then(|key_pem| certified_key(published.chain_pem.as_bytes(), &key_pem));
+            let loaded =
+                open_sealed(&self.key, &published.key_sealed).and_then(|key_pem| certified_key(published.chain_pem.as_bytes(), &key_pem));
             match loaded {
                 Ok(certified) => {
                     certificates.insert(domain.to_owned(), Arc::new(certified));

@@ -72,11 +72,7 @@ fn replace_loads_certificates_of_verified_domains_only() {
     bad.certificate = Some(PublishedCertificate { key_sealed: "AAAA".to_owned(), ..certificate });
     let domains = Domains::new(CertStore::new("apps.test"), key);
     domains.replace(DomainTable::new(
-        [
-            ("shop.example.test".to_owned(), verified),
-            ("quiz.example.test".to_owned(), unverified),
-            ("bad.example.test".to_owned(), bad),
-        ],
+        [("shop.example.test".to_owned(), verified), ("quiz.example.test".to_owned(), unverified), ("bad.example.test".to_owned(), bad)],
         [],
     ));
     assert!(domains.certs().covers("shop.example.test"));
