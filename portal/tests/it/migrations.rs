@@ -60,4 +60,11 @@ fn every_model_reads_from_the_migrated_schema() {
     email_tokens::table.select(EmailToken::as_select()).load(&mut conn).expect("email_tokens match schema.rs");
     api_tokens::table.select(ApiToken::as_select()).load(&mut conn).expect("api_tokens match schema.rs");
     outbound_mail::table.select(OutboundMail::as_select()).load(&mut conn).expect("outbound_mail match schema.rs");
+    use portal::db::models::CustomDomain;
+    use portal::db::schema::{acme_accounts, custom_domains};
+    custom_domains::table.select(CustomDomain::as_select()).load(&mut conn).expect("custom_domains match schema.rs");
+    acme_accounts::table
+        .select((acme_accounts::directory_url, acme_accounts::credentials_sealed, acme_accounts::created_at))
+        .load::<(String, Vec<u8>, chrono::DateTime<chrono::Utc>)>(&mut conn)
+        .expect("acme_accounts match schema.rs");
 }
