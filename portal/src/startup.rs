@@ -102,6 +102,10 @@ impl Application {
             None => None,
         };
         let https_port = https_listener.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()?;
+        // With port 0 (tests) links and redirects must carry the port the system chose.
+        if config.tls.public_https_port.is_none() {
+            config.tls.public_https_port = https_port;
+        }
         let certificates = orchestrator::gateway::tls::CertStore::new(config.apps_domain.clone());
         if let (Some(chain), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
             let certified = orchestrator::gateway::tls::load_pem_files(chain, key).context("loading tls.cert_file and tls.key_file")?;

@@ -377,6 +377,49 @@ async fn a_custom_domain_proven_by_http_or_dns_gets_a_pebble_certificate_serves_
     assert_eq!(redirected.headers()["Location"], format!("https://shop.example.test:{https_port}/page?x=1").as_str());
     assert_eq!(gateway_get(&app, "shop.example.test", "/.well-known/acme-challenge/unknown").await.status(), 404);
 
+    // A private app on its custom domain: the gateway sends the visitor to the portal naming the
+    // host, the portal hands back to that host (and only to a host the app owns), and the cookie
+    // is set on the custom domain.
+    let response = app
+        .client
+        .patch(app.url("/api/v1/projects/dom-shop"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"visibility": "private"}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(response.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let response =
+            client.get(format!("https://shop.example.test:{https_port}/")).header("Accept", "text/html").send().await.expect("HTTPS");
+        if response.status() == 302 || tokio::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(refused.status(), 302);
+    let login = refused.headers()["Location"].to_str().expect("ascii").to_owned();
+    assert_eq!(login, format!("{}/access?app=dom-shop&next=%2F&host=shop.example.test", app.address));
+    let (owner, owner_jar) = app.new_browser();
+    let signed_in =
+        app.post_form_as(&owner, &owner_jar, "/login", &[("email", "dom-owner@pusan.ac.kr"), ("password", crate::helpers::PASSWORD)]).await;
+    assert_eq!(signed_in.status(), 303);
+    let handoff = owner.get(&login).send().await.expect("GET /access");
+    assert_eq!(handoff.status(), 303);
+    let handoff = handoff.headers()["Location"].to_str().expect("ascii").to_owned();
+    assert!(handoff.starts_with(&format!("https://shop.example.test:{https_port}/.slipway/auth?token=")), "{handoff}");
+    let entered = client.get(&handoff).send().await.expect("hand-off over HTTPS");
+    assert_eq!(entered.status(), 303);
+    assert_eq!(entered.headers()["Location"], "/");
+    let set_cookie = entered.headers()["Set-Cookie"].to_str().expect("ascii").to_owned();
+    assert!(set_cookie.starts_with("slipway_access=") && !set_cookie.to_ascii_lowercase().contains("domain="), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().expect("a pair").to_owned();
+    let inside = client.get(format!("https://shop.example.test:{https_port}/")).header("Cookie", &cookie).send().await.expect("HTTPS");
+    assert_eq!(inside.status(), 200);
+    let elsewhere = owner.get(app.url("/access?app=dom-shop&next=%2F&host=evil.example.test")).send().await.expect("GET /access");
+    assert_eq!(elsewhere.status(), 404);
+
     // Renewal, with the time passed in: a new certificate replaces the old one without a restart.
     let later = chrono::Utc::now() + chrono::Duration::days(4 * 365);
     let pass = portal::custom_domains::run_certificates(&app.state, later).await.expect("renewal pass");
@@ -391,7 +434,12 @@ async fn a_custom_domain_proven_by_http_or_dns_gets_a_pebble_certificate_serves_
     .await
     .expect("handshake task");
     assert_eq!(served, leaf_of(&second_chain));
-    let response = client.get(format!("https://shop.example.test:{https_port}/")).send().await.expect("HTTPS request after renewal");
+    let response = client
+        .get(format!("https://shop.example.test:{https_port}/"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .expect("HTTPS request after renewal");
     assert_eq!(response.status(), 200);
     // Nothing is due right after a renewal.
     let pass = portal::custom_domains::run_certificates(&app.state, chrono::Utc::now()).await.expect("pass");
