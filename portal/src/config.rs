@@ -927,6 +927,27 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_acme_settings_are_read_and_checked() {
+        let text = format!(
+            "{MINIMAL}[tls]\nhttps_addr = \"127.0.0.1:8443\"\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nredirect_http = true\n\
+             [acme]\ndirectory_url = \"https://127.0.0.1:14000/dir\"\ncheck_interval = \"10m\"\n[custom_domains]\ndns_server = \"127.0.0.1:8053\"\nhttp_port = 8000\n"
+        );
+        let config = Config::from_toml_str(&text, "test").expect("valid");
+        assert_eq!(config.tls.https_addr.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:8443"));
+        assert!(config.tls.redirect_http && config.tls.cert_file.is_some() && config.tls.key_file.is_some());
+        assert_eq!(config.acme.check_interval, Duration::from_secs(600));
+        assert_eq!(config.custom_domains.http_port, 8000);
+        let defaults = Config::from_toml_str(MINIMAL, "test").expect("valid");
+        assert!(defaults.tls.https_addr.is_none() && defaults.acme.directory_url.is_none() && !defaults.tls.redirect_http);
+        assert_eq!((defaults.custom_domains.http_port, defaults.custom_domains.max_per_project), (80, 5));
+        check_error(&format!("{MINIMAL}[tls]\ncert_file = \"/c.pem\"\n"), "`tls.cert_file` = `/c.pem`: tls.cert_file and tls.key_file go together");
+        check_error(&format!("{MINIMAL}[tls]\nredirect_http = true\n"), "`tls.redirect_http` = `true`: needs tls.https_addr");
+        check_error(&format!("{MINIMAL}[tls]\nhttps_addr = \"x\"\n"), "`tls.https_addr` = `x`");
+        check_error(&format!("{MINIMAL}[acme]\ndirectory_url = \"http://ca.test/dir\"\n"), "must be an https URL");
+        check_error(&format!("{MINIMAL}[acme]\ndirectory_url = \"https://ca.test/dir\"\n"), "set tls.https_addr");
+    }
+
+    #[test]
     fn errors_name_the_key_and_the_bad_value() {
         check_error("portal_addr = \"abc\"\nallowed_email_domains = [\"x.kr\"]", "config key `portal_addr` = `abc`");
         check_error("apps_domain = \"bad domain\"\nallowed_email_domains = [\"x.kr\"]", "`apps_domain` = `bad domain`");
