@@ -524,3 +524,47 @@ async fn the_apps_domain_is_served_with_the_configured_wildcard_certificate_whic
     assert_eq!(served, leaf_of(&next));
     drop(dir);
 }
+
+/// `slipway domains ...` with the portal and token from the environment, as in CI.
+async fn cli(app: &TestApp, token: &str, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    command.args(args).env("SLIPWAY_PORTAL", &app.address).env("SLIPWAY_TOKEN", token).env("SLIPWAY_LOG", "warn");
+    command.env_remove("SLIPWAY_CONFIG");
+    tokio::task::spawn_blocking(move || command.output().expect("run slipway")).await.expect("join")
+}
+
+#[tokio::test]
+async fn the_cli_adds_lists_verifies_and_removes_domains_and_a_failed_check_says_what_was_looked_for() {
+    // Nothing answers DNS on this port, so the ownership check must fail, and say so.
+    let dns_port = free_port();
+    let extra_tables = format!("[custom_domains]\ndns_server = \"127.0.0.1:{dns_port}\"\n");
+    let app = spawn_app_with(AppOptions { extra_tables, ..Default::default() }).await;
+    let token = app.api_token("dom-cli@pusan.ac.kr").await;
+    app.create_project(&token, "dom-cli", "static").await;
+
+    let added = cli(&app, &token, &["domains", "add", "dom-cli", "cli.example.test"]).await;
+    let printed = String::from_utf8_lossy(&added.stdout);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(printed.contains("_slipway-challenge.cli.example.test"), "{printed}");
+    assert!(printed.contains("slipway domains verify dom-cli cli.example.test"), "{printed}");
+
+    let listed = cli(&app, &token, &["domains", "list", "dom-cli"]).await;
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("cli.example.test  pending"));
+
+    let verified = cli(&app, &token, &["domains", "verify", "dom-cli", "cli.example.test"]).await;
+    let complaint = String::from_utf8_lossy(&verified.stderr);
+    assert!(!verified.status.success());
+    assert!(complaint.contains("domain_not_verified") && complaint.contains("_slipway-challenge.cli.example.test"), "{complaint}");
+    let listed = cli(&app, &token, &["domains", "list", "dom-cli"]).await;
+    let printed = String::from_utf8_lossy(&listed.stdout);
+    assert!(printed.contains("pending") && printed.contains("last error: control of cli.example.test is not proven yet"), "{printed}");
+
+    let taken = cli(&app, &token, &["domains", "add", "dom-cli", "CLI.example.test."]).await;
+    assert!(!taken.status.success() && String::from_utf8_lossy(&taken.stderr).contains("domain_taken"));
+
+    let removed = cli(&app, &token, &["domains", "remove", "dom-cli", "cli.example.test"]).await;
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    assert!(String::from_utf8_lossy(&removed.stdout).contains("removed cli.example.test from dom-cli"));
+    let listed = cli(&app, &token, &["domains", "list", "dom-cli"]).await;
+    assert!(listed.status.success() && listed.stdout.is_empty(), "{}", String::from_utf8_lossy(&listed.stdout));
+}
