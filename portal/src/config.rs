@@ -940,7 +940,10 @@ mod tests {
         let defaults = Config::from_toml_str(MINIMAL, "test").expect("valid");
         assert!(defaults.tls.https_addr.is_none() && defaults.acme.directory_url.is_none() && !defaults.tls.redirect_http);
         assert_eq!((defaults.custom_domains.http_port, defaults.custom_domains.max_per_project), (80, 5));
-        check_error(&format!("{MINIMAL}[tls]\ncert_file = \"/c.pem\"\n"), "`tls.cert_file` = `/c.pem`: tls.cert_file and tls.key_file go together");
+        check_error(
+            &format!("{MINIMAL}[tls]\ncert_file = \"/c.pem\"\n"),
+            "`tls.cert_file` = `/c.pem`: tls.cert_file and tls.key_file go together",
+        );
         check_error(&format!("{MINIMAL}[tls]\nredirect_http = true\n"), "`tls.redirect_http` = `true`: needs tls.https_addr");
         check_error(&format!("{MINIMAL}[tls]\nhttps_addr = \"x\"\n"), "`tls.https_addr` = `x`");
         check_error(&format!("{MINIMAL}[acme]\ndirectory_url = \"http://ca.test/dir\"\n"), "must be an https URL");

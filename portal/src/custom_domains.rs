@@ -74,6 +74,13 @@ pub async fn list(state: &AppState, user: &User, project_name: &str) -> Result<V
     Ok(rows.iter().map(DomainView::of).collect())
 }
 
+/// The domains of a project the caller may already view (the project page).
+pub async fn views(state: &AppState, project: &Project) -> Result<Vec<DomainView>, AppError> {
+    let project_id = project.id;
+    let rows = state.db.run(move |conn| db::custom_domains::list_for_project(conn, project_id)).await?;
+    Ok(rows.iter().map(DomainView::of).collect())
+}
+
 pub async fn add(state: &AppState, user: &User, project_name: &str, raw_domain: &str) -> Result<DomainView, AppError> {
     let project = projects::get(state, user, project_name, Action::ManageDomains).await?;
     let portal_host = state.config.public_url.host_str().unwrap_or_default().to_owned();

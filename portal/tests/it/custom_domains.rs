@@ -568,3 +568,30 @@ async fn the_cli_adds_lists_verifies_and_removes_domains_and_a_failed_check_says
     let listed = cli(&app, &token, &["domains", "list", "dom-cli"]).await;
     assert!(listed.status.success() && listed.stdout.is_empty(), "{}", String::from_utf8_lossy(&listed.stdout));
 }
+
+#[tokio::test]
+async fn the_project_page_adds_shows_checks_and_removes_a_domain() {
+    let dns_port = free_port();
+    let extra_tables = format!("[custom_domains]\ndns_server = \"127.0.0.1:{dns_port}\"\n");
+    let app = spawn_app_with(AppOptions { extra_tables, ..Default::default() }).await;
+    app.signed_in_user("dom-page@pusan.ac.kr").await;
+    assert_eq!(app.post_form("/projects", &[("name", "dom-page"), ("template", "static")]).await.status(), 303);
+
+    let added = app.post_form("/projects/dom-page/domains", &[("domain", "page.example.test")]).await;
+    assert_eq!(added.status(), 303);
+    let page = crate::helpers::text(app.get("/projects/dom-page").await).await;
+    assert!(page.contains("The domain is added"), "{page}");
+    assert!(page.contains("_slipway-challenge.page.example.test") && page.contains("Waiting for proof of control"), "{page}");
+
+    let bad = app.post_form("/projects/dom-page/domains", &[("domain", "localhost")]).await;
+    assert_eq!(bad.status(), 422);
+    assert!(crate::helpers::text(bad).await.contains("cannot be used as a custom domain"));
+    let unproven = app.post_form("/projects/dom-page/domains/page.example.test/verify", &[]).await;
+    assert_eq!(unproven.status(), 422);
+    assert!(crate::helpers::text(unproven).await.contains("is not proven yet"));
+
+    let removed = app.post_form("/projects/dom-page/domains/page.example.test/delete", &[]).await;
+    assert_eq!(removed.status(), 303);
+    let page = crate::helpers::text(app.get("/projects/dom-page").await).await;
+    assert!(page.contains("The domain is removed") && !page.contains("page.example.test"), "{page}");
+}
