@@ -15,8 +15,11 @@
 //! body dropped early (the visitor left) closes the connection instead, because HTTP/1.1 cannot
 //! reuse a connection with an unread response on it.
 //!
-//! It deliberately does not: terminate TLS (a front proxy or the cluster's ingress does), speak
-//! HTTP/2 to clients or apps, cache, compress, rate-limit, authenticate, or restart apps (it
+//! TLS: `serve_tls` runs the same service behind a rustls handshake (certificates by SNI from
+//! `tls::CertStore`); before routing, `domains` answers ACME and ownership challenges, redirects
+//! plain HTTP to HTTPS where configured, and maps verified custom domains to their apps.
+//!
+//! It deliberately does not: speak HTTP/2 to clients or apps, cache, compress, rate-limit, authenticate, or restart apps (it
 //! reports upstream failures to the resolver, and the runtime decides).
 
 use std::collections::{BTreeMap, HashMap};
