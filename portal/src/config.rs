@@ -196,6 +196,10 @@ pub struct CustomDomainsConfig {
     pub http_port: u16,
     /// At most this many custom domains per project.
     pub max_per_project: usize,
+    /// Let the HTTP ownership check fetch from loopback, private and other non-public addresses.
+    /// Off by default, so an owner cannot make the portal probe the internal network; turn it on
+    /// where apps' domains resolve to private addresses (an intranet) or in tests.
+    pub http_check_private_addresses: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +304,7 @@ struct RawCustomDomains {
     dns_server: Option<String>,
     http_port: Option<u16>,
     max_per_project: Option<usize>,
+    http_check_private_addresses: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -855,6 +860,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .transpose()?,
         http_port: raw_custom.http_port.unwrap_or(80),
         max_per_project: raw_custom.max_per_project.unwrap_or(5),
+        http_check_private_addresses: raw_custom.http_check_private_addresses.unwrap_or(false),
     };
 
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());

@@ -129,7 +129,11 @@ pub async fn verify(state: &AppState, user: &User, project_name: &str, raw_domai
         return Ok(DomainView::of(&row));
     }
     let lookup = dns_lookup(state)?;
-    match check_ownership(lookup.as_ref(), &row.domain, &row.proof_token, state.config.custom_domains.http_port).await {
+    let http = HttpCheck {
+        port: state.config.custom_domains.http_port,
+        private_addresses: state.config.custom_domains.http_check_private_addresses,
+    };
+    match check_ownership(lookup.as_ref(), &row.domain, &row.proof_token, http).await {
         Ok(method) => {
             let id = row.id;
             state.db.run(move |conn| db::custom_domains::mark_verified(conn, id, Utc::now())).await?;
@@ -188,10 +192,19 @@ fn dns_lookup(state: &AppState) -> Result<Arc<dyn DnsLookup>, AppError> {
     Ok(Arc::new(UdpDns { server, timeout: Duration::from_secs(3) }))
 }
 
+/// Where and how the HTTP ownership check fetches the token.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpCheck {
+    pub port: u16,
+    /// Fetch from non-public addresses too (`custom_domains.http_check_private_addresses`).
+    pub private_addresses: bool,
+}
+
 /// Looks for `token` in the TXT records at `_slipway-challenge.DOMAIN`, then at
-/// `http://DOMAIN:http_port/.well-known/slipway-challenge/TOKEN` (the domain's first A record).
-/// `Ok` names the method that succeeded; `Err` says what was looked for, for the owner.
-pub async fn check_ownership(lookup: &dyn DnsLookup, domain: &str, token: &str, http_port: u16) -> Result<&'static str, String> {
+/// `http://DOMAIN:PORT/.well-known/slipway-challenge/TOKEN` (the domain's first A record, refused
+/// when it is not public unless allowed). `Ok` names the method that succeeded; `Err` says what
+/// was looked for, for the owner.
+pub async fn check_ownership(lookup: &dyn DnsLookup, domain: &str, token: &str, http: HttpCheck) -> Result<&'static str, String> {
     let record = format!("{}.{domain}", crate::domain::custom_domain::CHALLENGE_LABEL);
     let txt = lookup.txt(&record).await;
     if txt.as_ref().is_ok_and(|values| values.iter().any(|value| value.trim() == token)) {
@@ -202,18 +215,22 @@ pub async fn check_ownership(lookup: &dyn DnsLookup, domain: &str, token: &str, 
         Ok(_) => format!("the TXT record at {record} does not hold the token"),
         Err(error) => format!("the TXT lookup for {record} failed ({error})"),
     };
-    let http_result = match http_token(lookup, domain, token, http_port).await {
+    let http_result = match http_token(lookup, domain, token, http).await {
         Ok(()) => return Ok("http"),
         Err(reason) => reason,
     };
     Err(format!("control of {domain} is not proven yet: {txt_result}, and {http_result}"))
 }
 
-async fn http_token(lookup: &dyn DnsLookup, domain: &str, token: &str, http_port: u16) -> Result<(), String> {
+async fn http_token(lookup: &dyn DnsLookup, domain: &str, token: &str, http: HttpCheck) -> Result<(), String> {
+    let http_port = http.port;
     let addresses = lookup.ipv4(domain).await.map_err(|e| format!("looking up {domain} failed ({e})"))?;
     let Some(address) = addresses.first() else {
         return Err(format!("{domain} has no A record"));
     };
+    if let Some(kind) = orchestrator::egress::rules::forbidden_kind((*address).into()).filter(|_| !http.private_addresses) {
+        return Err(format!("{domain} resolves to {address}, {}; the HTTP check fetches only from public addresses", kind.describe()));
+    }
     let url = format!("http://{domain}:{http_port}{PROOF_PATH}{token}");
     let client = reqwest::Client::builder()
         .resolve(domain, SocketAddr::new((*address).into(), http_port))
@@ -364,5 +381,56 @@ pub async fn certificate_worker(state: AppState, mut shutdown: tokio::sync::watc
             () = state.certificates.notified() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+
+    use super::dns::{DnsError, Lookup};
+    use super::*;
+
+    /// Serves fixed answers: the one system the tests may stand in for is hosted DNS.
+    struct FixedDns {
+        txt: HashMap<&'static str, Vec<&'static str>>,
+        a: HashMap<&'static str, Vec<Ipv4Addr>>,
+    }
+
+    impl DnsLookup for FixedDns {
+        fn txt<'a>(&'a self, name: &'a str) -> Lookup<'a, Vec<String>> {
+            let found = self.txt.get(name).map(|values| values.iter().map(|v| v.to_string()).collect()).unwrap_or_default();
+            Box::pin(async move { Ok::<_, DnsError>(found) })
+        }
+
+        fn ipv4<'a>(&'a self, name: &'a str) -> Lookup<'a, Vec<Ipv4Addr>> {
+            let found = self.a.get(name).cloned().unwrap_or_default();
+            Box::pin(async move { Ok::<_, DnsError>(found) })
+        }
+    }
+
+    const STRICT: HttpCheck = HttpCheck { port: 80, private_addresses: false };
+
+    #[tokio::test]
+    async fn a_txt_record_with_the_token_proves_control_without_any_fetch() {
+        let dns = FixedDns { txt: HashMap::from([("_slipway-challenge.shop.example.org", vec!["other", " tok "])]), a: HashMap::new() };
+        assert_eq!(check_ownership(&dns, "shop.example.org", "tok", STRICT).await, Ok("dns"));
+    }
+
+    #[tokio::test]
+    async fn the_http_check_never_fetches_from_internal_addresses_unless_allowed() {
+        let dns = FixedDns { txt: HashMap::new(), a: HashMap::from([("shop.example.org", vec![Ipv4Addr::new(10, 1, 2, 3)])]) };
+        let refused = check_ownership(&dns, "shop.example.org", "tok", STRICT).await.expect_err("not proven");
+        assert!(refused.contains("no TXT record at _slipway-challenge.shop.example.org"), "{refused}");
+        assert!(refused.contains("resolves to 10.1.2.3, a private address"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_says_what_was_found_for_each_method() {
+        let dns = FixedDns { txt: HashMap::from([("_slipway-challenge.shop.example.org", vec!["stale"])]), a: HashMap::new() };
+        let refused = check_ownership(&dns, "shop.example.org", "tok", STRICT).await.expect_err("not proven");
+        assert!(refused.contains("the TXT record at _slipway-challenge.shop.example.org does not hold the token"), "{refused}");
+        assert!(refused.contains("shop.example.org has no A record"), "{refused}");
     }
 }

@@ -273,7 +273,7 @@ async fn a_custom_domain_proven_by_http_or_dns_gets_a_pebble_certificate_serves_
     let extra_tables = format!(
         "[tls]\nhttps_addr = \"127.0.0.1:0\"\nredirect_http = true\n\
          [acme]\ndirectory_url = \"{directory}\"\nca_file = \"{ca}\"\ncontact_email = \"admin@pusan.ac.kr\"\n\
-         [custom_domains]\ndns_server = \"127.0.0.1:{dns}\"\nhttp_port = {gateway_port}\n",
+         [custom_domains]\ndns_server = \"127.0.0.1:{dns}\"\nhttp_port = {gateway_port}\nhttp_check_private_addresses = true\n",
         directory = pebble.directory_url,
         ca = pebble.ca.display(),
         dns = pebble.dns_port,
