@@ -594,4 +594,19 @@ async fn the_project_page_adds_shows_checks_and_removes_a_domain() {
     assert_eq!(removed.status(), 303);
     let page = crate::helpers::text(app.get("/projects/dom-page").await).await;
     assert!(page.contains("The domain is removed") && !page.contains("page.example.test"), "{page}");
+
+    // Deleting the project takes its domains out of the gateway's view too.
+    assert_eq!(app.post_form("/projects/dom-page/domains", &[("domain", "gone.example.test")]).await.status(), 303);
+    let known = |app: &TestApp| app.state.custom_domains.table().record("gone.example.test").is_some();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !known(&app) {
+        assert!(tokio::time::Instant::now() < deadline, "the gateway never saw the domain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.post_form("/projects/dom-page/delete", &[("confirm_name", "dom-page")]).await.status(), 303);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while known(&app) {
+        assert!(tokio::time::Instant::now() < deadline, "the gateway still knows a deleted project's domain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
