@@ -513,6 +513,12 @@ async fn the_apps_domain_is_served_with_the_configured_wildcard_certificate_whic
     assert_eq!(redirected.headers()["Location"], format!("https://quiz.apps.test:{https_port}/a?b=c").as_str());
     assert_eq!(gateway_get(&app, "other.example.test", "/").await.status(), 404);
 
+    // Links to apps use HTTPS now.
+    let token = app.api_token("dom-wild@pusan.ac.kr").await;
+    app.create_project(&token, "dom-wild", "static").await;
+    let project = app.api_get(&token, "/api/v1/projects/dom-wild").await;
+    assert_eq!(project["url"], format!("https://dom-wild.apps.test:{https_port}").as_str(), "{project}");
+
     // A renewed certificate written over the files is picked up without a restart.
     let (renewed, _) = make_leaf(dir.path(), "wildcard-next", "DNS:*.apps.test,DNS:apps.test");
     std::fs::copy(dir.path().join("wildcard-next.key"), &key).expect("replace key");
