@@ -250,22 +250,29 @@ async fn http_token(lookup: &dyn DnsLookup, domain: &str, token: &str, http: Htt
     }
 }
 
-/// The gateway's record for one domain; the key is sealed for the gateway.
-fn record_for(state: &AppState, row: &CustomDomain, app: &str) -> Result<DomainRecord, AppError> {
+/// The gateway's record for one domain; the key is sealed for the gateway. A stored key that does
+/// not open (the installation key was replaced) leaves the domain without a certificate, with a
+/// warning, rather than stopping every other domain from being published; the next renewal
+/// replaces it.
+fn record_for(state: &AppState, row: &CustomDomain, app: &str) -> DomainRecord {
     let verified = row.verified_at.is_some();
     let certificate = match (&row.cert_chain_pem, &row.cert_key_sealed) {
-        (Some(chain_pem), Some(sealed)) if verified => {
-            let key_pem =
-                state.secrets.open(sealed).map_err(|e| AppError::Internal(anyhow::anyhow!("opening the key of {}: {e}", row.domain)))?;
-            Some(PublishedCertificate { chain_pem: chain_pem.clone(), key_sealed: state.secrets.seal_for_gateway(&key_pem) })
-        }
+        (Some(chain_pem), Some(sealed)) if verified => match state.secrets.open(sealed) {
+            Ok(key_pem) => {
+                Some(PublishedCertificate { chain_pem: chain_pem.clone(), key_sealed: state.secrets.seal_for_gateway(&key_pem) })
+            }
+            Err(error) => {
+                tracing::warn!(domain = %row.domain, %error, "the stored certificate key does not open; publishing the domain without it");
+                None
+            }
+        },
         _ => None,
     };
-    Ok(DomainRecord { app: app.to_owned(), verified, proof_token: (!verified).then(|| row.proof_token.clone()), certificate })
+    DomainRecord { app: app.to_owned(), verified, proof_token: (!verified).then(|| row.proof_token.clone()), certificate }
 }
 
 async fn publish_one(state: &AppState, row: &CustomDomain, app: &str) -> Result<(), AppError> {
-    let json = serde_json::to_string(&record_for(state, row, app)?).expect("a domain record serialises");
+    let json = serde_json::to_string(&record_for(state, row, app)).expect("a domain record serialises");
     state.cache.publish_domains(&[(row.domain.clone(), Some(json))], false).await?;
     state.custom_domains.poke();
     Ok(())
@@ -276,7 +283,7 @@ pub async fn publish_all(state: &AppState) -> Result<usize, AppError> {
     let rows = state.db.run(db::custom_domains::all_with_app).await?;
     let mut records = Vec::with_capacity(rows.len());
     for (row, app) in &rows {
-        let json = serde_json::to_string(&record_for(state, row, app)?).expect("a domain record serialises");
+        let json = serde_json::to_string(&record_for(state, row, app)).expect("a domain record serialises");
         records.push((row.domain.clone(), Some(json)));
     }
     state.cache.publish_domains(&records, true).await?;
