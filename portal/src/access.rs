@@ -111,8 +111,17 @@ pub enum Handoff {
 }
 
 /// Decides for `user` (signed in with session `session_token`) and, when allowed, mints a
-/// hand-off token for `app` that returns to `next`.
-pub async fn handoff(state: &AppState, user: &User, session_token: &str, app: &str, next: &str) -> Result<Handoff, AppError> {
+/// hand-off token for `app` that returns to `next` on the app's own host, or on `custom_host` when
+/// that is a verified custom domain of the app (anything else is refused as not found, so the
+/// portal never sends a token to a host the app does not own).
+pub async fn handoff(
+    state: &AppState,
+    user: &User,
+    session_token: &str,
+    app: &str,
+    next: &str,
+    custom_host: Option<&str>,
+) -> Result<Handoff, AppError> {
     let name = app.trim().to_owned();
     let project = state.db.run(move |conn| db::projects::find_by_name(conn, &name)).await?.ok_or(AppError::NotFound("project"))?;
     let record = {
@@ -135,6 +144,9 @@ pub async fn handoff(state: &AppState, user: &User, session_token: &str, app: &s
         next: if next.starts_with('/') && !next.starts_with("//") { next.to_owned() } else { "/".to_owned() },
     };
     let token = token::sign(&state.secrets.access_key(), Kind::Handoff, &claims);
-    let base = crate::routes::api::projects::app_url(state, &project.name);
+    let base = match custom_host {
+        None => crate::routes::api::projects::app_url(state, &project.name),
+        Some(host) => crate::custom_domains::handoff_base(state, project.id, host).await?.ok_or(AppError::NotFound("domain"))?,
+    };
     Ok(Handoff::Redirect(format!("{base}{}?token={token}", orchestrator::gateway::access::HANDOFF_PATH)))
 }

@@ -172,6 +172,44 @@ impl Cache {
         &self.prefix
     }
 
+    /// Writes custom domain records (`None` removes the domain) for the gateway's domains feed and
+    /// bumps its version; `replace_all` first drops every record (the full republish at start).
+    pub async fn publish_domains(&self, records: &[(String, Option<String>)], replace_all: bool) -> Result<(), CacheError> {
+        use orchestrator::gateway::domains::feed;
+        let key = feed::records_key(&self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if replace_all {
+            pipe.del(&key).ignore();
+        }
+        for (domain, record) in records {
+            match record {
+                Some(json) => pipe.hset(&key, domain, json).ignore(),
+                None => pipe.hdel(&key, domain).ignore(),
+            };
+        }
+        pipe.incr(feed::version_key(&self.prefix), 1).ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Adds (`Some(key authorization)`) or removes an ACME HTTP-01 answer the gateway serves.
+    pub async fn publish_acme_challenge(&self, token: &str, key_authorization: Option<&str>) -> Result<(), CacheError> {
+        use orchestrator::gateway::domains::feed;
+        let key = feed::acme_key(&self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        match key_authorization {
+            Some(value) => pipe.hset(&key, token, value).ignore(),
+            None => pipe.hdel(&key, token).ignore(),
+        };
+        pipe.incr(feed::version_key(&self.prefix), 1).ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
     /// Ends every session of a user ("log out everywhere", password change, password reset).
     pub async fn destroy_all_sessions(&self, user_id: i64) -> Result<usize, CacheError> {
         let user_key = self.key("user_sessions", &user_id.to_string());

@@ -231,6 +231,55 @@ pub struct MonitorConfig {
     pub traefik_url: Option<Url>,
 }
 
+/// HTTPS at the gateway (`[tls]`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// Address of the gateway's HTTPS listener; unset means the gateway serves plain HTTP only.
+    pub https_addr: Option<SocketAddr>,
+    /// The port visitors reach HTTPS on (redirects and links to apps); defaults to `https_addr`'s
+    /// port. Set it to 443 when a port forward or firewall rule maps 443 to `https_addr`.
+    pub public_https_port: Option<u16>,
+    /// PEM certificate chain for the apps domain, normally a wildcard `*.<apps_domain>`; re-read
+    /// when the file changes, so a renewed certificate needs no restart. Needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Redirect plain-HTTP requests to HTTPS (308) for every host that has a certificate. ACME and
+    /// ownership challenges are never redirected.
+    pub redirect_http: bool,
+}
+
+/// Certificates for custom domains through ACME (`[acme]`).
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    /// The ACME directory, e.g. `https://acme-v02.api.letsencrypt.org/directory`; unset means custom
+    /// domains are verified and routed but get no certificate.
+    pub directory_url: Option<Url>,
+    /// Contact address registered with the CA (expiry and policy notices).
+    pub contact_email: Option<String>,
+    /// Extra CA certificate(s), PEM, trusted for the directory's own HTTPS (a private CA, pebble).
+    pub ca_file: Option<PathBuf>,
+    /// How often the certificate worker looks for certificates to issue or renew.
+    pub check_interval: Duration,
+}
+
+/// Custom domains (`[custom_domains]`).
+#[derive(Debug, Clone)]
+pub struct CustomDomainsConfig {
+    /// The DNS resolver ownership checks ask (TXT and A records); unset means the first
+    /// `nameserver` in `/etc/resolv.conf`.
+    pub dns_server: Option<SocketAddr>,
+    /// The port the HTTP ownership check fetches `http://DOMAIN/.well-known/slipway-challenge/TOKEN`
+    /// on: 80, unless the gateway is reached on another port.
+    pub http_port: u16,
+    /// At most this many custom domains per project.
+    pub max_per_project: usize,
+    /// Let the HTTP ownership check fetch from loopback, private and other non-public addresses.
+    /// Off by default, so an owner cannot make the portal probe the internal network; turn it on
+    /// where apps' domains resolve to private addresses (an intranet) or in tests.
+    pub http_check_private_addresses: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
@@ -261,6 +310,9 @@ pub struct Config {
     pub deploy: DeployConfig,
     pub scaling: ScalingConfig,
     pub monitor: MonitorConfig,
+    pub tls: TlsConfig,
+    pub acme: AcmeConfig,
+    pub custom_domains: CustomDomainsConfig,
     /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
@@ -314,6 +366,9 @@ struct RawConfig {
     nomad: Option<RawNomad>,
     vault: Option<RawVault>,
     monitor: Option<RawMonitor>,
+    tls: Option<RawTls>,
+    acme: Option<RawAcme>,
+    custom_domains: Option<RawCustomDomains>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +389,25 @@ struct RawNomad {
     artifact_url_ttl: Option<String>,
     cpu_mhz_per_core: Option<u32>,
     vault_role: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    https_addr: Option<String>,
+    public_https_port: Option<u16>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    redirect_http: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcme {
+    directory_url: Option<String>,
+    contact_email: Option<String>,
+    ca_file: Option<String>,
+    check_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -361,6 +435,15 @@ struct RawMonitor {
     consul_url: Option<String>,
     vault_url: Option<String>,
     traefik_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomDomains {
+    dns_server: Option<String>,
+    http_port: Option<u16>,
+    max_per_project: Option<usize>,
+    http_check_private_addresses: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -572,6 +655,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "nomad",
     "vault",
     "monitor",
+    "tls",
+    "acme",
+    "custom_domains",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -920,6 +1006,58 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let monitor = monitor(raw.monitor.unwrap_or_default())?;
+    let raw_tls = raw.tls.unwrap_or_default();
+    let tls = TlsConfig {
+        https_addr: raw_tls.https_addr.map(|text| socket_addr("tls.https_addr", Some(text), "0.0.0.0:8443")).transpose()?,
+        public_https_port: raw_tls.public_https_port,
+        cert_file: raw_tls.cert_file.filter(|p| !p.is_empty()).map(PathBuf::from),
+        key_file: raw_tls.key_file.filter(|p| !p.is_empty()).map(PathBuf::from),
+        redirect_http: raw_tls.redirect_http.unwrap_or(false),
+    };
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        let (key, value) = match &tls.cert_file {
+            Some(path) => ("tls.cert_file", path.display().to_string()),
+            None => ("tls.key_file", tls.key_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+        };
+        return Err(invalid(key, value, "tls.cert_file and tls.key_file go together"));
+    }
+    if tls.redirect_http && tls.https_addr.is_none() {
+        return Err(invalid("tls.redirect_http", true, "needs tls.https_addr"));
+    }
+    let raw_acme = raw.acme.unwrap_or_default();
+    let directory_url = match raw_acme.directory_url.filter(|u| !u.is_empty()) {
+        None => None,
+        Some(text) => {
+            let url = Url::parse(&text).map_err(|e| invalid("acme.directory_url", &text, e.to_string()))?;
+            if url.scheme() != "https" {
+                return Err(invalid("acme.directory_url", &text, "must be an https URL"));
+            }
+            Some(url)
+        }
+    };
+    let acme = AcmeConfig {
+        directory_url,
+        contact_email: raw_acme.contact_email.filter(|e| !e.is_empty()),
+        ca_file: raw_acme.ca_file.filter(|p| !p.is_empty()).map(PathBuf::from),
+        check_interval: duration("acme.check_interval", raw_acme.check_interval, "1h")?,
+    };
+    if acme.check_interval < Duration::from_secs(1) {
+        return Err(invalid("acme.check_interval", orchestrator::duration::format(acme.check_interval), "must be at least 1s"));
+    }
+    if acme.directory_url.is_some() && tls.https_addr.is_none() {
+        return Err(invalid("acme.directory_url", "(set)", "certificates need an HTTPS listener: set tls.https_addr"));
+    }
+    let raw_custom = raw.custom_domains.unwrap_or_default();
+    let custom_domains = CustomDomainsConfig {
+        dns_server: raw_custom
+            .dns_server
+            .filter(|s| !s.is_empty())
+            .map(|text| socket_addr("custom_domains.dns_server", Some(text), "127.0.0.53:53"))
+            .transpose()?,
+        http_port: raw_custom.http_port.unwrap_or(80),
+        max_per_project: raw_custom.max_per_project.unwrap_or(5),
+        http_check_private_addresses: raw_custom.http_check_private_addresses.unwrap_or(false),
+    };
 
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());
     if let Some(key) = &secret_key {
@@ -954,6 +1092,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         deploy,
         scaling,
         monitor,
+        tls,
+        acme,
+        custom_domains,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
         slipway_binary: raw.slipway_binary.map(PathBuf::from),
@@ -1097,6 +1238,30 @@ mod tests {
         let cluster = Config::from_toml_str("allowed_email_domains = [\"x.kr\"]\n[monitor]\nnomad_url = \"http://127.0.0.1:4646\"", "t")
             .expect("valid");
         assert_eq!(cluster.monitor.nomad_url.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:4646/"));
+    }
+
+    #[test]
+    fn tls_and_acme_settings_are_read_and_checked() {
+        let text = format!(
+            "{MINIMAL}[tls]\nhttps_addr = \"127.0.0.1:8443\"\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nredirect_http = true\n\
+             [acme]\ndirectory_url = \"https://127.0.0.1:14000/dir\"\ncheck_interval = \"10m\"\n[custom_domains]\ndns_server = \"127.0.0.1:8053\"\nhttp_port = 8000\n"
+        );
+        let config = Config::from_toml_str(&text, "test").expect("valid");
+        assert_eq!(config.tls.https_addr.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:8443"));
+        assert!(config.tls.redirect_http && config.tls.cert_file.is_some() && config.tls.key_file.is_some());
+        assert_eq!(config.acme.check_interval, Duration::from_secs(600));
+        assert_eq!(config.custom_domains.http_port, 8000);
+        let defaults = Config::from_toml_str(MINIMAL, "test").expect("valid");
+        assert!(defaults.tls.https_addr.is_none() && defaults.acme.directory_url.is_none() && !defaults.tls.redirect_http);
+        assert_eq!((defaults.custom_domains.http_port, defaults.custom_domains.max_per_project), (80, 5));
+        check_error(
+            &format!("{MINIMAL}[tls]\ncert_file = \"/c.pem\"\n"),
+            "`tls.cert_file` = `/c.pem`: tls.cert_file and tls.key_file go together",
+        );
+        check_error(&format!("{MINIMAL}[tls]\nredirect_http = true\n"), "`tls.redirect_http` = `true`: needs tls.https_addr");
+        check_error(&format!("{MINIMAL}[tls]\nhttps_addr = \"x\"\n"), "`tls.https_addr` = `x`");
+        check_error(&format!("{MINIMAL}[acme]\ndirectory_url = \"http://ca.test/dir\"\n"), "must be an https URL");
+        check_error(&format!("{MINIMAL}[acme]\ndirectory_url = \"https://ca.test/dir\"\n"), "set tls.https_addr");
     }
 
     #[test]

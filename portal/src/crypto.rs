@@ -36,6 +36,9 @@ pub struct SecretBox {
     access_key: [u8; 32],
     /// Another derived key, for the signed URLs Nomad's clients download built revisions with.
     artifact_key: [u8; 32],
+    /// Seals certificate private keys on their way through Redis to the gateway
+    /// (`orchestrator::gateway::tls::open_sealed`), derived the same way.
+    certificate_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -50,7 +53,8 @@ impl SecretBox {
         let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
         let access_key: [u8; 32] = Sha256::digest([b"slipway app access key v1\0".as_slice(), &key].concat()).into();
         let artifact_key: [u8; 32] = Sha256::digest([b"slipway artifact url key v1\0".as_slice(), &key].concat()).into();
-        Ok(Self { cipher: XChaCha20Poly1305::new(&key.into()), access_key, artifact_key })
+        let certificate_key: [u8; 32] = Sha256::digest([b"slipway gateway certificate key v1\0".as_slice(), &key].concat()).into();
+        Ok(Self { cipher: XChaCha20Poly1305::new(&key.into()), access_key, artifact_key, certificate_key })
     }
 
     /// The key app access tokens and gateway cookies are signed with.
@@ -61,6 +65,18 @@ impl SecretBox {
     /// The key signed artifact URLs are made with (`cluster::sign_artifact`).
     pub fn artifact_key(&self) -> [u8; 32] {
         self.artifact_key
+    }
+
+    /// The key the gateway opens certificate private keys with.
+    pub fn certificate_key(&self) -> [u8; 32] {
+        self.certificate_key
+    }
+
+    /// Seals a certificate's private key for the gateway (base64, `tls::open_sealed`'s format).
+    pub fn seal_for_gateway(&self, key_pem: &[u8]) -> String {
+        let mut nonce = [0u8; orchestrator::gateway::tls::NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        orchestrator::gateway::tls::seal_with_nonce(&self.certificate_key, nonce, key_pem)
     }
 
     /// Reads the key file, or creates it with a fresh random key (mode 0600) when it does not exist.

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod crypto;
+pub mod custom_domains;
 pub mod db;
 pub mod deploys;
 pub mod domain;

@@ -296,8 +296,15 @@ pub async fn resolved_env(state: &AppState, project_id: i64) -> Result<Vec<(Stri
 pub async fn delete(state: &AppState, project: &Project) -> Result<(), AppError> {
     state.secret_store.delete_prefix(&secrets::project_prefix(project.id)).await.map_err(secret_error)?;
     let project_id = project.id;
+    let domains = state.db.run(move |conn| db::custom_domains::list_for_project(conn, project_id)).await?;
     state.db.run(move |conn| db::projects::delete(conn, project_id)).await?;
     crate::access::unpublish(state, &project.name).await?;
+    // The rows went with the project (ON DELETE CASCADE); the gateway must forget them too.
+    if !domains.is_empty() {
+        let gone: Vec<(String, Option<String>)> = domains.into_iter().map(|row| (row.domain, None)).collect();
+        state.cache.publish_domains(&gone, false).await?;
+        state.custom_domains.poke();
+    }
     Ok(())
 }
 

@@ -30,6 +30,8 @@ pub struct Application {
     gateway_port: u16,
     metrics_listener: Option<tokio::net::TcpListener>,
     metrics_port: u16,
+    https_listener: Option<tokio::net::TcpListener>,
+    https_port: Option<u16>,
     metrics: Arc<orchestrator::metrics::Registry>,
     host: orchestrator::sandbox::HostSupport,
     redis_client: redis::Client,
@@ -108,6 +110,23 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on metrics_addr {}", config.metrics_addr))?;
         let metrics_port = metrics_listener.local_addr()?.port();
+        let https_listener = match config.tls.https_addr {
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on tls.https_addr {addr}"))?)
+            }
+            None => None,
+        };
+        let https_port = https_listener.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()?;
+        // With port 0 (tests) links and redirects must carry the port the system chose.
+        if config.tls.public_https_port.is_none() {
+            config.tls.public_https_port = https_port;
+        }
+        let certificates = orchestrator::gateway::tls::CertStore::new(config.apps_domain.clone());
+        if let (Some(chain), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
+            let certified = orchestrator::gateway::tls::load_pem_files(chain, key).context("loading tls.cert_file and tls.key_file")?;
+            certificates.set_wildcard(certified);
+        }
+        let custom_domains = orchestrator::gateway::domains::Domains::new(certificates, secrets.certificate_key());
         let (stopping, stopping_receiver) = watch::channel(false);
         let artifacts = Arc::new(
             orchestrator::artifact::ArtifactStore::new(config.data_dir.join("artifacts"))
@@ -143,6 +162,8 @@ impl Application {
             runtime,
             cluster,
             monitor: Arc::new(crate::monitor::Live::default()),
+            custom_domains,
+            certificates: Arc::new(tokio::sync::Notify::new()),
             stopping: stopping_receiver,
         };
         // The gateways' view starts from the database, so a record lost from Redis comes back.
@@ -152,6 +173,8 @@ impl Application {
             let n_policies = crate::cluster::publish_all_policies(&state).await.context("publishing scaling policies to Redis")?;
             tracing::debug!(n_policies, "scaling policies published");
         }
+        let n_domains = crate::custom_domains::publish_all(&state).await.context("publishing custom domains to Redis")?;
+        tracing::debug!(n_domains, "custom domains published");
 
         let port = listener.local_addr()?.port();
         let app_state = web::Data::new(state.clone());
@@ -184,6 +207,8 @@ impl Application {
             gateway_port,
             metrics_listener: Some(metrics_listener),
             metrics_port,
+            https_listener,
+            https_port,
             metrics,
             host,
             redis_client,
@@ -196,6 +221,11 @@ impl Application {
 
     pub fn gateway_port(&self) -> u16 {
         self.gateway_port
+    }
+
+    /// The port of the gateway's HTTPS listener, when `tls.https_addr` is set.
+    pub fn https_port(&self) -> Option<u16> {
+        self.https_port
     }
 
     /// The port of the gateway's `/metrics` listener.
@@ -212,7 +242,9 @@ impl Application {
         let worker = self.worker.take().expect("run_until_stopped is called once");
         let worker_task = tokio::spawn(worker.run(shutdown.clone()));
         let runtime = self.state.runtime.clone();
-        let gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
+        let mut gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
+        gateway_config.https_redirect = self.state.config.tls.redirect_http;
+        gateway_config.https_port = self.state.config.tls.public_https_port.or(self.https_port).unwrap_or(443);
         let gateway_listener = self.gateway_listener.take().expect("run_until_stopped is called once");
         let access = self.state.access.clone();
         tokio::spawn(orchestrator::gateway::access::feed::run(
@@ -222,10 +254,25 @@ impl Application {
             std::time::Duration::from_secs(1),
             shutdown.clone(),
         ));
+        let wildcard = match (&self.state.config.tls.cert_file, &self.state.config.tls.key_file) {
+            (Some(chain), Some(key)) => {
+                Some(orchestrator::gateway::domains::feed::WildcardFiles { chain: chain.clone(), key: key.clone() })
+            }
+            _ => None,
+        };
+        tokio::spawn(orchestrator::gateway::domains::feed::run(
+            self.state.custom_domains.clone(),
+            self.redis_client.clone(),
+            self.state.config.redis_prefix.clone(),
+            wildcard,
+            std::time::Duration::from_secs(1),
+            shutdown.clone(),
+        ));
+        tokio::spawn(crate::custom_domains::certificate_worker(self.state.clone(), shutdown.clone()));
         let metrics_listener = self.metrics_listener.take().expect("run_until_stopped is called once");
         tokio::spawn(orchestrator::gateway::serve_metrics(metrics_listener, self.metrics.clone(), shutdown.clone()));
         let scaling = &self.state.config.scaling;
-        let gateway_task = if let Some(cluster) = self.state.cluster.clone() {
+        let (gateway_task, https_task) = if let Some(cluster) = self.state.cluster.clone() {
             // The cluster shape: Traefik routes apps straight to their allocations and sends apps
             // at zero to this gateway (its catch-all), which is the activator: `NomadRuntime`
             // resolves, waking the app through Nomad. Traefik's forwardAuth has already checked
@@ -269,16 +316,21 @@ impl Application {
                 orchestrator::autoscaler::run::cluster_service_app,
                 shutdown.clone(),
             ));
-            task
+            (task, None)
         } else {
-            let gateway = orchestrator::gateway::Gateway::with_access(
+            let gateway = orchestrator::gateway::Gateway::with_domains(
                 gateway_config,
                 runtime.clone(),
                 orchestrator::gateway::NetnsConnector::new(),
                 self.metrics.clone(),
                 access,
+                self.state.custom_domains.clone(),
             );
             let task = tokio::spawn(gateway.clone().serve(gateway_listener, shutdown.clone()));
+            let https_task = self.https_listener.take().map(|listener| {
+                let tls = orchestrator::gateway::tls::server_config(self.state.custom_domains.certs().clone());
+                tokio::spawn(gateway.clone().serve_tls(listener, tls, shutdown.clone()))
+            });
             // The autoscaler reads the gateway's metrics (in-process, through the Prometheus parser)
             // and the runtime's held requests, and scales, freezes and stops apps.
             let loop_config = orchestrator::autoscaler::run::LoopConfig {
@@ -297,7 +349,7 @@ impl Application {
                 shutdown.clone(),
             ));
             tokio::spawn(runtime.clone().liveness_loop(shutdown.clone()));
-            task
+            (task, https_task)
         };
         if self.state.config.monitor.enabled {
             tokio::spawn(crate::monitor::run(self.state.clone(), self.metrics.clone(), shutdown.clone()));
@@ -325,6 +377,9 @@ impl Application {
         let _ = worker_task.await;
         let _ = builder_task.await;
         let _ = gateway_task.await;
+        if let Some(task) = https_task {
+            let _ = task.await;
+        }
         for (app, _) in runtime.apps_status() {
             runtime.stop(&app).await;
         }

@@ -32,6 +32,11 @@ pub struct AppState {
     pub access: Arc<orchestrator::gateway::access::Gate>,
     /// What the monitor saw last (component health, open incidents), for the pages.
     pub monitor: Arc<crate::monitor::Live>,
+    /// Custom domains as the gateway sees them (table + certificates), fed from Redis by
+    /// `orchestrator::gateway::domains::feed`; poked after every publish.
+    pub custom_domains: Arc<orchestrator::gateway::domains::Domains>,
+    /// Wakes the certificate worker when a domain is verified.
+    pub certificates: Arc<tokio::sync::Notify>,
     /// Turns true when the server begins to stop; long-lived streams end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }

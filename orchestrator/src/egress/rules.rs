@@ -78,7 +78,7 @@ pub enum AddressKind {
 }
 
 impl AddressKind {
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             AddressKind::Unspecified => "an unspecified address",
             AddressKind::Loopback => "a loopback address",

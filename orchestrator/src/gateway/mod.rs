@@ -12,17 +12,24 @@
 //! - `proxy`: `Gateway` and `serve`: the server, the upstream pool, upgrades and graceful shutdown;
 //!   it records every proxied request into `metrics::Registry` (Traefik's names).
 //! - `metrics_endpoint`: `serve_metrics`, `GET /metrics` on a listener of its own.
+//! - `tls`: `CertStore` (certificates by SNI: the apps domain's wildcard, custom domains'),
+//!   `server_config`, certificate validity from DER (pure), key sealing for the Redis hand-over.
+//! - `domains`: custom domains (pure `DomainTable`, challenge answers, redirect locations) and the
+//!   Redis `feed` that keeps `Domains` and the wildcard certificate current.
 //!
-//! It deliberately does not start, stop or restart apps, wake them from zero, read Redis or terminate
-//! TLS: those belong to the runtime, the activator, the route-table adapter and the front proxy.
+//! It deliberately does not start, stop or restart apps, wake them from zero, obtain certificates
+//! or decide who owns a domain: those belong to the runtime, the activator and the portal. It reads
+//! Redis only in the feeds, never per request.
 
 pub mod access;
+pub mod domains;
 pub mod headers;
 pub mod metrics_endpoint;
 pub mod netns;
 pub mod pages;
 pub mod proxy;
 pub mod route_table;
+pub mod tls;
 pub mod upstream;
 
 pub use metrics_endpoint::serve_metrics;

@@ -174,6 +174,11 @@ pub fn access_unavailable(app: &str) -> Page {
 }
 
 /// 400 for requests that cannot be routed at all (no or several `Host` headers, `CONNECT`).
+/// A challenge path (ACME or ownership) with a token the gateway does not know.
+pub fn not_found_challenge() -> Page {
+    page(404, None, render(404, "No such challenge", "<p>This challenge token is not known here.</p>", None))
+}
+
 pub fn bad_request(reason: &str) -> Page {
     let body = format!("<p>{}</p>", escape(reason));
     page(400, None, render(400, "Bad request", &body, None))

@@ -15,8 +15,11 @@
 //! body dropped early (the visitor left) closes the connection instead, because HTTP/1.1 cannot
 //! reuse a connection with an unread response on it.
 //!
-//! It deliberately does not: terminate TLS (a front proxy or the cluster's ingress does), speak
-//! HTTP/2 to clients or apps, cache, compress, rate-limit, authenticate, or restart apps (it
+//! TLS: `serve_tls` runs the same service behind a rustls handshake (certificates by SNI from
+//! `tls::CertStore`); before routing, `domains` answers ACME and ownership challenges, redirects
+//! plain HTTP to HTTPS where configured, and maps verified custom domains to their apps.
+//!
+//! It deliberately does not: speak HTTP/2 to clients or apps, cache, compress, rate-limit, authenticate, or restart apps (it
 //! reports upstream failures to the resolver, and the runtime decides).
 
 use std::collections::{BTreeMap, HashMap};
@@ -39,11 +42,13 @@ use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::domains::{self, Domains};
 use super::headers;
 use super::pages::{self, Page};
-use super::route_table::{app_for_host, HostMatch, Resolution, UnavailableReason, Upstream};
+use super::route_table::{self, app_for_host, HostMatch, Resolution, UnavailableReason, Upstream};
 use super::upstream::{Connector, RequestHints, Resolver, UpstreamError};
 use crate::metrics::registry::{service_for_app, GaugeGuard, Protocol, Registry, ServiceMetrics};
 
@@ -70,6 +75,13 @@ pub struct GatewayConfig {
     /// Direct peers whose `X-Forwarded-*` headers are believed (a front proxy). Empty when the
     /// gateway is the edge, as it is in the embedded shape.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Send plain-HTTP requests for hosts that have a certificate to `https://` (308). ACME and
+    /// ownership challenges are never redirected.
+    pub https_redirect: bool,
+    /// The port the HTTPS listener is reached on, for redirect locations (443 is left out).
+    pub https_port: u16,
+    /// How long a client may take to finish the TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -84,6 +96,9 @@ impl GatewayConfig {
             pool_max_idle_per_upstream: 16,
             shutdown_grace: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
+            https_redirect: false,
+            https_port: 443,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -116,6 +131,8 @@ pub struct Gateway<R, C> {
     metrics: Arc<Registry>,
     /// Who may see which app; `None` lets every request through (tests of the proxy alone).
     access: Option<Arc<super::access::Gate>>,
+    /// Custom domains, challenge answers and certificates; `None` serves the apps domain only.
+    domains: Option<Arc<Domains>>,
 }
 
 impl<R: Resolver, C: Connector> Gateway<R, C> {
@@ -128,7 +145,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     /// `/metrics` listener share.
     pub fn with_metrics(config: GatewayConfig, resolver: R, connector: C, metrics: Arc<Registry>) -> Arc<Self> {
         let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
-        Arc::new(Self { config, resolver, connector, pool, metrics, access: None })
+        Arc::new(Self { config, resolver, connector, pool, metrics, access: None, domains: None })
     }
 
     /// A gateway that records into `metrics` and checks every request against `gate` before
@@ -141,7 +158,21 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         gate: Arc<super::access::Gate>,
     ) -> Arc<Self> {
         let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
-        Arc::new(Self { config, resolver, connector, pool, metrics, access: Some(gate) })
+        Arc::new(Self { config, resolver, connector, pool, metrics, access: Some(gate), domains: None })
+    }
+
+    /// `with_access`, plus custom domains: their routes, the challenge answers the gateway serves
+    /// itself, and the certificates `serve_tls` presents.
+    pub fn with_domains(
+        config: GatewayConfig,
+        resolver: R,
+        connector: C,
+        metrics: Arc<Registry>,
+        gate: Arc<super::access::Gate>,
+        domains: Arc<Domains>,
+    ) -> Arc<Self> {
+        let pool = Arc::new(Pool::new(config.pool_max_idle_per_upstream, config.pool_idle_timeout));
+        Arc::new(Self { config, resolver, connector, pool, metrics, access: Some(gate), domains: Some(domains) })
     }
 
     pub fn metrics(&self) -> &Arc<Registry> {
@@ -183,21 +214,32 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     /// accepting, lets in-flight requests finish for up to `shutdown_grace`, closes the rest, and
     /// closes idle upstream connections. Upgraded connections (WebSockets) are closed as soon as
     /// shutdown starts: they have no request to finish, and clients reconnect.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// `serve` over TLS: each connection's handshake picks its certificate by SNI from the
+    /// configuration's resolver (normally `tls::CertStore`), then the same requests are served,
+    /// marked `X-Forwarded-Proto: https`. A failed or slow handshake closes only that connection.
+    pub async fn serve_tls(self: Arc<Self>, listener: TcpListener, tls: Arc<rustls::ServerConfig>, shutdown: watch::Receiver<bool>) {
+        self.serve_with(listener, Some(TlsAcceptor::from(tls)), shutdown).await
+    }
+
+    async fn serve_with(self: Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let (force_tx, force_rx) = watch::channel(false);
         let tasks = Tasks { _done: done_tx, shutdown: shutdown.clone(), force: force_rx };
         let mut sweep = tokio::time::interval(self.config.pool_idle_timeout.max(Duration::from_secs(1)));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, apps_domain = %self.config.apps_domain, "app gateway listening");
+            info!(%addr, apps_domain = %self.config.apps_domain, tls = tls.is_some(), "app gateway listening");
         }
         loop {
             tokio::select! {
                 biased;
                 () = shutdown_requested(&mut shutdown) => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => Arc::clone(&self).spawn_connection(stream, peer, tasks.clone()),
+                    Ok((stream, peer)) => Arc::clone(&self).spawn_connection(stream, peer, tls.clone(), tasks.clone()),
                     Err(error) => {
                         // Running out of file descriptors makes accept fail in a tight loop; a short
                         // pause lets in-flight connections finish and free some.
@@ -223,22 +265,39 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         info!("app gateway stopped");
     }
 
-    fn spawn_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, tasks: Tasks) {
+    fn spawn_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, tasks: Tasks) {
         let open = self.metrics.open_connection();
         tokio::spawn(async move {
             let _open = open;
             // Small proxied writes should not wait for Nagle; failure only costs latency.
             let _ = stream.set_nodelay(true);
+            let Some(acceptor) = tls else {
+                return self.run_connection(stream, peer, false, tasks).await;
+            };
+            match tokio::time::timeout(self.config.tls_handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => self.run_connection(stream, peer, true, tasks).await,
+                Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+
+    /// Serves HTTP/1.1 requests on one accepted (and, for HTTPS, handshaken) connection.
+    async fn run_connection<I>(self: Arc<Self>, io: I, peer: SocketAddr, secure: bool, tasks: Tasks)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        {
             let service_tasks = tasks.clone();
             let gateway = Arc::clone(&self);
             let service = service_fn(move |request| {
                 let gateway = Arc::clone(&gateway);
                 let tasks = service_tasks.clone();
-                async move { Ok::<_, Infallible>(gateway.handle(request, peer, &tasks).await) }
+                async move { Ok::<_, Infallible>(gateway.handle(request, peer, secure, &tasks).await) }
             });
             let mut builder = server_http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(self.config.header_read_timeout).keep_alive(true);
-            let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
             let mut connection = std::pin::pin!(connection);
             let (mut shutdown, mut force) = (tasks.shutdown.clone(), tasks.force.clone());
             let result = tokio::select! {
@@ -255,11 +314,17 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             if let Err(error) = result {
                 debug!(%peer, %error, "client connection ended with an error");
             }
-        });
+        }
     }
 
     /// Answers one request: a page, or the app's response.
-    async fn handle(self: &Arc<Self>, mut request: Request<Incoming>, peer: SocketAddr, tasks: &Tasks) -> Response<ProxyBody> {
+    async fn handle(
+        self: &Arc<Self>,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        secure: bool,
+        tasks: &Tasks,
+    ) -> Response<ProxyBody> {
         let arrived = Instant::now();
         if request.method() == Method::CONNECT {
             return page_response(pages::bad_request("This server does not tunnel CONNECT requests."));
@@ -269,14 +334,34 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             Err(reason) => return page_response(pages::bad_request(reason)),
         };
         let host_text = String::from_utf8_lossy(host.as_bytes()).into_owned();
-        let app = match app_for_host(&host_text, &self.config.apps_domain) {
-            HostMatch::App(app) => app,
+        let domain_table = self.domains.as_ref().map(|domains| domains.table());
+        if let Some(table) = &domain_table {
+            if let Some(answer) = domains::well_known(table, &host_text, request.uri().path()) {
+                return match answer {
+                    Some(body) => text_response(body),
+                    None => page_response(pages::not_found_challenge()),
+                };
+            }
+        }
+        let redirect =
+            !secure && self.config.https_redirect && self.domains.as_ref().is_some_and(|domains| domains.certs().covers(&host_text));
+        if redirect {
+            let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            if let Some(location) = domains::https_location(&host_text, path_and_query, self.config.https_port) {
+                return redirect_response(&location);
+            }
+        }
+        let (app, custom_host) = match app_for_host(&host_text, &self.config.apps_domain) {
+            HostMatch::App(app) => (app, None),
             HostMatch::Apex => return page_response(pages::apex(&self.config.apps_domain)),
-            HostMatch::Foreign => return page_response(pages::foreign_host(&host_text, &self.config.apps_domain)),
+            HostMatch::Foreign => match domain_table.as_ref().and_then(|table| table.app_for(&host_text)) {
+                Some(app) => (app.to_owned(), route_table::normalise_host(&host_text)),
+                None => return page_response(pages::foreign_host(&host_text, &self.config.apps_domain)),
+            },
         };
         // Before resolving: a refused visitor must never wake an app at zero.
         if let Some(gate) = &self.access {
-            if let Err(refusal) = super::access::http::admit(gate, &mut request, &app, &self.config.apps_domain) {
+            if let Err(refusal) = super::access::http::admit(gate, &mut request, &app, &self.config.apps_domain, custom_host.as_deref()) {
                 return refusal_response(refusal);
             }
         }
@@ -304,7 +389,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             }
         }
         let tracked = Tracked::start(self.metrics.service(&service_for_app(&app)), &request, arrived);
-        let failure = match self.forward(request, host, peer, &upstream, tracked, tasks).await {
+        let failure = match self.forward(request, host, Peer { addr: peer, secure }, &upstream, tracked, tasks).await {
             Ok(response) => return response,
             Err((error, tracked)) => (error, tracked),
         };
@@ -337,7 +422,7 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         host: HeaderValue,
-        peer: SocketAddr,
+        peer: Peer,
         upstream: &Upstream,
         mut tracked: Tracked,
         tasks: &Tasks,
@@ -345,13 +430,17 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         let upgrade = headers::is_upgrade_request(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let peer_ip = peer.ip().to_canonical();
+        let (peer_ip, secure) = (peer.addr.ip().to_canonical(), peer.secure);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::strip_portal_cookies(&mut parts.headers);
         // hyper's server answers `Expect: 100-continue` itself when the body is first read, which
         // happens as the upstream connection starts sending it; the app must not answer it again.
         parts.headers.remove(header::EXPECT);
-        headers::set_forwarded(&mut parts.headers, peer_ip, &host, self.config.trusted_proxies.contains(&peer_ip));
+        let peer_is_trusted = self.config.trusted_proxies.contains(&peer_ip);
+        headers::set_forwarded(&mut parts.headers, peer_ip, &host, peer_is_trusted);
+        if secure && !peer_is_trusted {
+            parts.headers.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        }
         parts.headers.insert(header::HOST, host);
         parts.uri = origin_form(&parts.uri);
         parts.version = Version::HTTP_11;
@@ -435,6 +524,13 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
     }
 }
 
+/// Who sent a request, and whether over TLS.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    addr: SocketAddr,
+    secure: bool,
+}
+
 /// Tells request-body failures (the visitor's side, or our size limit) from the app's failures.
 fn classify_send_error(error: hyper::Error) -> ForwardError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
@@ -504,6 +600,26 @@ fn page_response(page: Page) -> Response<ProxyBody> {
     );
     if let Some(secs) = page.retry_after_secs {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// A challenge answer: the exact text, never cached, never sniffed.
+fn text_response(body: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(Bytes::copy_from_slice(body.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// 308 keeps the method and body, so a form posted over plain HTTP arrives intact over HTTPS.
+fn redirect_response(location: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
     }
     response
 }

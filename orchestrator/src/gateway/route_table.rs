@@ -58,7 +58,7 @@ pub fn app_for_host(host_header: &str, apps_domain: &str) -> HostMatch {
 }
 
 /// Lowercases the host, drops the port and one trailing dot; `None` when it cannot be a DNS name.
-fn normalise_host(raw: &str) -> Option<String> {
+pub fn normalise_host(raw: &str) -> Option<String> {
     let raw = raw.trim();
     // Bracketed IPv6 literals (`[::1]:8000`) never name an app.
     if raw.starts_with('[') {

@@ -66,6 +66,9 @@ pub enum Command {
     /// Set, unset and list a project's environment variables.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Attach, verify, list and detach a project's custom domains (HTTPS follows verification).
+    #[command(subcommand)]
+    Domains(DomainsCommand),
     /// Deploy a folder or a .zip to a project: upload, follow the build, print the URL or the error.
     Deploy {
         name: String,
@@ -264,6 +267,18 @@ pub enum EnvCommand {
     List { name: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum DomainsCommand {
+    /// Attach DOMAIN to project NAME and print how to prove control of it.
+    Add { name: String, domain: String },
+    /// List NAME's custom domains with their state and certificate expiry.
+    List { name: String },
+    /// Check the proof of control of DOMAIN now (DNS TXT, then the HTTP token).
+    Verify { name: String, domain: String },
+    /// Detach DOMAIN from NAME.
+    Remove { name: String, domain: String },
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
     /// Configuration file (default: ./slipway.toml when present).
@@ -408,6 +423,7 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
         Command::Projects(command) => projects(&env, command).await,
         Command::Groups(command) => groups(&env, command).await,
         Command::Env(command) => env_command(&env, command).await,
+        Command::Domains(command) => domains_command(&env, command).await,
         Command::Deploy { name, path, no_wait } => deploy(&env, &name, &path, no_wait).await,
         Command::Status { name, json } => status(&env, &name, json).await,
         Command::Logs { name, follow, lines } => logs(&env, &name, follow, lines).await,
@@ -800,6 +816,44 @@ async fn env_command(env: &Env, command: EnvCommand) -> anyhow::Result<()> {
                 };
                 println!("{}={shown}", var["name"].as_str().unwrap_or(""));
             }
+        }
+    }
+    Ok(())
+}
+
+async fn domains_command(env: &Env, command: DomainsCommand) -> anyhow::Result<()> {
+    let api = api(env)?;
+    let text = |value: &serde_json::Value, key: &str| value[key].as_str().unwrap_or("-").to_owned();
+    match command {
+        DomainsCommand::Add { name, domain } => {
+            let added = api.post(&format!("/projects/{}/domains", segment(&name)), &serde_json::json!({ "domain": domain })).await?;
+            println!("added {} to {name} ({})", text(&added, "domain"), text(&added, "status"));
+            println!("prove control with either:");
+            println!("  a DNS TXT record  {}  \"{}\"", text(&added, "txt_name"), text(&added, "txt_value"));
+            println!("  or point the domain at the gateway, which serves {}", text(&added, "http_url"));
+            println!("then run: slipway domains verify {name} {}", text(&added, "domain"));
+        }
+        DomainsCommand::List { name } => {
+            let listing = api.get(&format!("/projects/{}/domains", segment(&name))).await?;
+            for domain in listing.as_array().into_iter().flatten() {
+                let mut line = format!("{}  {}", text(domain, "domain"), text(domain, "status"));
+                if let Some(until) = domain["certificate_not_after"].as_str() {
+                    line.push_str(&format!("  certificate until {until}, renews {}", text(domain, "renews_at")));
+                }
+                if let Some(error) = domain["last_error"].as_str() {
+                    line.push_str(&format!("  last error: {error}"));
+                }
+                println!("{line}");
+            }
+        }
+        DomainsCommand::Verify { name, domain } => {
+            let verified =
+                api.post(&format!("/projects/{}/domains/{}/verify", segment(&name), segment(&domain)), &serde_json::json!({})).await?;
+            println!("{} is {}; the certificate is ordered in the background", text(&verified, "domain"), text(&verified, "status"));
+        }
+        DomainsCommand::Remove { name, domain } => {
+            api.delete(&format!("/projects/{}/domains/{}", segment(&name), segment(&domain))).await?;
+            println!("removed {domain} from {name}");
         }
     }
     Ok(())

@@ -248,3 +248,38 @@ pub struct AlertIncident {
     pub cleared_at: Option<DateTime<Utc>>,
     pub reason: String,
 }
+
+/// A project's custom domain (`custom_domains`). `cert_key_sealed` is sealed with the installation
+/// key; `Debug` leaves it out.
+#[derive(Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = super::schema::custom_domains)]
+pub struct CustomDomain {
+    pub id: i64,
+    pub project_id: i64,
+    pub domain: String,
+    pub proof_token: String,
+    /// `pending` → `verified` (control proven) → `active` (certificate issued); `failed` after a
+    /// failed issuance (retried from `retry_after`).
+    pub status: String,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub cert_chain_pem: Option<String>,
+    pub cert_key_sealed: Option<Vec<u8>>,
+    pub cert_not_before: Option<DateTime<Utc>>,
+    pub cert_not_after: Option<DateTime<Utc>>,
+    pub n_failures: i32,
+    pub retry_after: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for CustomDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomDomain")
+            .field("id", &self.id)
+            .field("project_id", &self.project_id)
+            .field("domain", &self.domain)
+            .field("status", &self.status)
+            .field("cert_not_after", &self.cert_not_after)
+            .finish_non_exhaustive()
+    }
+}

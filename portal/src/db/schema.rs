@@ -188,6 +188,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    custom_domains (id) {
+        id -> Int8,
+        project_id -> Int8,
+        domain -> Text,
+        proof_token -> Text,
+        status -> Text,
+        verified_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        cert_chain_pem -> Nullable<Text>,
+        cert_key_sealed -> Nullable<Bytea>,
+        cert_not_before -> Nullable<Timestamptz>,
+        cert_not_after -> Nullable<Timestamptz>,
+        n_failures -> Int4,
+        retry_after -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     metric_samples (resolution_secs, series, metric, at) {
         resolution_secs -> Int4,
         series -> Text,
@@ -206,3 +225,14 @@ diesel::table! {
         reason -> Text,
     }
 }
+
+diesel::table! {
+    acme_accounts (directory_url) {
+        directory_url -> Text,
+        credentials_sealed -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(custom_domains -> projects (project_id));
+diesel::allow_tables_to_appear_in_same_query!(custom_domains, projects);

@@ -3,6 +3,7 @@
 
 mod account;
 pub mod audit;
+pub mod custom_domain;
 mod env;
 pub mod permissions;
 pub mod scaling;

@@ -199,6 +199,8 @@ pub struct TestApp {
     pub gateway_port: u16,
     /// The gateway's `/metrics` listener.
     pub metrics_port: u16,
+    /// The gateway's HTTPS listener, when the test configured `[tls] https_addr`.
+    pub https_port: Option<u16>,
     pub database: TestDatabase,
     pub data_dir: PathBuf,
     pub jar: Arc<reqwest::cookie::Jar>,
@@ -227,6 +229,11 @@ pub struct AppOptions {
     pub extra_scaling: String,
     /// Use this Redis instead of the shared one.
     pub redis_url: Option<String>,
+    /// Put the gateway on this port instead of a free one the system picks (for a test whose
+    /// other servers must know it in advance, such as pebble's HTTP-01 port).
+    pub gateway_port: Option<u16>,
+    /// Extra TOML tables appended last (e.g. `[tls]`, `[acme]`).
+    pub extra_tables: String,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -244,9 +251,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let smtp_table =
         smtp_port.map(|p| format!("[smtp]\nhost = \"127.0.0.1\"\nport = {p}\nsecurity = \"none\"\ntimeout = \"2s\"\n")).unwrap_or_default();
     let config_text = format!(
-        "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:0\"\ngateway_addr = \"127.0.0.1:0\"\nmetrics_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
+        "data_dir = \"{dir}\"\nportal_addr = \"127.0.0.1:0\"\ngateway_addr = \"127.0.0.1:{gateway_port}\"\nmetrics_addr = \"127.0.0.1:0\"\nallowed_email_domains = [\"pusan.ac.kr\"]\nredis_prefix = \"test:{prefix}:\"\nlog = \"warn\"\nslipway_binary = \"{slipway}\"\n{extra_top}\n\
          [mail]\nfrom = \"Slipway <no-reply@pusan.ac.kr>\"\nretry_base = \"200ms\"\nretry_max = \"1s\"\npoll_interval = \"100ms\"\n\
-         [accounts]\n{extra_accounts}\n{smtp_table}\n[deploy]\n{extra_deploy}\n[scaling]\n{extra_scaling}\n",
+         [accounts]\n{extra_accounts}\n{smtp_table}\n[deploy]\n{extra_deploy}\n[scaling]\n{extra_scaling}\n{extra_tables}\n",
         dir = data_dir.display(),
         prefix = uuid::Uuid::new_v4().simple(),
         extra_top = options.extra_top,
@@ -254,6 +261,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         extra_accounts = options.extra_accounts,
         extra_deploy = options.extra_deploy,
         extra_scaling = options.extra_scaling,
+        gateway_port = options.gateway_port.unwrap_or(0),
+        extra_tables = options.extra_tables,
     );
     let config = Config::from_toml_str(&config_text, "test config").expect("test config is valid");
     let redis_url = options.redis_url.clone().unwrap_or_else(|| backends.redis_url.clone());
@@ -262,6 +271,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let state = app.state().clone();
     let gateway_port = app.gateway_port();
     let metrics_port = app.metrics_port();
+    let https_port = app.https_port();
     let port = app.port();
     let (shutdown, receiver) = watch::channel(false);
     tokio::spawn(app.run_until_stopped(receiver));
@@ -275,6 +285,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         gateway_port,
         metrics_port,
+        https_port,
         database,
         data_dir,
         jar,

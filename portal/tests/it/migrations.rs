@@ -65,4 +65,11 @@ fn every_model_reads_from_the_migrated_schema() {
     audit_log::table.select(AuditEntry::as_select()).load(&mut conn).expect("audit_log matches schema.rs");
     metric_samples::table.select(MetricSample::as_select()).load(&mut conn).expect("metric_samples match schema.rs");
     alert_incidents::table.select(AlertIncident::as_select()).load(&mut conn).expect("alert_incidents match schema.rs");
+    use portal::db::models::CustomDomain;
+    use portal::db::schema::{acme_accounts, custom_domains};
+    custom_domains::table.select(CustomDomain::as_select()).load(&mut conn).expect("custom_domains match schema.rs");
+    acme_accounts::table
+        .select((acme_accounts::directory_url, acme_accounts::credentials_sealed, acme_accounts::created_at))
+        .load::<(String, Vec<u8>, chrono::DateTime<chrono::Utc>)>(&mut conn)
+        .expect("acme_accounts match schema.rs");
 }

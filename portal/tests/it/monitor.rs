@@ -158,7 +158,13 @@ async fn an_incident_is_mailed_once_when_it_opens_and_once_when_it_clears() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(traefik_mails(&app, "alert-admin@pusan.ac.kr"), vec!["[Slipway] Problem: traefik".to_owned()], "one mail per incident");
     assert_eq!(traefik_mails(&app, "alert-second@pusan.ac.kr").len(), 1, "every admin gets it");
-    let open: i64 = alert_incidents::table.filter(alert_incidents::cleared_at.is_null()).count().get_result(&mut app.db()).expect("count");
+    // Only Traefik's incident counts: on a loaded machine another component's 1 s check can time out too.
+    let open: i64 = alert_incidents::table
+        .filter(alert_incidents::key.eq("component.traefik"))
+        .filter(alert_incidents::cleared_at.is_null())
+        .count()
+        .get_result(&mut app.db())
+        .expect("count");
     assert_eq!(open, 1);
     let page = app.api_get(&admin_token_again(&app).await, "/api/v1/admin/monitor").await;
     assert!(page["alerts"].as_array().is_some_and(|a| a.iter().any(|i| i["key"] == "component.traefik")), "{page}");

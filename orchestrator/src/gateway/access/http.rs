@@ -21,12 +21,27 @@ pub struct Refusal {
 }
 
 /// Lets `request` through (credentials stripped) or says how to refuse it.
-pub fn admit<B>(gate: &Gate, request: &mut Request<B>, app: &str, apps_domain: &str) -> Result<(), Refusal> {
+///
+/// `custom_host` is the custom domain the request arrived on (`None` on `NAME.<apps domain>`): the
+/// portal link then carries `&host=DOMAIN`, so the portal hands the visitor back to that domain
+/// (after checking it belongs to the app) and the cookie is set on the host the visitor uses.
+pub fn admit<B>(gate: &Gate, request: &mut Request<B>, app: &str, apps_domain: &str, custom_host: Option<&str>) -> Result<(), Refusal> {
     let navigation = matches!(*request.method(), Method::GET | Method::HEAD) && !headers::is_upgrade_request(request.headers());
     let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let cookie = find_cookie(request.headers().get_all(header::COOKIE).iter().map(HeaderValue::as_bytes), ACCESS_COOKIE);
     let answer = gate.check(&AccessRequest { app, path_and_query, cookie, navigation }, super::feed::now_unix());
     let refusal = |page: Page| Refusal { page, location: None, set_cookie: None };
+    let with_host = |location: String| match custom_host {
+        Some(host) if location.starts_with(&gate.config().portal_url) => {
+            format!("{location}&host={}", super::percent_encode(host))
+        }
+        _ => location,
+    };
+    let answer = match answer {
+        Answer::Login { location } => Answer::Login { location: with_host(location) },
+        Answer::LoginRequired { location } => Answer::LoginRequired { location: with_host(location) },
+        other => other,
+    };
     match answer {
         Answer::Pass { .. } => {
             strip_api_tokens(request.headers_mut());

@@ -837,3 +837,96 @@ async fn a_namespaced_app_is_reached_through_the_gateway() {
     assert_eq!(app.connections.load(Ordering::SeqCst), 1, "namespaced upstreams are pooled too");
     gateway.stop().await;
 }
+
+/// The gateway on TLS with the test wildcard certificate for `apps.test`, and custom domains.
+async fn start_tls(routes: Vec<(&str, Route)>, domains: Arc<Domains>) -> (SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let recorder = Arc::new(Recorder::default());
+    for (name, route) in routes {
+        recorder.table.insert(name, route);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the HTTPS port");
+    let addr = listener.local_addr().expect("gateway address");
+    let certs = Arc::clone(domains.certs());
+    let gate = super::super::access::Gate::new(super::super::access::AccessConfig {
+        key: [1u8; 32],
+        portal_url: "http://portal.test".to_owned(),
+        cookie_ttl_secs: 60,
+        secure_cookies: true,
+        max_staleness_secs: 60,
+    });
+    let now = super::super::access::feed::now_unix();
+    gate.replace(
+        super::super::access::AccessTable::new(
+            ["echo", "shop"].map(|app| {
+                (app.to_owned(), super::super::access::AccessRecord { visibility: super::super::access::Visibility::Public, users: vec![] })
+            }),
+            [],
+        ),
+        now,
+    );
+    let gateway = Gateway::with_domains(GatewayConfig::new("apps.test"), recorder, TcpConnector, Arc::new(Registry::new()), gate, domains);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let served = tokio::spawn(gateway.serve_tls(listener, super::super::tls::server_config(certs), shutdown_rx));
+    (addr, shutdown, served)
+}
+
+/// One request over TLS with SNI `server_name`, trusting only the test CA.
+async fn send_tls(addr: SocketAddr, server_name: &str, request: Request<TestBody>) -> Result<Response<Incoming>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(include_bytes!("../tls/testdata/ca.pem")) {
+        roots.add(certificate.expect("test CA")).expect("add the test CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = connector.connect(name, stream).await.map_err(|e| e.to_string())?;
+    let (mut sender, connection) = client_http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    sender.send_request(request).await.map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn https_picks_the_certificate_by_sni_routes_custom_domains_and_tells_the_app_it_was_https() {
+    use super::super::domains::{DomainRecord, DomainTable, PublishedCertificate};
+    let app = header_echo_app().await;
+    let key = [5u8; 32];
+    let domains = Domains::new(super::super::tls::CertStore::new("apps.test"), key);
+    domains.certs().set_wildcard(
+        super::super::tls::certified_key(include_bytes!("../tls/testdata/wildcard.pem"), include_bytes!("../tls/testdata/wildcard.key"))
+            .expect("wildcard"),
+    );
+    let certificate = PublishedCertificate {
+        chain_pem: include_str!("../tls/testdata/custom.pem").to_owned(),
+        key_sealed: super::super::tls::seal_with_nonce(&key, [2u8; 24], include_bytes!("../tls/testdata/custom.key")),
+    };
+    let record = DomainRecord { app: "shop".to_owned(), verified: true, proof_token: None, certificate: Some(certificate) };
+    domains.replace(DomainTable::new([("shop.example.test".to_owned(), record)], []));
+    let (addr, shutdown, served) = start_tls(vec![("echo", tcp(app.addr)), ("shop", tcp(app.addr))], domains).await;
+
+    // The apps domain: the wildcard certificate; the app sees X-Forwarded-Proto: https.
+    let request =
+        Request::get("/").header(header::HOST, "echo.apps.test").header("x-forwarded-proto", "http").body(full("")).expect("valid");
+    let response = bounded(send_tls(addr, "echo.apps.test", request)).await.expect("TLS to the apps domain");
+    assert_eq!(response.status(), 200);
+    let seen = parse_header_lines(&text(response).await);
+    assert_eq!(header_values(&seen, "x-forwarded-proto"), ["https"]);
+    assert_eq!(header_values(&seen, "host"), ["echo.apps.test"]);
+
+    // A custom domain: its own certificate, routed to its app.
+    let response = bounded(send_tls(addr, "shop.example.test", get("shop.example.test", "/"))).await.expect("TLS to the custom domain");
+    assert_eq!(response.status(), 200);
+    assert_eq!(header_values(&parse_header_lines(&text(response).await), "host"), ["shop.example.test"]);
+
+    // A name with no certificate fails the handshake instead of getting someone else's.
+    let refused = bounded(send_tls(addr, "other.example.test", get("other.example.test", "/"))).await;
+    assert!(refused.is_err(), "a handshake for an unknown name succeeded");
+
+    shutdown.send(true).expect("the gateway listens for shutdown");
+    bounded(served).await.expect("serve ends cleanly");
+}

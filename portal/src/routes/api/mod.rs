@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+mod domains;
 mod groups;
 mod me;
 pub mod projects;
@@ -67,6 +68,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{name}/scaling"),
     ("patch", "/api/v1/projects/{name}/scaling"),
     ("get", "/api/v1/projects/{name}/metrics"),
+    ("get", "/api/v1/projects/{name}/domains"),
+    ("post", "/api/v1/projects/{name}/domains"),
+    ("delete", "/api/v1/projects/{name}/domains/{domain}"),
+    ("post", "/api/v1/projects/{name}/domains/{domain}/verify"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -82,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(me::configure)
             .configure(admin::configure)
             .configure(projects::configure)
+            .configure(domains::configure)
             .configure(groups::configure)
             .default_service(web::to(|| async { Err::<HttpResponse, _>(AppError::NotFound("route")) })),
     );

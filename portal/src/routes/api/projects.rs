@@ -150,6 +150,13 @@ pub fn project_json(state: &AppState, project: &Project) -> serde_json::Value {
 
 /// Where the app answers: `http://NAME.<apps_domain>:<gateway port>` in the embedded shape.
 pub fn app_url(state: &AppState, name: &str) -> String {
+    // With the apps domain's certificate configured, apps are reached over HTTPS.
+    if let (Some(_), Some(https_port)) = (&state.config.tls.cert_file, state.config.tls.public_https_port) {
+        return match https_port {
+            443 => format!("https://{name}.{}", state.config.apps_domain),
+            port => format!("https://{name}.{}:{port}", state.config.apps_domain),
+        };
+    }
     let port = state.config.gateway_addr.port();
     if port == 80 {
         format!("http://{name}.{}", state.config.apps_domain)

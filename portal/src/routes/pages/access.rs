@@ -20,15 +20,24 @@ struct AccessQuery {
     app: String,
     #[serde(default)]
     next: String,
+    /// The custom domain the visitor came from (the gateway adds it); empty on the apps domain.
+    #[serde(default)]
+    host: String,
 }
 
 async fn access_page(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, query: web::Query<AccessQuery>) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
     let (Some(user), Some(session)) = (viewer.user.as_ref(), viewer.session_token.as_deref()) else {
-        let back = format!("/access?app={}&next={}", percent_encode(&query.app), percent_encode(&query.next));
+        let mut back = format!("/access?app={}&next={}", percent_encode(&query.app), percent_encode(&query.next));
+        if !query.host.is_empty() {
+            back.push_str(&format!("&host={}", percent_encode(&query.host)));
+        }
         return Ok(see_other(&format!("/login?next={}", percent_encode(&back))));
     };
-    match access::handoff(&state, user, session, &query.app, &query.next).await.map_err(|e| ctx.error_page(e))? {
+    match access::handoff(&state, user, session, &query.app, &query.next, Some(query.host.as_str()).filter(|h| !h.is_empty()))
+        .await
+        .map_err(|e| ctx.error_page(e))?
+    {
         Handoff::Redirect(location) => Ok(see_other(&location)),
         Handoff::Denied => Err(ctx.error_page(AppError::Forbidden)),
     }

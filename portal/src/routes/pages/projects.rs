@@ -23,6 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/env", web::post().to(set_env))
         .route("/projects/{name}/scaling", web::post().to(set_scaling))
         .route("/projects/{name}/env/{key}/delete", web::post().to(unset_env))
+        .route("/projects/{name}/domains", web::post().to(add_domain))
+        .route("/projects/{name}/domains/{domain}/verify", web::post().to(verify_domain))
+        .route("/projects/{name}/domains/{domain}/delete", web::post().to(remove_domain))
         .route("/projects/{name}/delete", web::post().to(delete))
         .route("/projects/{name}/upload", web::post().to(upload))
         .route("/projects/{name}/rollback", web::post().to(rollback))
@@ -282,6 +285,7 @@ struct ProjectPage<'a> {
     ranges: [crate::monitor::series::Range; 3],
     /// The app's traffic charts (inline SVG).
     charts: Vec<String>,
+    domains: Vec<crate::custom_domains::DomainView>,
 }
 
 impl ProjectPage<'_> {
@@ -302,6 +306,17 @@ impl ProjectPage<'_> {
         }
     }
 
+    /// A domain's state in the viewer's language (`projects.domain_status_*`).
+    fn domain_status(&self, status: &str) -> &'static str {
+        let key = match status {
+            "pending" => "projects.domain_status_pending",
+            "verified" => "projects.domain_status_verified",
+            "active" => "projects.domain_status_active",
+            _ => "projects.domain_status_failed",
+        };
+        self.page.t(key)
+    }
+
     fn ms(&self, value: &Option<f64>) -> String {
         value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.0} ms"))
     }
@@ -319,6 +334,7 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
     let range = crate::monitor::series::Range::parse(range_text.as_deref());
     let series = crate::monitor::load(state, range, Some(&project.name)).await.map_err(|e| ctx.error_page(e))?;
     let charts = super::monitor::app_charts(ctx, &series, &project.name);
+    let domains = crate::custom_domains::views(state, project).await.map_err(|e| ctx.error_page(e))?;
     let page = ProjectPage {
         page: ctx,
         project,
@@ -342,6 +358,7 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
         range,
         ranges: crate::monitor::series::Range::ALL,
         charts,
+        domains,
     };
     Ok(match error {
         Some(error) => ctx.render_error(error, &page),
@@ -489,6 +506,75 @@ async fn unset_env(
     let project = projects::get(&state, user, &name, Action::ChangeEnv).await.map_err(|e| ctx.error_page(e))?;
     projects::unset_env(&state, &project, &key).await.map_err(|e| ctx.error_page(e))?;
     redirect_with_flash(&ctx, &state, &project.name, "flash.env_removed")
+}
+
+#[derive(Deserialize)]
+struct DomainForm {
+    csrf_token: String,
+    domain: String,
+}
+
+/// The project page after a domain action: the error inline (the form keeps its place), or a flash.
+async fn after_domain_action(
+    ctx: &PageCtx,
+    state: &AppState,
+    user: &crate::db::models::User,
+    name: &str,
+    result: Result<(), AppError>,
+    flash: &str,
+) -> PageResult {
+    match result {
+        Ok(()) => redirect_with_flash(ctx, state, name, flash),
+        Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
+        Err(error) => {
+            let project = projects::get(state, user, name, Action::View).await.map_err(|e| ctx.error_page(e))?;
+            project_page(ctx, state, &project, Some(&error)).await
+        }
+    }
+}
+
+async fn add_domain(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<DomainForm>,
+) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let result = crate::custom_domains::add(&state, user, &path, &form.domain).await.map(|_| ());
+    after_domain_action(&ctx, &state, user, &path, result, "flash.domain_added").await
+}
+
+async fn verify_domain(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfOnly>,
+) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let (name, domain) = path.into_inner();
+    let result = crate::custom_domains::verify(&state, user, &name, &domain).await.map(|_| ());
+    after_domain_action(&ctx, &state, user, &name, result, "flash.domain_verified").await
+}
+
+async fn remove_domain(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfOnly>,
+) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let (name, domain) = path.into_inner();
+    let result = crate::custom_domains::remove(&state, user, &name, &domain).await;
+    after_domain_action(&ctx, &state, user, &name, result, "flash.domain_removed").await
 }
 
 #[derive(Deserialize)]

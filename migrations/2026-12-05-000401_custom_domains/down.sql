@@ -1,0 +1,3 @@
+DROP TABLE acme_accounts;
+DROP INDEX custom_domains_project;
+DROP TABLE custom_domains;
