@@ -145,7 +145,7 @@ fn traefik_mails(app: &TestApp, to: &str) -> Vec<String> {
 #[tokio::test]
 async fn an_incident_is_mailed_once_when_it_opens_and_once_when_it_clears() {
     let port = free_port();
-    let config = format!("[monitor]\ninterval = \"1s\"\nalert_after = \"2s\"\nclear_after = \"2s\"\ncheck_timeout = \"1s\"\ntraefik_url = \"http://127.0.0.1:{port}\"\n");
+    let config = format!("[monitor]\ninterval = \"1s\"\nalert_after = \"2s\"\nclear_after = \"2s\"\ncheck_timeout = \"3s\"\ntraefik_url = \"http://127.0.0.1:{port}\"\n");
     let app = spawn_app_with(AppOptions { extra_top: config, ..AppOptions::default() }).await;
     admin_token(&app, "alert-admin@pusan.ac.kr").await;
     admin_token(&app, "alert-second@pusan.ac.kr").await;
@@ -158,7 +158,14 @@ async fn an_incident_is_mailed_once_when_it_opens_and_once_when_it_clears() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(traefik_mails(&app, "alert-admin@pusan.ac.kr"), vec!["[Slipway] Problem: traefik".to_owned()], "one mail per incident");
     assert_eq!(traefik_mails(&app, "alert-second@pusan.ac.kr").len(), 1, "every admin gets it");
-    let open: i64 = alert_incidents::table.filter(alert_incidents::cleared_at.is_null()).count().get_result(&mut app.db()).expect("count");
+    // Only Traefik's incident counts: on a loaded machine a slow PostgreSQL ping may open another.
+    let traefik = alert_incidents::key.eq("component.traefik");
+    let open: i64 = alert_incidents::table
+        .filter(traefik)
+        .filter(alert_incidents::cleared_at.is_null())
+        .count()
+        .get_result(&mut app.db())
+        .expect("count");
     assert_eq!(open, 1);
     let page = app.api_get(&admin_token_again(&app).await, "/api/v1/admin/monitor").await;
     assert!(page["alerts"].as_array().is_some_and(|a| a.iter().any(|i| i["key"] == "component.traefik")), "{page}");
