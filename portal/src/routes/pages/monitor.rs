@@ -63,7 +63,7 @@ fn chart(ctx: &PageCtx, series: &Series, name: &str, title_key: &str, lines: Vec
         name,
         from: series.from,
         to: series.to,
-        resolution_secs: series.tier.resolution_secs,
+        resolution_secs: series.step_secs,
         lines,
         empty_text: ctx.t("monitor.no_data"),
     })
