@@ -212,7 +212,12 @@ pub async fn set(state: &AppState, user_id: Option<i64>, group_id: Option<i64>, 
         .await?;
     let target = match (user_id, group_id) {
         (Some(user_id), _) => Target::user(user_id),
-        (None, group_id) => Target::other("group", group_id.map(|id| id.to_string()).unwrap_or_default()),
+        (None, Some(group_id)) => {
+            // The quota is set by now: a failed name lookup only makes the entry name the id.
+            let group = state.db.run(move |conn| db::groups::find_by_id(conn, group_id)).await.ok().flatten();
+            Target::group(&group.map_or_else(|| group_id.to_string(), |g| g.name))
+        }
+        (None, None) => Target::other("installation", ""),
     };
     let details = serde_json::json!({
         "projects": max_projects, "instances": max_instances, "memory_mb": max_memory_mb, "builds_per_hour": max_builds_per_hour,

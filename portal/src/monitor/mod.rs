@@ -330,6 +330,9 @@ fn stamp(at: i64) -> String {
 pub struct Series {
     pub range: Range,
     pub tier: Tier,
+    /// Seconds between two points: the tier's resolution, or for raw samples the sampling
+    /// interval when that is longer (charts break their lines at gaps of several steps).
+    pub step_secs: i64,
     pub from: i64,
     pub to: i64,
     pub points: BTreeMap<(String, String), Vec<(i64, f64)>>,
@@ -365,7 +368,9 @@ pub async fn load(state: &AppState, range: Range, series: Option<&str>) -> Resul
     for row in rows {
         points.entry((row.series, row.metric)).or_default().push((row.at.timestamp(), row.value));
     }
-    Ok(Series { range, tier, from, to, points })
+    let step_secs =
+        if tier == series::RAW { tier.resolution_secs.max(state.config.monitor.interval.as_secs() as i64) } else { tier.resolution_secs };
+    Ok(Series { range, tier, step_secs, from, to, points })
 }
 
 /// One app's line in the admin's table: its tier now and its metrics over the range.

@@ -200,6 +200,7 @@ async fn every_security_relevant_action_is_recorded_without_secret_values() {
         ("group.leave", kim_email, Some("audit-club")),
         ("admin.role_change", Some(admin.email.as_str()), Some(kim_target.as_str())),
         ("admin.quota_set", Some(admin.email.as_str()), Some(kim_target.as_str())),
+        ("admin.quota_set", Some(admin.email.as_str()), Some("audit-club")),
         ("account.password_change", kim_email, Some(kim_target.as_str())),
         ("account.password_reset_request", kim_email, None),
         ("account.password_reset", kim_email, Some(kim_target.as_str())),

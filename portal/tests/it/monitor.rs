@@ -1,7 +1,8 @@
 //! The monitor against real PostgreSQL, Redis and a deployed app: samples are stored, rolled up
 //! and pruned, the admin page and the project page draw charts with data, the JSON views answer,
 //! and an incident queues exactly one mail per admin when it opens and one when it clears, also
-//! across a second sampler that starts while the incident is open.
+//! across a second sampler that starts while the incident is open; a configured OpenBao (the
+//! real dev server) is seen up, then down once it stops.
 
 use std::time::Duration;
 
@@ -145,7 +146,7 @@ fn traefik_mails(app: &TestApp, to: &str) -> Vec<String> {
 #[tokio::test]
 async fn an_incident_is_mailed_once_when_it_opens_and_once_when_it_clears() {
     let port = free_port();
-    let config = format!("[monitor]\ninterval = \"1s\"\nalert_after = \"2s\"\nclear_after = \"2s\"\ncheck_timeout = \"1s\"\ntraefik_url = \"http://127.0.0.1:{port}\"\n");
+    let config = format!("[monitor]\ninterval = \"1s\"\nalert_after = \"2s\"\nclear_after = \"2s\"\ncheck_timeout = \"3s\"\ntraefik_url = \"http://127.0.0.1:{port}\"\n");
     let app = spawn_app_with(AppOptions { extra_top: config, ..AppOptions::default() }).await;
     admin_token(&app, "alert-admin@pusan.ac.kr").await;
     admin_token(&app, "alert-second@pusan.ac.kr").await;
@@ -158,9 +159,10 @@ async fn an_incident_is_mailed_once_when_it_opens_and_once_when_it_clears() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(traefik_mails(&app, "alert-admin@pusan.ac.kr"), vec!["[Slipway] Problem: traefik".to_owned()], "one mail per incident");
     assert_eq!(traefik_mails(&app, "alert-second@pusan.ac.kr").len(), 1, "every admin gets it");
-    // Only Traefik's incident counts: on a loaded machine another component's 1 s check can time out too.
+    // Only Traefik's incident counts: on a loaded machine a slow PostgreSQL ping may open another.
+    let traefik = alert_incidents::key.eq("component.traefik");
     let open: i64 = alert_incidents::table
-        .filter(alert_incidents::key.eq("component.traefik"))
+        .filter(traefik)
         .filter(alert_incidents::cleared_at.is_null())
         .count()
         .get_result(&mut app.db())
@@ -195,4 +197,46 @@ async fn admin_token_again(app: &TestApp) -> String {
         .expect("token");
     let body: serde_json::Value = response.json().await.expect("json");
     body["token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn a_configured_openbao_is_checked_and_seen_down_when_it_stops() {
+    let port = free_port();
+    let bao = std::process::Command::new(crate::vault::bao_binary())
+        .args(["server", "-dev", "-dev-root-token-id=root", &format!("-dev-listen-address=127.0.0.1:{port}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bao starts");
+    let mut bao = crate::vault::Bao(bao);
+    let config = format!("[monitor]\ninterval = \"1s\"\ncheck_timeout = \"3s\"\nvault_url = \"http://127.0.0.1:{port}\"\n");
+    let app = spawn_app_with(AppOptions { extra_top: config, ..AppOptions::default() }).await;
+    let token = admin_token(&app, "bao-admin@pusan.ac.kr").await;
+    let vault_status = |json: &serde_json::Value| {
+        json["components"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["name"] == "vault").map(|c| (c["up"].as_bool(), c["detail"].as_str().map(str::to_owned))))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let json = app.api_get(&token, "/api/v1/admin/monitor").await;
+        if vault_status(&json).is_some_and(|(up, _)| up == Some(true)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "OpenBao was not seen up: {json}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = bao.0.kill();
+    let _ = bao.0.wait();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let json = app.api_get(&token, "/api/v1/admin/monitor").await;
+        if let Some((Some(false), detail)) = vault_status(&json) {
+            assert_eq!(detail.as_deref(), Some("cannot connect"), "{json}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a stopped OpenBao was not seen down: {json}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

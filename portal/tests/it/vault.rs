@@ -10,7 +10,7 @@ use portal::secrets::vault::{project_policy, VaultSettings, VaultStore};
 use portal::secrets::{env_path, project_prefix, SecretError, SecretStore, SecretValue};
 use serde_json::{json, Value};
 
-struct Bao(Child);
+pub struct Bao(pub Child);
 
 impl Drop for Bao {
     fn drop(&mut self) {
@@ -19,7 +19,7 @@ impl Drop for Bao {
     }
 }
 
-fn bao_binary() -> std::path::PathBuf {
+pub fn bao_binary() -> std::path::PathBuf {
     let dir = std::env::var_os("SLIPWAY_TOOLS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/slipway/tools"));

@@ -134,7 +134,7 @@ async fn monitor(
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "range": range.as_str(),
-        "resolution_secs": series.tier.resolution_secs,
+        "resolution_secs": series.step_secs,
         "components": live.components,
         "alerts": alerts,
         "apps": apps,

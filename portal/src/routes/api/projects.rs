@@ -328,8 +328,7 @@ async fn metrics(
     let range = crate::monitor::series::Range::parse(query.range.as_deref());
     let series = crate::monitor::load(&state, range, Some(&project.name)).await?;
     let by_metric = series.json().get(&project.name).cloned().unwrap_or_else(|| serde_json::json!({}));
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "range": range.as_str(), "resolution_secs": series.tier.resolution_secs, "series": by_metric })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "range": range.as_str(), "resolution_secs": series.step_secs, "series": by_metric })))
 }
 
 async fn scaling(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {

@@ -63,7 +63,7 @@ fn chart(ctx: &PageCtx, series: &Series, name: &str, title_key: &str, lines: Vec
         name,
         from: series.from,
         to: series.to,
-        resolution_secs: series.tier.resolution_secs,
+        resolution_secs: series.step_secs,
         lines,
         empty_text: ctx.t("monitor.no_data"),
     })
@@ -93,7 +93,7 @@ pub fn app_charts(ctx: &PageCtx, series: &Series, app: &str) -> Vec<String> {
     vec![
         chart(ctx, series, "app-requests", "monitor.requests", one("requests")),
         chart(ctx, series, "app-errors", "monitor.errors", one("errors")),
-        chart(ctx, series, "app-latency", "monitor.p95", latency),
+        chart(ctx, series, "app-latency", "monitor.latency", latency),
         chart(ctx, series, "app-wakes", "monitor.wakes", one("wakes")),
     ]
 }
