@@ -208,6 +208,18 @@ impl NomadClient {
         Ok(self.call(reqwest::Method::GET, &format!("/v1/allocation/{}", segment(alloc_id)), &[], None, Retry::Safe).await?.body)
     }
 
+    /// `GET /v1/client/fs/cat/:alloc?path=`: a file of the allocation directory, whole.
+    pub async fn fs_cat(&self, alloc_id: &str, path: &str) -> Result<Vec<u8>, NomadError> {
+        let query = [("path", path.to_owned())];
+        let response = self.send(reqwest::Method::GET, &format!("/v1/client/fs/cat/{}", segment(alloc_id)), &query, None).await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        if status != 200 {
+            return Err(error_for(status, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// `POST /v1/client/allocation/:id/signal` to the task.
     pub async fn signal(&self, alloc_id: &str, task: &str, signal: &str) -> Result<(), NomadError> {
         let body = serde_json::json!({"Task": task, "Signal": signal});

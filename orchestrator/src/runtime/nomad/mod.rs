@@ -30,6 +30,7 @@
 //! block the next one); `stop` of a missing job succeeds.
 
 pub mod activator;
+pub mod build;
 pub mod client;
 pub mod exec;
 pub mod render;
@@ -47,6 +48,7 @@ pub use exec::{ExecError, ExecEvent, ExecSession};
 pub use render::{register_body, render_job, scale_body, Artifact, Deployment, Discovery, JobSettings, RenderError, SecretRef};
 
 pub use activator::ActivatorConfig;
+pub use build::{render_build_job, BuildJob, BuildOutcome, ClusterBuildError};
 
 use crate::autoscaler::Policy;
 use crate::runtime::{AppStatus, Tier};
