@@ -200,6 +200,10 @@ pub struct NomadSettings {
     /// The Vault role a project's tasks log in with; `{project}` becomes the project's id
     /// (`slipway-p{project}`: one role per project, bound to its job, docs/cluster.md §3).
     pub vault_role: String,
+    /// Where revisions are built: `here` (the default: in the sandbox on the portal's host, with
+    /// the egress proxy) or `cluster` (Nomad batch jobs on the template's build image; their
+    /// network is whatever the client nodes allow, so restrict it there).
+    pub builds_in_cluster: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +307,7 @@ struct RawNomad {
     artifact_url_ttl: Option<String>,
     cpu_mhz_per_core: Option<u32>,
     vault_role: Option<String>,
+    builds: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -908,6 +913,11 @@ fn nomad_settings(raw: RawNomad) -> Result<NomadSettings, ConfigError> {
     if cpu_mhz_per_core == 0 {
         return Err(invalid("nomad.cpu_mhz_per_core", 0, "must be at least 1"));
     }
+    let builds_in_cluster = match raw.builds.as_deref().unwrap_or("here") {
+        "here" => false,
+        "cluster" => true,
+        other => return Err(invalid("nomad.builds", other, "use \"here\" (the default) or \"cluster\"")),
+    };
     let vault_role = raw.vault_role.unwrap_or_else(|| "slipway-p{project}".to_owned());
     if vault_role.is_empty() {
         return Err(invalid("nomad.vault_role", "", "must name a Vault role"));
@@ -928,6 +938,7 @@ fn nomad_settings(raw: RawNomad) -> Result<NomadSettings, ConfigError> {
         artifact_url_ttl,
         cpu_mhz_per_core,
         vault_role,
+        builds_in_cluster,
     })
 }
 

@@ -159,3 +159,33 @@ async fn runtime_nomad_without_an_address_is_refused_naming_the_key() {
     assert_eq!(nomad.namespace, "default");
     assert!(!format!("{:?}", nomad.token).contains("t0ken"), "the token is never printed");
 }
+
+#[tokio::test]
+async fn with_builds_in_the_cluster_a_batch_job_fetches_the_signed_source_and_its_result_deploys() {
+    let simulator = spawn_simulator();
+    let dead = crate::helpers::free_port();
+    let app = spawn_app_with(AppOptions {
+        extra_top: format!(
+            "runtime = \"nomad\"\n[nomad]\naddress = \"{}\"\ncert_resolver = \"\"\nbuilds = \"cluster\"\ntraefik_metrics_addr = \"127.0.0.1:{dead}\"\n",
+            simulator.address
+        ),
+        ..AppOptions::default()
+    })
+    .await;
+    let token = app.api_token("builder@pusan.ac.kr").await;
+    let done = app.deploy_live(&token, "built-there", "auto", example_zip("static-hello")).await;
+    let log = app.build_log(&done);
+    assert!(log.contains("building on the cluster"), "{log}");
+    assert!(log.contains("simulated build"), "the batch job's own log is in the build log: {log}");
+
+    let requests = sim_requests(&simulator).await;
+    let registrations: Vec<&serde_json::Value> = requests.iter().filter(|r| r["Method"] == "POST" && r["Path"] == "/v1/jobs").collect();
+    assert_eq!(registrations.len(), 2, "the build job, then the app's job");
+    let build_job = &registrations[0]["Body"]["Job"];
+    assert_eq!(build_job["Type"], "batch");
+    let source_url = build_job["TaskGroups"][0]["Tasks"][0]["Artifacts"][0]["GetterSource"].as_str().unwrap();
+    assert!(source_url.contains(&format!("/artifacts/{}.zip?expires=", done["artifact"].as_str().unwrap())), "{source_url}");
+    assert_eq!(reqwest::get(source_url.replace("sig=", "sig=f")).await.unwrap().status(), 404, "only the signed URL serves the source");
+    assert!(requests.iter().any(|r| r["Method"] == "DELETE" && r["Path"] == "/v1/job/built-there-build-r1"), "the build job is purged");
+    assert_eq!(registrations[1]["Body"]["Job"]["ID"], "built-there");
+}
