@@ -168,7 +168,7 @@ pub struct NomadSettings {
     /// Nomad's HTTP API, e.g. `https://nomad.service.consul:4646`.
     pub address: Url,
     /// The ACL token's secret ID (policy: submit-job, scale-job, read-logs, alloc-lifecycle,
-    /// alloc-exec on `namespace`); unset on clusters without ACLs. Never logged.
+    /// alloc-exec, read-fs on `namespace`); unset on clusters without ACLs. Never logged.
     pub token: Option<SecretString>,
     /// The Nomad namespace apps run in.
     pub namespace: String,

@@ -46,6 +46,8 @@ pub async fn upload(
     let scratch = scratch_dir(state).join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     let chosen = project.template.clone();
     let store = state.artifacts.clone();
+    // Builds on the cluster use the template's images, not this host's programs.
+    let builds_here = !state.cluster.as_ref().is_some_and(|cluster| cluster.builds_in_cluster());
     let checked = tokio::task::spawn_blocking(move || -> Result<(artifact::ArtifactId, template::BuildPlan), AppError> {
         let result = (|| {
             artifact::unpack_zip(&zip_bytes, &scratch, &limits).map_err(artifact_error)?;
@@ -60,7 +62,7 @@ pub async fn upload(
                 code: "template_requirements",
                 message: missing.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "),
             })?;
-            check_runnable(&plan)?;
+            check_runnable(&plan, builds_here)?;
             let artifact_id = store.put(&zip_bytes).map_err(artifact_error)?;
             Ok((artifact_id, plan))
         })();
@@ -101,8 +103,9 @@ pub async fn upload(
 const TOOLCHAIN_DIRS: &[&str] = &["/usr/local/bin", "/usr/bin"];
 
 /// Refuses, before anything is built, what this installation cannot run: a template whose
-/// toolchain is not installed, or a terminal program (the web terminal does not exist yet).
-fn check_runnable(plan: &orchestrator::template::BuildPlan) -> Result<(), AppError> {
+/// toolchain is not installed (when builds run on this host), or a terminal program (the web
+/// terminal does not exist yet).
+fn check_runnable(plan: &orchestrator::template::BuildPlan, builds_here: bool) -> Result<(), AppError> {
     if matches!(plan.start, orchestrator::template::Start::Terminal { .. }) {
         return Err(AppError::Rejected {
             code: "console_not_supported",
@@ -114,6 +117,7 @@ fn check_runnable(plan: &orchestrator::template::BuildPlan) -> Result<(), AppErr
         .embedded
         .iter()
         .map(String::as_str)
+        .filter(|_| builds_here)
         .filter(|program| !TOOLCHAIN_DIRS.iter().any(|dir| std::path::Path::new(dir).join(program).exists()))
         .collect();
     if !missing.is_empty() {
