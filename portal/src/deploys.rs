@@ -318,16 +318,40 @@ pub fn app_log_stream(
             Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     });
-    // The cluster's logs come from Nomad, once (following them is not built for the cluster yet).
-    let cluster = state.cluster.clone().map(|cluster| (cluster, app.to_owned()));
-    let from_cluster = futures_util::StreamExt::then(futures_util::stream::iter(cluster), move |(cluster, app)| async move {
-        let lines = cluster
-            .runtime
-            .logs(&app, n_lines)
-            .await
-            .unwrap_or_else(|e| vec![format!("[slipway] cannot read the app's logs from nomad: {e}")]);
-        Ok(bytes::Bytes::from(lines.into_iter().map(|line| line + "\n").collect::<String>()))
-    });
+    // On the cluster the lines come from Nomad: the last ones once, or followed until the
+    // allocations' streams end (or the server stops).
+    let cluster = state.cluster.clone().map(|cluster| (cluster, app.to_owned(), state.stopping.clone()));
+    let from_cluster = futures_util::StreamExt::flatten(futures_util::StreamExt::then(
+        futures_util::stream::iter(cluster),
+        move |(cluster, app, stopping)| async move {
+            let lines: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>> = if follow {
+                match cluster.runtime.follow_logs(&app, (n_lines as u64).saturating_mul(200)).await {
+                    Ok(receiver) => {
+                        Box::pin(futures_util::stream::unfold((receiver, stopping), |(mut receiver, mut stopping)| async move {
+                            let line = tokio::select! {
+                                line = receiver.recv() => line?,
+                                _ = stopping.wait_for(|stop| *stop) => return None,
+                            };
+                            Some((Ok(bytes::Bytes::from(line + "\n")), (receiver, stopping)))
+                        }))
+                    }
+                    Err(e) => Box::pin(futures_util::stream::once(async move {
+                        Ok(bytes::Bytes::from(format!("[slipway] cannot follow the app's logs on nomad: {e}\n")))
+                    })),
+                }
+            } else {
+                let lines = cluster
+                    .runtime
+                    .logs(&app, n_lines)
+                    .await
+                    .unwrap_or_else(|e| vec![format!("[slipway] cannot read the app's logs from nomad: {e}")]);
+                Box::pin(futures_util::stream::once(async move {
+                    Ok(bytes::Bytes::from(lines.into_iter().map(|line| line + "\n").collect::<String>()))
+                }))
+            };
+            lines
+        },
+    ));
     futures_util::StreamExt::chain(futures_util::StreamExt::chain(head, rest), from_cluster)
 }
 

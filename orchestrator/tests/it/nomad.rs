@@ -71,6 +71,13 @@ async fn an_app_lives_on_nomad_from_deploy_to_purge() {
     assert_eq!(runtime.signal("quiz", "SIGCONT").await.unwrap(), 2);
     let logs = runtime.logs("quiz", 100).await.unwrap();
     assert!(logs.iter().any(|line| line.contains("listening on 8080")), "logs come from the instances: {logs:?}");
+    // Followed: the simulator sends what there is, heartbeats for 2 s, then ends the streams.
+    let mut followed = runtime.follow_logs("quiz", 4096).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(10), followed.recv()).await.expect("the streams end") {
+        lines.push(line);
+    }
+    assert_eq!(lines.iter().filter(|line| line.contains("listening on 8080")).count(), 2, "one per instance: {lines:?}");
 
     runtime.scale("quiz", 0).await.expect("scales to zero (Scaling.Min is 0)");
     assert_eq!(runtime.status("quiz").await.unwrap().state, "stopped");

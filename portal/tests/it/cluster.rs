@@ -110,6 +110,16 @@ async fn a_deploy_on_the_cluster_registers_a_job_whose_signed_artifact_the_porta
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The app's logs come from its allocations, once or followed (the simulator ends a followed
+    // stream after 2 s).
+    for query in ["", "?follow=true"] {
+        let response =
+            app.client.get(app.url(&format!("/api/v1/projects/hello-static/logs{query}"))).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let text = tokio::time::timeout(Duration::from_secs(20), response.text()).await.expect("the stream ends").unwrap();
+        assert!(text.contains("listening on 8080"), "logs{query}: {text}");
+    }
+
     // A secret variable without [vault]: refused, saying why; nothing secret reaches Nomad.
     let response = app
         .client
