@@ -149,6 +149,10 @@ impl BuildWorker {
         let plan: BuildPlan = revision.plan.clone().and_then(|p| serde_json::from_value(p).ok()).ok_or("the revision has no build plan")?;
         let uid = project_uid(revision.project_id);
         let app_dir = revision_dir(data_dir, revision.project_id, revision.number);
+        if let Some(cluster) = self.state.cluster.as_ref().filter(|cluster| cluster.builds_in_cluster()) {
+            cluster.build(&self.state, revision, &plan, &app_dir, log).await?;
+            return Ok((plan, app_dir));
+        }
         let artifacts = self.state.artifacts.clone();
         let artifact_id = orchestrator::artifact::ArtifactId::parse(&revision.artifact_id).map_err(|e| e.to_string())?;
         let limits = self.state.config.artifact_limits();

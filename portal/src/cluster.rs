@@ -49,10 +49,23 @@ pub fn verify_artifact(key: &[u8; 32], file: &str, expires_unix: u64, sig: &str,
     now_unix < expires_unix && crate::crypto::constant_time_eq(&sign_artifact(key, file, expires_unix), sig)
 }
 
-/// PURE: a build archive's file name (`<64 hex>.tar.gz`), or `None` for anything else.
-pub fn archive_sha(file: &str) -> Option<&str> {
-    let sha = file.strip_suffix(".tar.gz")?;
-    (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(sha)
+/// A file `GET /artifacts/{file}` may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served<'a> {
+    /// A built revision, `<sha256>.tar.gz` under `DATA/builds/`.
+    Build(&'a str),
+    /// An uploaded source ZIP, `<sha256>.zip` from the artifact store (for builds in the cluster).
+    Source(&'a str),
+}
+
+/// PURE: what a requested file name is, or `None` for anything else.
+pub fn served_file(file: &str) -> Option<Served<'_>> {
+    let is_sha = |sha: &str| sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    match (file.strip_suffix(".tar.gz"), file.strip_suffix(".zip")) {
+        (Some(sha), _) if is_sha(sha) => Some(Served::Build(sha)),
+        (_, Some(sha)) if is_sha(sha) => Some(Served::Source(sha)),
+        _ => None,
+    }
 }
 
 /// Where build archives are kept.
@@ -107,6 +120,77 @@ impl Cluster {
         })
     }
 
+    /// Whether revisions are built as Nomad batch jobs (`nomad.builds = "cluster"`).
+    pub fn builds_in_cluster(&self) -> bool {
+        self.settings.builds_in_cluster
+    }
+
+    /// Builds the uploaded source on the cluster (a batch job fetching it by signed URL) and
+    /// unpacks the result into `app_dir`, where a local build would have left it.
+    pub async fn build(
+        &self,
+        state: &AppState,
+        revision: &db::models::Revision,
+        plan: &BuildPlan,
+        app_dir: &Path,
+        log: &dyn orchestrator::build::BuildLog,
+    ) -> Result<(), String> {
+        let project_id = revision.project_id;
+        let project = state
+            .db
+            .run(move |conn| db::projects::find_by_id(conn, project_id))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the project was deleted")?;
+        let source = format!("{}.zip", revision.artifact_id);
+        let build = orchestrator::runtime::nomad::BuildJob {
+            app: project.name.clone(),
+            revision: revision.number,
+            plan: plan.clone(),
+            source: Artifact { url: self.signed_url(state, &source), sha256: revision.artifact_id.clone(), archive: "zip".to_owned() },
+            memory_mb: state.config.deploy.build_memory_mb,
+            cpu_millicores: 1000,
+        };
+        log.line("[slipway] building on the cluster (a Nomad batch job)");
+        let outcome = match self.runtime.run_build(&build, state.config.deploy.build_timeout).await {
+            Ok(outcome) => outcome,
+            Err(orchestrator::runtime::nomad::ClusterBuildError::Failed { status, log: lines }) => {
+                lines.iter().for_each(|line| log.line(line));
+                return Err(format!("the build failed on the cluster ({status})"));
+            }
+            Err(other) => return Err(other.to_string()),
+        };
+        outcome.log.iter().for_each(|line| log.line(line));
+        if app_dir.exists() {
+            std::fs::remove_dir_all(app_dir).map_err(|e| format!("cannot clear an old build folder: {e}"))?;
+        }
+        std::fs::create_dir_all(app_dir).map_err(|e| format!("cannot create the build folder: {e}"))?;
+        let mut child = tokio::process::Command::new("tar")
+            .args(["--no-same-owner", "--no-same-permissions", "-xzf", "-", "-C"])
+            .arg(app_dir)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run tar: {e}"))?;
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin.write_all(&outcome.archive).await.map_err(|e| format!("unpacking the cluster's build failed: {e}"))?;
+        }
+        let output = child.wait_with_output().await.map_err(|e| format!("unpacking the cluster's build failed: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("unpacking the cluster's build failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        Ok(())
+    }
+
+    fn signed_url(&self, state: &AppState, file: &str) -> String {
+        let expires = chrono::Utc::now().timestamp() as u64 + self.settings.artifact_url_ttl.as_secs();
+        let signature = sign_artifact(&state.secrets.artifact_key(), file, expires);
+        let base = self.settings.artifact_url.as_ref().unwrap_or(&state.config.public_url);
+        format!("{}/artifacts/{file}?expires={expires}&sig={signature}", base.as_str().trim_end_matches('/'))
+    }
+
     /// Registers a built revision as the app's job and waits until it serves (see the module doc).
     pub async fn deploy(&self, state: &AppState, project: &Project, number: i32, plan: &BuildPlan, app_dir: &Path) -> Result<(), String> {
         let (mut plan, secrets) = (plan.clone(), self.secret_refs(state, project).await?);
@@ -124,11 +208,7 @@ impl Cluster {
             }
         }
         let sha = self.pack(app_dir).await?;
-        let file = format!("{sha}.tar.gz");
-        let expires = chrono::Utc::now().timestamp() as u64 + self.settings.artifact_url_ttl.as_secs();
-        let signature = sign_artifact(&state.secrets.artifact_key(), &file, expires);
-        let base = self.settings.artifact_url.as_ref().unwrap_or(&state.config.public_url);
-        let url = format!("{}/artifacts/{file}?expires={expires}&sig={signature}", base.as_str().trim_end_matches('/'));
+        let url = self.signed_url(state, &format!("{sha}.tar.gz"));
         let deployment = Deployment {
             app: project.name.clone(),
             revision: number,
@@ -267,11 +347,12 @@ mod tests {
     }
 
     #[test]
-    fn only_build_archive_names_are_served() {
-        let good = format!("{}.tar.gz", "0123456789abcdef".repeat(4));
-        assert!(archive_sha(&good).is_some());
-        assert!(archive_sha("../secret.key").is_none());
-        assert!(archive_sha(&good.to_uppercase()).is_none());
-        assert!(archive_sha(&format!("{}.zip", "a".repeat(64))).is_none());
+    fn only_build_archives_and_sources_are_served() {
+        let sha = "0123456789abcdef".repeat(4);
+        assert_eq!(served_file(&format!("{sha}.tar.gz")), Some(Served::Build(&sha)));
+        assert_eq!(served_file(&format!("{sha}.zip")), Some(Served::Source(&sha)));
+        assert_eq!(served_file("../secret.key"), None);
+        assert_eq!(served_file(&format!("{sha}.tar.gz").to_uppercase()), None);
+        assert_eq!(served_file(&format!("{}.tar.gz", "a".repeat(63))), None);
     }
 }

@@ -168,7 +168,7 @@ pub struct NomadSettings {
     /// Nomad's HTTP API, e.g. `https://nomad.service.consul:4646`.
     pub address: Url,
     /// The ACL token's secret ID (policy: submit-job, scale-job, read-logs, alloc-lifecycle,
-    /// alloc-exec on `namespace`); unset on clusters without ACLs. Never logged.
+    /// alloc-exec, read-fs on `namespace`); unset on clusters without ACLs. Never logged.
     pub token: Option<SecretString>,
     /// The Nomad namespace apps run in.
     pub namespace: String,
@@ -200,6 +200,10 @@ pub struct NomadSettings {
     /// The Vault role a project's tasks log in with; `{project}` becomes the project's id
     /// (`slipway-p{project}`: one role per project, bound to its job, docs/cluster.md §3).
     pub vault_role: String,
+    /// Where revisions are built: `here` (the default: in the sandbox on the portal's host, with
+    /// the egress proxy) or `cluster` (Nomad batch jobs on the template's build image; their
+    /// network is whatever the client nodes allow, so restrict it there).
+    pub builds_in_cluster: bool,
 }
 
 /// The monitor: host and app samples for the admin dashboard, component health checks, alerts.
@@ -389,6 +393,7 @@ struct RawNomad {
     artifact_url_ttl: Option<String>,
     cpu_mhz_per_core: Option<u32>,
     vault_role: Option<String>,
+    builds: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1144,6 +1149,11 @@ fn nomad_settings(raw: RawNomad) -> Result<NomadSettings, ConfigError> {
     if cpu_mhz_per_core == 0 {
         return Err(invalid("nomad.cpu_mhz_per_core", 0, "must be at least 1"));
     }
+    let builds_in_cluster = match raw.builds.as_deref().unwrap_or("here") {
+        "here" => false,
+        "cluster" => true,
+        other => return Err(invalid("nomad.builds", other, "use \"here\" (the default) or \"cluster\"")),
+    };
     let vault_role = raw.vault_role.unwrap_or_else(|| "slipway-p{project}".to_owned());
     if vault_role.is_empty() {
         return Err(invalid("nomad.vault_role", "", "must name a Vault role"));
@@ -1164,6 +1174,7 @@ fn nomad_settings(raw: RawNomad) -> Result<NomadSettings, ConfigError> {
         artifact_url_ttl,
         cpu_mhz_per_core,
         vault_role,
+        builds_in_cluster,
     })
 }
 

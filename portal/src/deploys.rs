@@ -47,6 +47,8 @@ pub async fn upload(
     let scratch = scratch_dir(state).join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     let chosen = project.template.clone();
     let store = state.artifacts.clone();
+    // Builds on the cluster use the template's images, not this host's programs.
+    let builds_here = !state.cluster.as_ref().is_some_and(|cluster| cluster.builds_in_cluster());
     let zip_to_check = zip_bytes.clone();
     let checked = tokio::task::spawn_blocking(move || -> Result<template::BuildPlan, AppError> {
         let result = (|| {
@@ -62,7 +64,7 @@ pub async fn upload(
                 code: "template_requirements",
                 message: missing.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "),
             })?;
-            check_runnable(&plan)?;
+            check_runnable(&plan, builds_here)?;
             Ok(plan)
         })();
         let _ = std::fs::remove_dir_all(&scratch);
@@ -119,8 +121,9 @@ pub async fn upload(
 const TOOLCHAIN_DIRS: &[&str] = &["/usr/local/bin", "/usr/bin"];
 
 /// Refuses, before anything is built, what this installation cannot run: a template whose
-/// toolchain is not installed, or a terminal program (the web terminal does not exist yet).
-fn check_runnable(plan: &orchestrator::template::BuildPlan) -> Result<(), AppError> {
+/// toolchain is not installed (when builds run on this host), or a terminal program (the web
+/// terminal does not exist yet).
+fn check_runnable(plan: &orchestrator::template::BuildPlan, builds_here: bool) -> Result<(), AppError> {
     if matches!(plan.start, orchestrator::template::Start::Terminal { .. }) {
         return Err(AppError::Rejected {
             code: "console_not_supported",
@@ -132,6 +135,7 @@ fn check_runnable(plan: &orchestrator::template::BuildPlan) -> Result<(), AppErr
         .embedded
         .iter()
         .map(String::as_str)
+        .filter(|_| builds_here)
         .filter(|program| !TOOLCHAIN_DIRS.iter().any(|dir| std::path::Path::new(dir).join(program).exists()))
         .collect();
     if !missing.is_empty() {
@@ -340,16 +344,40 @@ pub fn app_log_stream(
             Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     });
-    // The cluster's logs come from Nomad, once (following them is not built for the cluster yet).
-    let cluster = state.cluster.clone().map(|cluster| (cluster, app.to_owned()));
-    let from_cluster = futures_util::StreamExt::then(futures_util::stream::iter(cluster), move |(cluster, app)| async move {
-        let lines = cluster
-            .runtime
-            .logs(&app, n_lines)
-            .await
-            .unwrap_or_else(|e| vec![format!("[slipway] cannot read the app's logs from nomad: {e}")]);
-        Ok(bytes::Bytes::from(lines.into_iter().map(|line| line + "\n").collect::<String>()))
-    });
+    // On the cluster the lines come from Nomad: the last ones once, or followed until the
+    // allocations' streams end (or the server stops).
+    let cluster = state.cluster.clone().map(|cluster| (cluster, app.to_owned(), state.stopping.clone()));
+    let from_cluster = futures_util::StreamExt::flatten(futures_util::StreamExt::then(
+        futures_util::stream::iter(cluster),
+        move |(cluster, app, stopping)| async move {
+            let lines: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>> = if follow {
+                match cluster.runtime.follow_logs(&app, (n_lines as u64).saturating_mul(200)).await {
+                    Ok(receiver) => {
+                        Box::pin(futures_util::stream::unfold((receiver, stopping), |(mut receiver, mut stopping)| async move {
+                            let line = tokio::select! {
+                                line = receiver.recv() => line?,
+                                _ = stopping.wait_for(|stop| *stop) => return None,
+                            };
+                            Some((Ok(bytes::Bytes::from(line + "\n")), (receiver, stopping)))
+                        }))
+                    }
+                    Err(e) => Box::pin(futures_util::stream::once(async move {
+                        Ok(bytes::Bytes::from(format!("[slipway] cannot follow the app's logs on nomad: {e}\n")))
+                    })),
+                }
+            } else {
+                let lines = cluster
+                    .runtime
+                    .logs(&app, n_lines)
+                    .await
+                    .unwrap_or_else(|e| vec![format!("[slipway] cannot read the app's logs from nomad: {e}")]);
+                Box::pin(futures_util::stream::once(async move {
+                    Ok(bytes::Bytes::from(lines.into_iter().map(|line| line + "\n").collect::<String>()))
+                }))
+            };
+            lines
+        },
+    ));
     futures_util::StreamExt::chain(futures_util::StreamExt::chain(head, rest), from_cluster)
 }
 

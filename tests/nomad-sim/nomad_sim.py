@@ -19,10 +19,15 @@ What it serves (Go field names, integer nanoseconds, text/plain errors):
   GET  /v1/services, GET /v1/service/:name native service discovery (Traefik's Nomad provider)
   POST /v1/client/allocation/:id/signal    {"Task","Signal"} -> {"Index"}
   GET  /v1/client/fs/logs/:id              concatenated JSON frames, base64 Data, {} heartbeats
+  GET  /v1/client/fs/cat/:id?path=         a file of the allocation directory (a build's result)
   GET  /v1/client/allocation/:id/exec      WebSocket exec: frames, close codes 1008/1011
 Test controls (not Nomad): POST /_sim/port {"Job","Port"}, GET /_sim/requests (every request
 body received, for contract tests), POST /_sim/fail {"Status","Body","Times"} (inject errors),
 GET /_sim/env/:alloc (the task's environment: the job's Env plus the rendered env templates).
+
+Batch jobs (builds): no deployment; the allocation fetches its artifacts (checksums checked, a
+failure fails it), does NOT run the command, and completes with the fetched ZIP's files packed as
+tar.gz at alloc/data/build.tar.gz (read with fs/cat).
 
 Secrets: with --vault-addr and --vault-token, a task whose job has a `Vault` block and env
 templates (`Envvars: true`) renders them from that Vault/OpenBao before it starts, as Nomad's
@@ -39,16 +44,19 @@ Prints "listening 127.0.0.1:PORT" on stdout once it accepts connections.
 import argparse
 import base64
 import hashlib
+import io
 import json
 import re
 import socket
 import struct
 import sys
+import tarfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -98,11 +106,16 @@ class Cluster:
         changed = False
         for alloc in self.allocs.values():
             if alloc["DesiredStatus"] == "run" and alloc["ClientStatus"] == "pending" and moment >= alloc["_start_at"]:
+                if alloc["JobType"] == "batch":
+                    self.run_batch(alloc)
+                    alloc["ModifyIndex"] = self.index + 1
+                    changed = True
+                    continue
                 if not self.render_templates(alloc):
                     continue
                 alloc["ClientStatus"] = "running"
                 alloc["ClientDescription"] = "Tasks are running"
-                state = alloc["TaskStates"]["app"]
+                state = next(iter(alloc["TaskStates"].values()))
                 state["State"] = "running"
                 state["StartedAt"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
                 state["Events"].append(event("Started", "Task started by client"))
@@ -151,13 +164,59 @@ class Cluster:
                 break
             env.update(rendered)
         if problem:
-            events = alloc["TaskStates"]["app"]["Events"]
+            events = next(iter(alloc["TaskStates"].values()))["Events"]
             if not events or events[-1]["DisplayMessage"] != problem:
                 events.append(event("Template", problem))
                 alloc["ModifyIndex"] = self.index + 1
             return False
         alloc["_env"] = env
         return True
+
+    def run_batch(self, alloc):
+        """A batch task (a build): fetches its artifacts as go-getter does (checksum checked), does
+        NOT run the task's command, and leaves the fetched source packed as tar.gz at
+        alloc/data/build.tar.gz, then completes. A download or checksum failure fails the task."""
+        job = self.jobs.get((alloc["Namespace"], alloc["JobID"]))
+        task = job["TaskGroups"][0]["Tasks"][0]
+        state = alloc["TaskStates"][task["Name"]]
+        files = {}
+        for artifact in task.get("Artifacts") or []:
+            try:
+                with urllib.request.urlopen(artifact["GetterSource"], timeout=10) as response:
+                    data = response.read()
+            except (OSError, ValueError) as e:
+                return self.fail_batch(alloc, state, "Failed Artifact Download", "failed to download artifact: %s" % e)
+            wanted = (artifact.get("GetterOptions") or {}).get("checksum", "")
+            if wanted.startswith("sha256:") and hashlib.sha256(data).hexdigest() != wanted[len("sha256:"):]:
+                return self.fail_batch(alloc, state, "Failed Artifact Download", "checksums did not match")
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    for name in archive.namelist():
+                        if not name.endswith("/"):
+                            files[name] = archive.read(name)
+            except zipfile.BadZipFile:
+                return self.fail_batch(alloc, state, "Failed Artifact Download", "the artifact is not a zip archive")
+        packed = io.BytesIO()
+        with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+            for name, data in sorted(files.items()):
+                info = tarfile.TarInfo("./" + name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        alloc["_files"] = {"alloc/data/build.tar.gz": packed.getvalue()}
+        alloc["_logs"].append(("stdout", "simulated build: %d source files fetched; the build steps were not run\n" % len(files)))
+        alloc["ClientStatus"] = "complete"
+        alloc["ClientDescription"] = "All tasks have completed"
+        state["State"] = "dead"
+        state["Events"].append(event("Started", "Task started by client"))
+        state["Events"].append(event("Terminated", "Exit Code: 0"))
+
+    def fail_batch(self, alloc, state, kind, message):
+        alloc["ClientStatus"] = "failed"
+        alloc["ClientDescription"] = "Failed tasks"
+        state["State"] = "dead"
+        state["Failed"] = True
+        state["Events"].append(event(kind, message))
+        alloc["_logs"].append(("stderr", message + "\n"))
 
     # --- jobs ---------------------------------------------------------------------------------
     def register(self, body, url_id=None):
@@ -207,7 +266,7 @@ class Cluster:
         return [a for a in self.job_allocs(key) if a["DesiredStatus"] == "run"]
 
     def start_deployment(self, key, job, count):
-        if job.get("Update", {}).get("MaxParallel", 1) == 0:
+        if job["Type"] != "service" or job.get("Update", {}).get("MaxParallel", 1) == 0:
             return None
         deployment = {
             "ID": str(uuid.uuid4()), "Namespace": job["Namespace"], "JobID": job["ID"], "JobVersion": job["Version"],
@@ -230,11 +289,11 @@ class Cluster:
             alloc_id = str(uuid.uuid4())
             start_at = time.monotonic() + self.args.start_seconds
             self.allocs[alloc_id] = {
-                "ID": alloc_id, "EvalID": eval_id, "Name": "%s.web[%d]" % (job["ID"], n), "Namespace": job["Namespace"],
-                "NodeID": self.node_id, "NodeName": "sim-client-1", "JobID": job["ID"], "JobType": "service",
-                "JobVersion": job["Version"], "TaskGroup": "web", "DesiredStatus": "run", "DesiredDescription": "",
+                "ID": alloc_id, "EvalID": eval_id, "Name": "%s.%s[%d]" % (job["ID"], job["TaskGroups"][0]["Name"], n), "Namespace": job["Namespace"],
+                "NodeID": self.node_id, "NodeName": "sim-client-1", "JobID": job["ID"], "JobType": job["Type"],
+                "JobVersion": job["Version"], "TaskGroup": job["TaskGroups"][0]["Name"], "DesiredStatus": "run", "DesiredDescription": "",
                 "ClientStatus": "pending", "ClientDescription": "No tasks have started", "DesiredTransition": {},
-                "TaskStates": {"app": {"State": "pending", "Failed": False, "Restarts": 0, "LastRestart": None,
+                "TaskStates": {job["TaskGroups"][0]["Tasks"][0]["Name"]: {"State": "pending", "Failed": False, "Restarts": 0, "LastRestart": None,
                                        "StartedAt": None, "FinishedAt": None,
                                        "Events": [event("Received", "Task received by client"),
                                                   event("Task Setup", "Building Task Directory"),
@@ -254,7 +313,7 @@ class Cluster:
         alloc["DesiredDescription"] = why
         alloc["ClientStatus"] = "complete"
         alloc["ClientDescription"] = "All tasks have completed"
-        state = alloc["TaskStates"]["app"]
+        state = next(iter(alloc["TaskStates"].values()))
         state["State"] = "dead"
         state["FinishedAt"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
         state["Events"].append(event("Killing", "Sent interrupt"))
@@ -776,12 +835,27 @@ class Handler(BaseHTTPRequestHandler):
                 if signal.upper() not in SIGNALS:
                     raise HttpError(500, 'Failed to signal task: %s, err: invalid signal "%s"' % (task or "app", signal))
                 alloc["_signals"].append(signal.upper())
-                alloc["TaskStates"]["app"]["Events"].append(event("Signaling", "Task being sent signal " + signal.upper()))
+                next(iter(alloc["TaskStates"].values()))["Events"].append(event("Signaling", "Task being sent signal " + signal.upper()))
                 alloc["ModifyIndex"] = c.bump()
                 return self.send_json({"Index": c.index})
         m = re.fullmatch(r"/v1/client/fs/logs/([^/]+)", path)
         if m and method == "GET":
             return self.logs(m.group(1), query)
+        m = re.fullmatch(r"/v1/client/fs/cat/([^/]+)", path)
+        if m and method == "GET":
+            with c.lock:
+                c.advance()
+                alloc = c.alloc(m.group(1))
+                wanted = query.get("path", [""])[0].lstrip("/")
+                data = (alloc.get("_files") or {}).get(wanted)
+            if data is None:
+                raise HttpError(404, "file not found: %s" % wanted)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
         raise HttpError(404, "Invalid URL")
 
     def logs(self, alloc_id, query):

@@ -222,3 +222,39 @@ async fn a_secret_missing_from_openbao_keeps_the_task_from_starting() {
     bao.put(SECRET_PATH, "now here").await;
     assert!(runtime.wait_ready("quiz", 1, Duration::from_secs(10)).await.unwrap(), "it starts once the secret exists");
 }
+
+#[tokio::test]
+async fn with_consul_discovery_an_idle_app_freezes_and_the_activator_thaws_it_on_a_request() {
+    use orchestrator::gateway::{RequestHints, Resolution, Resolver, Upstream};
+    use orchestrator::runtime::{Runtime, Tier};
+
+    let simulator = spawn_simulator(&["--deploy-seconds", "0.2", "--start-seconds", "0.05"]);
+    let app = stand_in("app quiz").await;
+    let settings = JobSettings { discovery: orchestrator::runtime::nomad::Discovery::Consul, ..JobSettings::default() };
+    let runtime = NomadRuntime::new(fast_config(&simulator, None), settings).unwrap();
+    runtime.set_policy("quiz", Policy::default());
+    runtime.deploy(&deployment("quiz", 1)).await.unwrap();
+    simulator.set_port("quiz", app.port).await;
+    assert!(runtime.wait_ready("quiz", 1, Duration::from_secs(10)).await.unwrap());
+
+    let observed = runtime.observe().await;
+    assert_eq!(observed[0].policy.freeze_after_s, Policy::default().freeze_after_s, "Consul keeps the freeze tier");
+    runtime.freeze("quiz").await.unwrap();
+    let observed = runtime.observe().await;
+    assert_eq!((observed[0].tier, observed[0].ready), (Tier::Frozen, 1));
+    assert!(observed[0].frozen_since.is_some());
+
+    // Consul's strictChecks drop the frozen instance, so the request comes to the activator.
+    let resolution = runtime.resolve("quiz", &RequestHints::default()).await;
+    assert_eq!(resolution, Resolution::Ready(Upstream::Tcp(format!("127.0.0.1:{}", app.port).parse().unwrap())));
+    assert_eq!(runtime.observe().await[0].tier, Tier::Running);
+    let signals: Vec<String> = simulator
+        .requests()
+        .await
+        .iter()
+        .filter(|request| request["Path"].as_str().unwrap_or("").ends_with("/signal"))
+        .map(|request| request["Body"]["Signal"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(signals, ["SIGSTOP", "SIGCONT"]);
+    assert_eq!(runtime.resolve("nobody", &RequestHints::default()).await, Resolution::NotFound, "only apps with a policy");
+}

@@ -5,6 +5,7 @@
 //! `cycle`: the whole cluster cycle (deploy, zero, wake through Traefik and the activator, secrets
 //! from OpenBao, zero again). `exec`: the allocation exec WebSocket client against the simulator.
 
+mod build;
 mod cycle;
 mod exec;
 mod helpers;

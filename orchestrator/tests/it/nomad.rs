@@ -71,6 +71,13 @@ async fn an_app_lives_on_nomad_from_deploy_to_purge() {
     assert_eq!(runtime.signal("quiz", "SIGCONT").await.unwrap(), 2);
     let logs = runtime.logs("quiz", 100).await.unwrap();
     assert!(logs.iter().any(|line| line.contains("listening on 8080")), "logs come from the instances: {logs:?}");
+    // Followed: the simulator sends what there is, heartbeats for 2 s, then ends the streams.
+    let mut followed = runtime.follow_logs("quiz", 4096).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(10), followed.recv()).await.expect("the streams end") {
+        lines.push(line);
+    }
+    assert_eq!(lines.iter().filter(|line| line.contains("listening on 8080")).count(), 2, "one per instance: {lines:?}");
 
     runtime.scale("quiz", 0).await.expect("scales to zero (Scaling.Min is 0)");
     assert_eq!(runtime.status("quiz").await.unwrap().state, "stopped");
@@ -167,6 +174,12 @@ fn count_scale_to(requests: &[Value], n: u64) -> usize {
 /// Every body the code sent has only key paths that the recorded payloads (or, for a few keys,
 /// Nomad's `api` package as the reference quotes it) have.
 fn check_request_contract(requests: &[Value]) {
+    check_contract(requests, 6);
+}
+
+/// Every request body in `requests` uses only key paths some recorded Nomad payload has; at least
+/// `min_bodies` bodies were checked.
+pub fn check_contract(requests: &[Value], min_bodies: usize) {
     let mut job_paths = BTreeSet::new();
     for name in ["job-register-request-cli-output.json", "job-register-request.json", "hashistack-service-job-request.json"] {
         job_paths.extend(paths_of(&fixture(&format!("nomad/{name}")), ""));
@@ -203,7 +216,7 @@ fn check_request_contract(requests: &[Value]) {
         assert!(request["Query"].as_str().unwrap().contains("namespace=default"), "{path}: every request names the namespace");
         checked += 1;
     }
-    assert!(checked >= 6, "the contract saw {checked} bodies");
+    assert!(checked >= min_bodies, "the contract saw {checked} bodies");
 }
 
 /// Key paths with the keys of name-keyed maps (task states by task, groups by group name)

@@ -415,6 +415,22 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
                     println!("deploy.build_network = host (weaker: builds share this server's network)")
                 }
             }
+            match &config.nomad {
+                None => println!("runtime = local (sandboxes on this machine)"),
+                Some(nomad) => println!(
+                    "runtime = nomad at {} (namespace {}, token {}, discovery {:?}, builds {}, traefik metrics {})",
+                    nomad.address,
+                    nomad.namespace,
+                    if nomad.token.is_some() { "set" } else { "none" },
+                    nomad.discovery,
+                    if nomad.builds_in_cluster { "on the cluster" } else { "here" },
+                    nomad.traefik_metrics_addr
+                ),
+            }
+            match &config.vault {
+                None => println!("secrets = sealed in PostgreSQL"),
+                Some(vault) => println!("secrets = vault at {} ({}/{}, AppRole)", vault.address, vault.kv_mount, vault.prefix),
+            }
             Ok(())
         }
         Command::Login { portal, email, password_stdin: _, token_name } => login(&env, &portal, &email, token_name).await,

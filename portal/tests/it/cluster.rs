@@ -110,6 +110,16 @@ async fn a_deploy_on_the_cluster_registers_a_job_whose_signed_artifact_the_porta
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The app's logs come from its allocations, once or followed (the simulator ends a followed
+    // stream after 2 s).
+    for query in ["", "?follow=true"] {
+        let response =
+            app.client.get(app.url(&format!("/api/v1/projects/hello-static/logs{query}"))).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let text = tokio::time::timeout(Duration::from_secs(20), response.text()).await.expect("the stream ends").unwrap();
+        assert!(text.contains("listening on 8080"), "logs{query}: {text}");
+    }
+
     // A secret variable without [vault]: refused, saying why; nothing secret reaches Nomad.
     let response = app
         .client
@@ -158,4 +168,34 @@ async fn runtime_nomad_without_an_address_is_refused_naming_the_key() {
     let nomad = config.nomad.expect("nomad settings");
     assert_eq!(nomad.namespace, "default");
     assert!(!format!("{:?}", nomad.token).contains("t0ken"), "the token is never printed");
+}
+
+#[tokio::test]
+async fn with_builds_in_the_cluster_a_batch_job_fetches_the_signed_source_and_its_result_deploys() {
+    let simulator = spawn_simulator();
+    let dead = crate::helpers::free_port();
+    let app = spawn_app_with(AppOptions {
+        extra_top: format!(
+            "runtime = \"nomad\"\n[nomad]\naddress = \"{}\"\ncert_resolver = \"\"\nbuilds = \"cluster\"\ntraefik_metrics_addr = \"127.0.0.1:{dead}\"\n",
+            simulator.address
+        ),
+        ..AppOptions::default()
+    })
+    .await;
+    let token = app.api_token("builder@pusan.ac.kr").await;
+    let done = app.deploy_live(&token, "built-there", "auto", example_zip("static-hello")).await;
+    let log = app.build_log(&done);
+    assert!(log.contains("building on the cluster"), "{log}");
+    assert!(log.contains("simulated build"), "the batch job's own log is in the build log: {log}");
+
+    let requests = sim_requests(&simulator).await;
+    let registrations: Vec<&serde_json::Value> = requests.iter().filter(|r| r["Method"] == "POST" && r["Path"] == "/v1/jobs").collect();
+    assert_eq!(registrations.len(), 2, "the build job, then the app's job");
+    let build_job = &registrations[0]["Body"]["Job"];
+    assert_eq!(build_job["Type"], "batch");
+    let source_url = build_job["TaskGroups"][0]["Tasks"][0]["Artifacts"][0]["GetterSource"].as_str().unwrap();
+    assert!(source_url.contains(&format!("/artifacts/{}.zip?expires=", done["artifact"].as_str().unwrap())), "{source_url}");
+    assert_eq!(reqwest::get(source_url.replace("sig=", "sig=f")).await.unwrap().status(), 404, "only the signed URL serves the source");
+    assert!(requests.iter().any(|r| r["Method"] == "DELETE" && r["Path"] == "/v1/job/built-there-build-r1"), "the build job is purged");
+    assert_eq!(registrations[1]["Body"]["Job"]["ID"], "built-there");
 }

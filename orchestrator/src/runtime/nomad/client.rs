@@ -117,6 +117,8 @@ enum Retry {
 #[derive(Clone)]
 pub struct NomadClient {
     http: reqwest::Client,
+    /// The same TLS settings without a total timeout, for streams that last (followed logs, exec).
+    streaming: reqwest::Client,
     config: NomadConfig,
 }
 
@@ -124,20 +126,25 @@ impl NomadClient {
     pub fn new(config: NomadConfig) -> Result<Self, NomadError> {
         // One TLS stack: rustls with ring, as everywhere in Slipway.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // A blocking query may be held for `wait` plus up to wait/16 of jitter.
-            .timeout(config.blocking_wait + config.blocking_wait / 8 + Duration::from_secs(10));
-        if let Some(pem) = &config.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| NomadError::Config(format!("tls ca: {e}")))?;
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some(pem) = &config.client_identity_pem {
-            builder =
-                builder.identity(reqwest::Identity::from_pem(pem).map_err(|e| NomadError::Config(format!("tls client identity: {e}")))?);
-        }
-        let http = builder.build().map_err(|e| NomadError::Config(e.to_string()))?;
-        Ok(Self { http, config })
+        let build = |total_timeout: Option<Duration>| -> Result<reqwest::Client, NomadError> {
+            let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+            if let Some(timeout) = total_timeout {
+                builder = builder.timeout(timeout);
+            }
+            if let Some(pem) = &config.ca_pem {
+                let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| NomadError::Config(format!("tls ca: {e}")))?;
+                builder = builder.tls_certs_only(certs);
+            }
+            if let Some(pem) = &config.client_identity_pem {
+                builder = builder
+                    .identity(reqwest::Identity::from_pem(pem).map_err(|e| NomadError::Config(format!("tls client identity: {e}")))?);
+            }
+            builder.build().map_err(|e| NomadError::Config(e.to_string()))
+        };
+        // A blocking query may be held for `wait` plus up to wait/16 of jitter.
+        let http = build(Some(config.blocking_wait + config.blocking_wait / 8 + Duration::from_secs(10)))?;
+        let streaming = build(None)?;
+        Ok(Self { http, streaming, config })
     }
 
     pub fn config(&self) -> &NomadConfig {
@@ -208,6 +215,54 @@ impl NomadClient {
         Ok(self.call(reqwest::Method::GET, &format!("/v1/allocation/{}", segment(alloc_id)), &[], None, Retry::Safe).await?.body)
     }
 
+    /// `GET /v1/client/fs/cat/:alloc?path=`: a file of the allocation directory, whole.
+    pub async fn fs_cat(&self, alloc_id: &str, path: &str) -> Result<Vec<u8>, NomadError> {
+        let query = [("path", path.to_owned())];
+        let response = self.send(reqwest::Method::GET, &format!("/v1/client/fs/cat/{}", segment(alloc_id)), &query, None).await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        if status != 200 {
+            return Err(error_for(status, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Follows a task's stdout or stderr (`follow=true`), starting `tail_bytes` before its end:
+    /// each frame's decoded bytes go to `chunks` as they arrive, until Nomad ends the stream or
+    /// the receiver is dropped.
+    pub async fn follow_logs(
+        &self,
+        alloc_id: &str,
+        task: &str,
+        stream: &str,
+        tail_bytes: u64,
+        chunks: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<(), NomadError> {
+        let query = [
+            ("task", task.to_owned()),
+            ("type", stream.to_owned()),
+            ("origin", "end".to_owned()),
+            ("offset", tail_bytes.to_string()),
+            ("follow", "true".to_owned()),
+        ];
+        let mut response = self.upgrade_request(&format!("/v1/client/fs/logs/{}", segment(alloc_id)), &query, &[]).await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let text = response.text().await.unwrap_or_default();
+            return Err(error_for(status, text));
+        }
+        let mut buffer = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            buffer.extend_from_slice(&chunk);
+            let (data, used) = decode_complete_frames(&buffer)?;
+            buffer.drain(..used);
+            if !data.is_empty() && chunks.send(data).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
     /// `POST /v1/client/allocation/:id/signal` to the task.
     pub async fn signal(&self, alloc_id: &str, task: &str, signal: &str) -> Result<(), NomadError> {
         let body = serde_json::json!({"Task": task, "Signal": signal});
@@ -235,14 +290,15 @@ impl NomadClient {
         decode_log_frames(&bytes)
     }
 
-    /// A `GET` with extra headers whose answer is not read here: the exec WebSocket's upgrade.
+    /// A `GET` with extra headers whose answer is not read here, without a total timeout: the
+    /// exec WebSocket's upgrade, and followed logs.
     pub(super) async fn upgrade_request(
         &self,
         path: &str,
         query: &[(&str, String)],
         headers: &[(&str, String)],
     ) -> Result<reqwest::Response, NomadError> {
-        let mut request = self.http.get(self.url(path, query)?);
+        let mut request = self.streaming.get(self.url(path, query)?);
         if let Some(token) = &self.config.token {
             request = request.header("X-Nomad-Token", token);
         }
@@ -350,6 +406,32 @@ fn segment(text: &str) -> String {
     crate::model::percent_encode(text)
 }
 
+/// PURE: the data of the complete frames at the start of `bytes` and how many bytes they took;
+/// a frame cut at the end waits for the next chunk.
+pub fn decode_complete_frames(bytes: &[u8]) -> Result<(Vec<u8>, usize), NomadError> {
+    use base64::Engine;
+    let mut frames = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
+    let mut out = Vec::new();
+    let mut used = 0;
+    loop {
+        match frames.next() {
+            Some(Ok(frame)) => {
+                used = frames.byte_offset();
+                if let Some(data) = frame.get("Data").and_then(Value::as_str) {
+                    out.extend(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(data)
+                            .map_err(|e| NomadError::Decode(format!("log frame data: {e}")))?,
+                    );
+                }
+            }
+            Some(Err(e)) if e.is_eof() => return Ok((out, used)),
+            Some(Err(e)) => return Err(NomadError::Decode(format!("log frame: {e}"))),
+            None => return Ok((out, used)),
+        }
+    }
+}
+
 /// Nomad's log stream: JSON objects concatenated with no separator, `Data` in base64, `{}`
 /// heartbeats, and `FileEvent` frames (hashistack.md §9).
 pub fn decode_log_frames(bytes: &[u8]) -> Result<Vec<u8>, NomadError> {
@@ -389,6 +471,16 @@ mod tests {
         let wire = br#"{}{"Offset":5,"Data":"aGVsbG8=","File":"alloc/logs/app.stdout.0"}{}{"FileEvent":"file truncated","File":"x"}{"Offset":11,"Data":"IHdvcmxk"}"#;
         assert_eq!(decode_log_frames(wire).unwrap(), b"hello world");
         assert!(decode_log_frames(b"{\"Data\": 1").is_err());
+    }
+
+    #[test]
+    fn frames_cut_between_chunks_wait_for_the_rest() {
+        let wire = br#"{}{"Offset":5,"Data":"aGVsbG8="}{"Offset":11,"Da"#;
+        let (data, used) = decode_complete_frames(wire).unwrap();
+        assert_eq!(data, b"hello");
+        assert_eq!(&wire[used..], br#"{"Offset":11,"Da"#);
+        let (data, used) = decode_complete_frames(br#"{"Data":"IHdvcmxk"}{}"#).unwrap();
+        assert_eq!((data.as_slice(), used), (&b" world"[..], 21));
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //! block the next one); `stop` of a missing job succeeds.
 
 pub mod activator;
+pub mod build;
 pub mod client;
 pub mod exec;
 pub mod render;
@@ -47,6 +48,7 @@ pub use exec::{ExecError, ExecEvent, ExecSession};
 pub use render::{register_body, render_job, scale_body, Artifact, Deployment, Discovery, JobSettings, RenderError, SecretRef};
 
 pub use activator::ActivatorConfig;
+pub use build::{render_build_job, BuildJob, BuildOutcome, ClusterBuildError};
 
 use crate::autoscaler::Policy;
 use crate::runtime::{AppStatus, Tier};
@@ -272,6 +274,41 @@ impl NomadRuntime {
             n_signalled += 1;
         }
         Ok(n_signalled)
+    }
+
+    /// Follows the app's output: the last `tail_bytes` of each running instance's stdout and
+    /// stderr, then new lines as Nomad streams them. The receiver ends when every stream has
+    /// ended; dropping it stops them.
+    pub async fn follow_logs(&self, app: &str, tail_bytes: u64) -> Result<tokio::sync::mpsc::Receiver<String>, NomadError> {
+        let (instances, _) = self.instances(app).await?;
+        let (lines, receiver) = tokio::sync::mpsc::channel(256);
+        for instance in instances.iter().filter(|instance| instance.client_status == "running" && instance.desired_status == "run") {
+            for stream in ["stdout", "stderr"] {
+                let (client, lines, alloc_id) = (self.client.clone(), lines.clone(), instance.alloc_id.clone());
+                tokio::spawn(async move {
+                    let (chunks, mut arriving) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+                    let follow = tokio::spawn(async move { client.follow_logs(&alloc_id, render::TASK, stream, tail_bytes, chunks).await });
+                    let mut partial = String::new();
+                    while let Some(chunk) = arriving.recv().await {
+                        partial.push_str(&String::from_utf8_lossy(&chunk));
+                        while let Some(end) = partial.find('\n') {
+                            let line: String = partial.drain(..=end).collect();
+                            if lines.send(line.trim_end_matches('\n').to_owned()).await.is_err() {
+                                follow.abort();
+                                return;
+                            }
+                        }
+                    }
+                    if !partial.is_empty() {
+                        let _ = lines.send(partial).await;
+                    }
+                    if let Ok(Err(error)) = follow.await {
+                        let _ = lines.send(format!("[slipway] the log stream from nomad ended: {error}")).await;
+                    }
+                });
+            }
+        }
+        Ok(receiver)
     }
 
     /// The last lines of the app's output (stdout and stderr of each running instance, the

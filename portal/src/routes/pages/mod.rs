@@ -135,8 +135,9 @@ struct ArtifactQuery {
     sig: String,
 }
 
-/// A built revision for Nomad's `artifact` block (the cluster shape): served only with a valid,
-/// unexpired signature from `cluster::sign_artifact`; anything else is 404, telling nothing.
+/// A built revision (or, for builds in the cluster, an uploaded source) for Nomad's `artifact`
+/// block: served only with a valid, unexpired signature from `cluster::sign_artifact`; anything
+/// else is 404, telling nothing.
 async fn build_artifact(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -144,14 +145,20 @@ async fn build_artifact(
 ) -> Result<HttpResponse, actix_web::Error> {
     let file = path.into_inner();
     let now = chrono::Utc::now().timestamp() as u64;
-    let allowed = crate::cluster::archive_sha(&file).is_some()
-        && query.is_some_and(|q| crate::cluster::verify_artifact(&state.secrets.artifact_key(), &file, q.expires, &q.sig, now));
-    if !allowed || state.cluster.is_none() {
+    let signed = query.is_some_and(|q| crate::cluster::verify_artifact(&state.secrets.artifact_key(), &file, q.expires, &q.sig, now));
+    let (Some(served), true, true) = (crate::cluster::served_file(&file), signed, state.cluster.is_some()) else {
         return Ok(HttpResponse::NotFound().finish());
-    }
+    };
     let data_dir = std::path::absolute(&state.config.data_dir).map_err(actix_web::error::ErrorInternalServerError)?;
-    match tokio::fs::read(crate::cluster::builds_dir(&data_dir).join(&file)).await {
-        Ok(bytes) => Ok(HttpResponse::Ok().content_type("application/gzip").body(bytes)),
+    let (path, content_type) = match served {
+        crate::cluster::Served::Build(_) => (crate::cluster::builds_dir(&data_dir).join(&file), "application/gzip"),
+        crate::cluster::Served::Source(sha) => match orchestrator::artifact::ArtifactId::parse(sha) {
+            Ok(id) => (state.artifacts.path(&id), "application/zip"),
+            Err(_) => return Ok(HttpResponse::NotFound().finish()),
+        },
+    };
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok(HttpResponse::Ok().content_type(content_type).body(bytes)),
         Err(_) => Ok(HttpResponse::NotFound().finish()),
     }
 }
