@@ -2,8 +2,11 @@
 //! Pure: no I/O, no clock, no configuration lookups (allowed domains are passed in).
 
 mod account;
+pub mod coursework;
 mod env;
+pub mod grade_export;
 pub mod permissions;
+pub mod roster;
 pub mod scaling;
 
 pub use account::{DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError};
