@@ -11,6 +11,7 @@ pub mod build_worker;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod courses;
 pub mod crypto;
 pub mod db;
 pub mod deploys;

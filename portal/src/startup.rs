@@ -232,6 +232,9 @@ impl Application {
             Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));
         tokio::spawn(crate::build_worker::restore_live_apps(self.state.clone(), runtime.clone()));
+        tokio::spawn(crate::courses::restore_snapshots(self.state.clone()));
+        // Pins submissions again and opens their access at each assignment's deadline.
+        tokio::spawn(crate::courses::sweep_loop(self.state.clone(), std::time::Duration::from_secs(15), shutdown.clone()));
         let handle = self.server.handle();
         let mut stop = shutdown.clone();
         let stopping = self.stopping.clone();

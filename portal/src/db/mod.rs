@@ -2,6 +2,7 @@
 //! Diesel is synchronous, so `Db::run` moves each unit of work onto tokio's blocking pool.
 
 pub mod api_tokens;
+pub mod courses;
 pub mod email_tokens;
 pub mod groups;
 pub mod mail;

@@ -202,9 +202,73 @@ pub fn parse_rfc3339(text: &str, field: &'static str) -> Result<DateTime<Utc>, V
     })
 }
 
+/// A user's standing in one course. Platform admins act as professors of every course.
+///
+/// ```text
+///                        professor  ta  student  none
+/// view course, submit        x       x     x
+/// see submissions, grade     x       x
+/// export grades              x       x
+/// roster, staff, assignments,
+/// access, release grades     x
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CourseRole {
+    None,
+    Student,
+    Ta,
+    Professor,
+}
+
+impl CourseRole {
+    pub fn parse_staff(text: &str) -> Option<CourseRole> {
+        match text {
+            "professor" => Some(CourseRole::Professor),
+            "ta" => Some(CourseRole::Ta),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CourseRole::None => "none",
+            CourseRole::Student => "student",
+            CourseRole::Ta => "ta",
+            CourseRole::Professor => "professor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CourseAction {
+    View,
+    Grade,
+    Manage,
+}
+
+/// The table in `CourseRole`'s doc.
+pub fn course_allows(role: CourseRole, action: CourseAction) -> bool {
+    let needed = match action {
+        CourseAction::View => CourseRole::Student,
+        CourseAction::Grade => CourseRole::Ta,
+        CourseAction::Manage => CourseRole::Professor,
+    };
+    role >= needed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn course_roles_allow_what_the_table_says() {
+        let row = |role| [CourseAction::View, CourseAction::Grade, CourseAction::Manage].map(|action| course_allows(role, action));
+        assert_eq!(row(CourseRole::Professor), [true, true, true]);
+        assert_eq!(row(CourseRole::Ta), [true, true, false]);
+        assert_eq!(row(CourseRole::Student), [true, false, false]);
+        assert_eq!(row(CourseRole::None), [false, false, false]);
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         parse_rfc3339(text, "t").expect("test time")

@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod cli_deploy;
 mod cli_groups;
+mod courses;
 mod deploys;
 mod groups;
 mod helpers;

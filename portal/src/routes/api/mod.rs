@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+pub mod courses;
 mod groups;
 mod me;
 pub mod projects;
@@ -63,6 +64,22 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{name}/sleep"),
     ("get", "/api/v1/projects/{name}/scaling"),
     ("patch", "/api/v1/projects/{name}/scaling"),
+    ("get", "/api/v1/courses"),
+    ("post", "/api/v1/courses"),
+    ("get", "/api/v1/courses/{course}"),
+    ("post", "/api/v1/courses/{course}/staff"),
+    ("post", "/api/v1/courses/{course}/roster"),
+    ("get", "/api/v1/courses/{course}/assignments"),
+    ("post", "/api/v1/courses/{course}/assignments"),
+    ("get", "/api/v1/courses/{course}/grades.csv"),
+    ("get", "/api/v1/assignments/{assignment}"),
+    ("put", "/api/v1/assignments/{assignment}/access"),
+    ("post", "/api/v1/assignments/{assignment}/release"),
+    ("get", "/api/v1/assignments/{assignment}/submissions"),
+    ("post", "/api/v1/assignments/{assignment}/submissions"),
+    ("get", "/api/v1/submissions/{submission}"),
+    ("put", "/api/v1/submissions/{submission}/grade"),
+    ("post", "/api/v1/submissions/{submission}/prewarm"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -79,6 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(admin::configure)
             .configure(projects::configure)
             .configure(groups::configure)
+            .configure(courses::configure)
             .default_service(web::to(|| async { Err::<HttpResponse, _>(AppError::NotFound("route")) })),
     );
 }

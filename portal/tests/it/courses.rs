@@ -1,0 +1,482 @@
+//! Courses end to end through the API: roster import (Canvas, Moodle, a mapped file, a CP949 file
+//! and a broken one; preview changes nothing, confirming imports, re-importing does not
+//! duplicate, invitations mail and apply at a later sign-up), submissions pinned as snapshots
+//! that keep serving after the project is redeployed and after it is deleted, the deadline
+//! sweep (time passed in), permissions (students see only their own work, grades only once
+//! released; TAs only in their course), and the grade export parsed back column by column.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+
+use crate::helpers::{pack, project_dir, spawn_app_with, AppOptions, TestApp, PASSWORD};
+
+fn static_site(text: &str) -> Vec<u8> {
+    let dir = project_dir(&[("index.html", text)]);
+    pack(dir.path())
+}
+
+fn make_professor(app: &TestApp, email: &str) {
+    use portal::db::schema::users;
+    diesel::update(users::table.filter(users::email.eq(email))).set(users::role.eq("professor")).execute(&mut app.db()).expect("promote");
+}
+
+async fn send(app: &TestApp, token: &str, method: reqwest::Method, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let response = app.client.request(method, app.url(path)).bearer_auth(token).json(&body).send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn roster(app: &TestApp, token: &str, course: i64, query: &str, file: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/courses/{course}/roster?{query}")))
+        .bearer_auth(token)
+        .header("Content-Type", "text/csv")
+        .body(file)
+        .send()
+        .await
+        .expect("roster");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn create_course(app: &TestApp, token: &str, code: &str) -> i64 {
+    let (status, course) = send(
+        app,
+        token,
+        reqwest::Method::POST,
+        "/api/v1/courses",
+        serde_json::json!({"code": code, "title": "웹 프로그래밍", "term": "2026-2", "section": "01"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{course}");
+    course["course"]["id"].as_i64().expect("course id")
+}
+
+async fn create_assignment(app: &TestApp, token: &str, course: i64, body: serde_json::Value) -> i64 {
+    let (status, assignment) = send(app, token, reqwest::Method::POST, &format!("/api/v1/courses/{course}/assignments"), body).await;
+    assert_eq!(status, 201, "{assignment}");
+    assignment["id"].as_i64().expect("assignment id")
+}
+
+fn outcomes(preview: &serde_json::Value) -> Vec<String> {
+    preview["rows"].as_array().expect("rows").iter().map(|r| r["outcome"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn roster_files_preview_then_import_without_duplicates_and_invitations_apply_at_sign_up() {
+    let app = spawn_app_with(AppOptions { smtp: true, ..AppOptions::default() }).await;
+    let professor = app.api_token("cr-prof@pusan.ac.kr").await;
+    make_professor(&app, "cr-prof@pusan.ac.kr");
+    app.api_token("cr-minji@pusan.ac.kr").await;
+    let course = create_course(&app, &professor, "CR101").await;
+
+    // A student cannot create courses.
+    let student = app.api_token("cr-student@pusan.ac.kr").await;
+    let (status, _) =
+        send(&app, &student, reqwest::Method::POST, "/api/v1/courses", serde_json::json!({"code": "X", "title": "X", "term": "X"})).await;
+    assert_eq!(status, 403);
+
+    // Canvas: the Points Possible row is skipped; one account matches by its login (an e-mail).
+    let canvas = "Student,ID,SIS User ID,SIS Login ID,Section,Quiz (3)\n    Points Possible,,,,,10\n\"Kim, Minji\",11,202411111,cr-minji@pusan.ac.kr,01,\n\"Park, New\",12,202422222,cr-new@pusan.ac.kr,02,\nBroken,13,,not-an-email,01,\n";
+    let (status, preview) = roster(&app, &professor, course, "", canvas.as_bytes().to_vec()).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["format"], "canvas");
+    assert_eq!(outcomes(&preview), ["matched", "invite", "invalid"], "{preview}");
+    assert_eq!(preview["rows"][2]["code"], "missing_field", "a Canvas login that is no address is no e-mail: {preview}");
+    let details = app.api_get(&professor, &format!("/api/v1/courses/{course}")).await;
+    assert_eq!(details["students"].as_array().map(Vec::len), Some(0), "a preview imports nothing: {details}");
+
+    let (status, imported) = roster(&app, &professor, course, "confirm=true", canvas.as_bytes().to_vec()).await;
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!((imported["enrolled"].as_u64(), imported["invited"].as_u64(), imported["skipped"].as_u64()), (Some(1), Some(1), Some(1)));
+    let mails = app.wait_for_mail("cr-new@pusan.ac.kr", 1).await;
+    assert!(mails[0].body.contains("CR101") && mails[0].body.contains(&format!("{}/signup", app.address)), "{}", mails[0].body);
+
+    // Re-importing the same file changes rows in place and sends no second invitation.
+    let (_, again) = roster(&app, &professor, course, "confirm=true", canvas.as_bytes().to_vec()).await;
+    assert_eq!((again["enrolled"].as_u64(), again["invited"].as_u64(), again["updated"].as_u64()), (Some(0), Some(0), Some(2)), "{again}");
+    let details = app.api_get(&professor, &format!("/api/v1/courses/{course}")).await;
+    assert_eq!(details["students"].as_array().map(Vec::len), Some(1), "{details}");
+    assert_eq!(details["invitations"].as_array().map(Vec::len), Some(1), "{details}");
+    assert_eq!(details["students"][0]["roster_name"], "Kim, Minji");
+
+    // Moodle, with a BOM; the same student again updates their section.
+    let moodle = "\u{feff}First name,Surname,ID number,Email address,Department\nMinji,Kim,202411111,cr-minji@pusan.ac.kr,CSE\n";
+    let (_, preview) = roster(&app, &professor, course, "", moodle.as_bytes().to_vec()).await;
+    assert_eq!((preview["format"].as_str(), outcomes(&preview)), (Some("moodle"), vec!["matched".to_owned()]), "{preview}");
+
+    // Any other file needs a mapping; CP949 from Korean Excel reads correctly with one.
+    let korean = "이름,학번,이메일,분반\n김철수,202433333,cr-chulsoo@pusan.ac.kr,03\n이영희,202444444,cr-chulsoo@pusan.ac.kr,03\n";
+    let (cp949, _, _) = encoding_rs::EUC_KR.encode(korean);
+    let (status, refused) = roster(&app, &professor, course, "", cp949.to_vec()).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("roster_needs_mapping")), "{refused}");
+    let query = "email_column=%EC%9D%B4%EB%A9%94%EC%9D%BC&name_column=%EC%9D%B4%EB%A6%84&student_number_column=%ED%95%99%EB%B2%88&section_column=%EB%B6%84%EB%B0%98";
+    let (status, preview) = roster(&app, &professor, course, query, cp949.to_vec()).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!((preview["encoding"].as_str(), preview["rows"][0]["name"].as_str()), (Some("cp949"), Some("김철수")));
+    assert_eq!(outcomes(&preview), ["invite", "invalid"]);
+    assert_eq!(preview["rows"][1]["code"], "duplicate");
+    let (status, refused) = roster(&app, &professor, course, "email_column=mail", cp949.to_vec()).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("roster_unknown_column")));
+    let (status, refused) = roster(&app, &professor, course, "", Vec::new()).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("roster_empty")));
+
+    // The invited address signs up later: verifying it enrols it with its roster fields.
+    let signed_up = app
+        .post_form(
+            "/signup",
+            &[("email", "cr-new@pusan.ac.kr"), ("password", PASSWORD), ("display_name", "Park"), ("student_number", "202422222")],
+        )
+        .await;
+    assert_eq!(signed_up.status(), 200);
+    let mails = app.wait_for_mail("cr-new@pusan.ac.kr", 2).await;
+    let link = TestApp::link_in(mails.last().expect("the verification mail"), "/verify");
+    assert_eq!(app.client.get(&link).send().await.expect("verify").status(), 200);
+    let details = app.api_get(&professor, &format!("/api/v1/courses/{course}")).await;
+    let newcomer = details["students"].as_array().into_iter().flatten().find(|s| s["email"] == "cr-new@pusan.ac.kr");
+    assert_eq!(newcomer.map(|s| s["section"].clone()), Some(serde_json::json!("02")), "{details}");
+    assert_eq!(details["invitations"].as_array().map(Vec::len), Some(0), "{details}");
+    let token = {
+        let response = app
+            .client
+            .post(app.url("/api/v1/tokens"))
+            .json(&serde_json::json!({"email": "cr-new@pusan.ac.kr", "password": PASSWORD, "name": "t"}))
+            .send()
+            .await
+            .expect("token");
+        response.json::<serde_json::Value>().await.expect("json")["token"].as_str().expect("token").to_owned()
+    };
+    let mine = app.api_get(&token, "/api/v1/courses").await;
+    assert_eq!(mine["courses"][0]["role"], "student", "{mine}");
+}
+
+/// Enrols `emails` (which have accounts) through a mapped roster file.
+async fn enrol(app: &TestApp, professor: &str, course: i64, emails: &[&str]) {
+    let file = std::iter::once("email".to_owned()).chain(emails.iter().map(|e| e.to_string())).collect::<Vec<_>>().join("\n");
+    let (status, imported) = roster(app, professor, course, "confirm=true&email_column=email", file.into_bytes()).await;
+    assert_eq!((status, imported["enrolled"].as_u64()), (200, Some(emails.len() as u64)), "{imported}");
+}
+
+async fn submit(app: &TestApp, token: &str, assignment: i64, project: &str) -> (u16, serde_json::Value) {
+    send(
+        app,
+        token,
+        reqwest::Method::POST,
+        &format!("/api/v1/assignments/{assignment}/submissions"),
+        serde_json::json!({"project": project}),
+    )
+    .await
+}
+
+async fn snapshot_says(app: &TestApp, name: &str, text: &str) {
+    let (status, body) = app.app_get_until(name, "/", Duration::from_secs(30), |status, body| status == 200 && body.contains(text)).await;
+    assert_eq!(status, 200, "{name}: {body}");
+    assert!(body.contains(text), "{name} should say {text}: {body}");
+}
+
+#[tokio::test]
+async fn a_snapshot_keeps_serving_after_redeploy_and_after_the_project_is_deleted() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let professor = app.api_token("cs-prof@pusan.ac.kr").await;
+    make_professor(&app, "cs-prof@pusan.ac.kr");
+    let student = app.api_token("cs-student@pusan.ac.kr").await;
+    let course = create_course(&app, &professor, "CS201").await;
+    enrol(&app, &professor, course, &["cs-student@pusan.ac.kr"]).await;
+    // Due an hour ago, no cutoff, public after the deadline: the submission is late but taken.
+    let due = chrono::Utc::now() - chrono::Duration::hours(1);
+    let assignment = create_assignment(
+        &app,
+        &professor,
+        course,
+        serde_json::json!({"title": "Home page", "due_at": due.to_rfc3339(), "visibility": "public", "template": "static"}),
+    )
+    .await;
+
+    let (status, refused) = submit(&app, &student, assignment, "cs-site").await;
+    assert_eq!(status, 404, "a project that does not exist: {refused}");
+    app.deploy_live(&student, "cs-site", "static", static_site("<h1>version one</h1>")).await;
+    let (status, submitted) = submit(&app, &student, assignment, "cs-site").await;
+    assert_eq!(status, 201, "{submitted}");
+    let app_name = format!("cs-site--a{assignment}");
+    assert!(submitted["snapshot_url"].as_str().is_some_and(|u| u.contains(&app_name)), "{submitted}");
+    assert!(submitted["late_secs"].as_i64().is_some_and(|s| s >= 3600), "{submitted}");
+    assert!(submitted["late_by"].as_str().is_some_and(|t| t.starts_with("1 h")), "{submitted}");
+    snapshot_says(&app, &app_name, "version one").await;
+
+    // Redeploying changes the live app, not the snapshot.
+    let (status, queued) = app.deploy_zip(&student, "cs-site", static_site("<h1>version two</h1>")).await;
+    assert_eq!(status, 202);
+    let done = app.wait_for_revision(&student, "cs-site", queued["number"].as_i64().expect("number")).await;
+    assert_eq!(done["status"], "live");
+    let (_, live) = app.app_get_until("cs-site", "/", Duration::from_secs(30), |s, b| s == 200 && b.contains("version two")).await;
+    assert!(live.contains("version two"), "{live}");
+    app.state.runtime.stop(&app_name).await;
+    let spec_gone = app.state.runtime.status(&app_name);
+    assert_eq!(spec_gone.state, "stopped");
+    portal::courses::restore_snapshots(app.state.clone()).await;
+    snapshot_says(&app, &app_name, "version one").await;
+
+    // The professor pre-warms from the grading list; the snapshot is asked to wake.
+    let (status, warmed) =
+        send(&app, &professor, reqwest::Method::POST, &format!("/api/v1/submissions/{}/prewarm", submitted["id"]), serde_json::json!({}))
+            .await;
+    assert_eq!((status, warmed["waking"][0].as_str()), (200, Some(app_name.as_str())), "{warmed}");
+
+    // Deleting the project leaves the snapshot serving, and its row says where it came from.
+    let deleted = app.client.delete(app.url("/api/v1/projects/cs-site")).bearer_auth(&student).send().await.expect("delete");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let (status, _) = app.app_get_until("cs-site", "/", Duration::from_secs(10), |s, _| s == 404).await;
+    assert_eq!(status, 404, "the live project is gone");
+    snapshot_says(&app, &app_name, "version one").await;
+    let listed = app.api_get(&professor, &format!("/api/v1/assignments/{assignment}/submissions")).await;
+    assert_eq!(listed["submissions"][0]["project"], "cs-site", "{listed}");
+    assert_eq!(listed["submissions"][0]["artifact"].as_str().map(str::len), Some(64), "{listed}");
+}
+
+#[tokio::test]
+async fn the_deadline_sweep_pins_the_newest_revision_deployed_before_the_deadline() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let professor = app.api_token("cd-prof@pusan.ac.kr").await;
+    make_professor(&app, "cd-prof@pusan.ac.kr");
+    let student = app.api_token("cd-student@pusan.ac.kr").await;
+    let course = create_course(&app, &professor, "CD301").await;
+    enrol(&app, &professor, course, &["cd-student@pusan.ac.kr"]).await;
+    let due = chrono::Utc::now() + chrono::Duration::hours(1);
+    let assignment = create_assignment(
+        &app,
+        &professor,
+        course,
+        serde_json::json!({"title": "Deadline", "due_at": due.to_rfc3339(), "cutoff_at": (due + chrono::Duration::hours(1)).to_rfc3339(), "visibility": "public"}),
+    )
+    .await;
+    app.deploy_live(&student, "cd-site", "static", static_site("<p>draft</p>")).await;
+    let (status, submitted) = submit(&app, &student, assignment, "cd-site").await;
+    assert_eq!((status, submitted["late_secs"].as_i64()), (201, Some(0)), "{submitted}");
+    // Before the deadline a public assignment's snapshot is for staff and submitters only.
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let anonymous = no_redirects
+        .get(format!("http://127.0.0.1:{}/", app.gateway_port))
+        .header("Host", format!("cd-site--a{assignment}.localhost"))
+        .send()
+        .await
+        .expect("gateway");
+    assert_eq!(anonymous.status(), 302, "an anonymous visitor is sent to log in");
+
+    let (_, queued) = app.deploy_zip(&student, "cd-site", static_site("<p>final</p>")).await;
+    assert_eq!(app.wait_for_revision(&student, "cd-site", queued["number"].as_i64().expect("n")).await["status"], "live");
+    // One second before the deadline the sweep does nothing; one second after, it pins again.
+    assert_eq!(portal::courses::sweep(&app.state, due - chrono::Duration::seconds(1)).await.expect("sweep"), 0);
+    assert_eq!(portal::courses::sweep(&app.state, due + chrono::Duration::seconds(1)).await.expect("sweep"), 1);
+    assert_eq!(portal::courses::sweep(&app.state, due + chrono::Duration::seconds(2)).await.expect("sweep"), 0, "swept once only");
+    let listed = app.api_get(&professor, &format!("/api/v1/assignments/{assignment}/submissions")).await;
+    assert_eq!(
+        (listed["submissions"][0]["pinned_reason"].as_str(), listed["submissions"][0]["revision"].as_i64()),
+        (Some("deadline"), Some(2))
+    );
+    snapshot_says(&app, &format!("cd-site--a{assignment}"), "final").await;
+
+    // After the cutoff nothing is accepted.
+    let (status, refused) =
+        send(&app, &professor, reqwest::Method::GET, &format!("/api/v1/assignments/{assignment}"), serde_json::json!({})).await;
+    assert_eq!(status, 200, "{refused}");
+    let late = portal::courses::submit(
+        &app.state,
+        &portal::db::users::find_by_email(&mut app.db(), "cd-student@pusan.ac.kr").expect("db").expect("user"),
+        assignment,
+        "cd-site",
+        due + chrono::Duration::hours(1) + chrono::Duration::seconds(1),
+    )
+    .await;
+    assert_eq!(late.map(|s| s.id).map_err(|e| e.code()), Err("submissions_closed"));
+}
+
+#[tokio::test]
+async fn students_see_only_their_own_work_and_tas_only_their_course_and_the_export_reads_back() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let professor = app.api_token("cp-prof@pusan.ac.kr").await;
+    make_professor(&app, "cp-prof@pusan.ac.kr");
+    let ta = app.api_token("cp-ta@pusan.ac.kr").await;
+    let alice = app.api_token("cp-alice@pusan.ac.kr").await;
+    let bob = app.api_token("cp-bob@pusan.ac.kr").await;
+    let course = create_course(&app, &professor, "CP401").await;
+    let other_course = create_course(&app, &professor, "CP999").await;
+    let (status, _) = send(
+        &app,
+        &professor,
+        reqwest::Method::POST,
+        &format!("/api/v1/courses/{course}/staff"),
+        serde_json::json!({"email": "cp-ta@pusan.ac.kr"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let file = "이메일,이름,학번,분반\ncp-alice@pusan.ac.kr,김앨리스,202400001,01\ncp-bob@pusan.ac.kr,=cmd|' /C calc'!A0,202400002,02\n";
+    let (status, _) = roster(
+        &app,
+        &professor,
+        course,
+        "confirm=true&email_column=%EC%9D%B4%EB%A9%94%EC%9D%BC&name_column=%EC%9D%B4%EB%A6%84&student_number_column=%ED%95%99%EB%B2%88&section_column=%EB%B6%84%EB%B0%98",
+        file.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let due = chrono::Utc::now() + chrono::Duration::days(1);
+    let assignment = create_assignment(
+        &app,
+        &professor,
+        course,
+        serde_json::json!({"title": "Lab 1", "due_at": due.to_rfc3339(), "rubric": [{"name": "works", "points": 6}, {"name": "style", "points": 4}]}),
+    )
+    .await;
+    app.deploy_live(&alice, "cp-alice", "static", static_site("alice")).await;
+    app.deploy_live(&bob, "cp-bob", "static", static_site("bob")).await;
+    let (_, alice_sub) = submit(&app, &alice, assignment, "cp-alice").await;
+    let (_, bob_sub) = submit(&app, &bob, assignment, "cp-bob").await;
+    let (alice_id, bob_id) = (alice_sub["id"].as_i64().expect("id"), bob_sub["id"].as_i64().expect("id"));
+
+    // Bob cannot submit Alice's project, see her submission, list submissions or grade.
+    assert_eq!(submit(&app, &bob, assignment, "cp-alice").await.0, 403);
+    assert_eq!(send(&app, &bob, reqwest::Method::GET, &format!("/api/v1/submissions/{alice_id}"), serde_json::json!({})).await.0, 404);
+    assert_eq!(
+        send(&app, &bob, reqwest::Method::GET, &format!("/api/v1/assignments/{assignment}/submissions"), serde_json::json!({})).await.0,
+        403
+    );
+    let grade = serde_json::json!({"scores": [6, 3.5], "feedback": "=good"});
+    assert_eq!(send(&app, &bob, reqwest::Method::PUT, &format!("/api/v1/submissions/{bob_id}/grade"), grade.clone()).await.0, 403);
+
+    // The TA grades in their course (a score above the item's points is refused) ...
+    let (status, refused) =
+        send(&app, &ta, reqwest::Method::PUT, &format!("/api/v1/submissions/{alice_id}/grade"), serde_json::json!({"scores": [7, null]}))
+            .await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("invalid_scores")));
+    let (status, graded) = send(&app, &ta, reqwest::Method::PUT, &format!("/api/v1/submissions/{alice_id}/grade"), grade).await;
+    assert_eq!((status, graded["grade"].as_f64()), (200, Some(9.5)), "{graded}");
+    // ... but not in another course, which they cannot even see, nor release grades.
+    assert_eq!(app.api_get(&ta, &format!("/api/v1/courses/{other_course}")).await["error"]["code"], "not_found");
+    let (status, _) =
+        send(&app, &ta, reqwest::Method::POST, &format!("/api/v1/assignments/{assignment}/release"), serde_json::json!({"released": true}))
+            .await;
+    assert_eq!(status, 403);
+
+    // Alice sees her submission but not the grade until the professor releases it.
+    let mine = app.api_get(&alice, &format!("/api/v1/submissions/{alice_id}")).await;
+    assert_eq!((mine["grade"].clone(), mine["feedback"].as_str()), (serde_json::Value::Null, Some("")), "{mine}");
+    let (status, _) = send(
+        &app,
+        &professor,
+        reqwest::Method::POST,
+        &format!("/api/v1/assignments/{assignment}/release"),
+        serde_json::json!({"released": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mine = app.api_get(&alice, &format!("/api/v1/assignments/{assignment}")).await;
+    assert_eq!(mine["your_submission"]["grade"].as_f64(), Some(9.5), "{mine}");
+    // A student's view of the course lists no classmates.
+    let course_view = app.api_get(&bob, &format!("/api/v1/courses/{course}")).await;
+    assert_eq!(course_view["students"].as_array().map(Vec::len), Some(0), "{course_view}");
+
+    // The staff's snapshot access: the professor may open Bob's snapshot, Alice may not.
+    let record = |app_name: String| {
+        let state = app.state.clone();
+        async move {
+            let submission = state
+                .db
+                .run(move |conn| {
+                    use portal::db::schema::submissions;
+                    Ok::<_, portal::db::DbError>(
+                        submissions::table
+                            .filter(submissions::app_name.eq(app_name))
+                            .select(portal::db::models::Submission::as_select())
+                            .first(conn)?,
+                    )
+                })
+                .await
+                .expect("row");
+            state
+                .db
+                .run(move |conn| portal::courses::snapshot_record(conn, &submission, chrono::Utc::now()))
+                .await
+                .expect("record")
+                .expect("some")
+        }
+    };
+    let bob_record = record(format!("cp-bob--a{assignment}")).await;
+    let ids = |email: &str| portal::db::users::find_by_email(&mut app.db(), email).expect("db").expect("user").id;
+    assert!(bob_record.users.contains(&ids("cp-prof@pusan.ac.kr")) && bob_record.users.contains(&ids("cp-ta@pusan.ac.kr")));
+    assert!(bob_record.users.contains(&ids("cp-bob@pusan.ac.kr")) && !bob_record.users.contains(&ids("cp-alice@pusan.ac.kr")));
+
+    // The export, parsed back: Canvas, Moodle and plain, with and without BOM.
+    let download = |query: &'static str| {
+        let (app, professor) = (&app, professor.clone());
+        async move {
+            let response = app
+                .client
+                .get(app.url(&format!("/api/v1/courses/{course}/grades.csv?{query}")))
+                .bearer_auth(&professor)
+                .send()
+                .await
+                .expect("csv");
+            assert_eq!(response.status(), 200);
+            assert!(response.headers()["Content-Type"].to_str().is_ok_and(|t| t.starts_with("text/csv")));
+            response.bytes().await.expect("body").to_vec()
+        }
+    };
+    let parse = |bytes: &[u8]| -> Vec<Vec<String>> {
+        let text = std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)).expect("utf-8");
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.expect("csv").iter().map(str::to_owned).collect())
+            .collect()
+    };
+    let canvas = download("format=canvas&bom=true").await;
+    assert!(canvas.starts_with(b"\xEF\xBB\xBF"), "the BOM comes first");
+    let rows = parse(&canvas);
+    assert_eq!(rows[0], ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", &format!("Lab 1 ({assignment})")]);
+    assert_eq!(rows[1], ["김앨리스", "", "202400001", "cp-alice@pusan.ac.kr", "01", "9.5"]);
+    assert_eq!(rows[2], ["'=cmd|' /C calc'!A0", "", "202400002", "cp-bob@pusan.ac.kr", "02", ""]);
+    let moodle = download("format=moodle").await;
+    assert!(!moodle.starts_with(b"\xEF\xBB\xBF"));
+    let rows = parse(&moodle);
+    assert_eq!(rows[0], ["Email address", "Lab 1", "Lab 1 (feedback)"]);
+    assert_eq!(rows[1], ["cp-alice@pusan.ac.kr", "9.5", "'=good"]);
+    let rows = parse(&download("format=plain").await);
+    assert_eq!(rows[0], ["Name", "Email", "Student number", "Section", "Lab 1", "Lab 1 (feedback)"]);
+    assert_eq!(rows.len(), 3);
+    // Students and TAs of other courses get no export.
+    assert_eq!(
+        app.client.get(app.url(&format!("/api/v1/courses/{course}/grades.csv"))).bearer_auth(&alice).send().await.expect("csv").status(),
+        403
+    );
+    assert_eq!(
+        app.client.get(app.url(&format!("/api/v1/courses/{other_course}/grades.csv"))).bearer_auth(&ta).send().await.expect("csv").status(),
+        404
+    );
+    let (status, refused) =
+        send(&app, &professor, reqwest::Method::GET, &format!("/api/v1/courses/{course}/grades.csv?format=xlsx"), serde_json::json!({}))
+            .await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("unknown_export_format")));
+
+    // Bulk access: the professor opens every submission to the class at once.
+    let (status, changed) = send(
+        &app,
+        &professor,
+        reqwest::Method::PUT,
+        &format!("/api/v1/assignments/{assignment}/access"),
+        serde_json::json!({"visibility": "class"}),
+    )
+    .await;
+    assert_eq!((status, changed["visibility"].as_str()), (200, Some("class")));
+    let (status, _) = send(
+        &app,
+        &ta,
+        reqwest::Method::PUT,
+        &format!("/api/v1/assignments/{assignment}/access"),
+        serde_json::json!({"visibility": "public"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
