@@ -480,3 +480,145 @@ async fn students_see_only_their_own_work_and_tas_only_their_course_and_the_expo
     .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_professor_runs_an_assignment_cycle_through_the_pages() {
+    use base64::Engine;
+    let app = spawn_app_with(AppOptions::default()).await;
+    app.api_token("pg-prof@pusan.ac.kr").await;
+    make_professor(&app, "pg-prof@pusan.ac.kr");
+    let student_token = app.api_token("pg-student@pusan.ac.kr").await;
+    let (prof, prof_jar) = app.new_browser();
+    let (student, student_jar) = app.new_browser();
+    for (client, jar, email) in [(&prof, &prof_jar, "pg-prof@pusan.ac.kr"), (&student, &student_jar, "pg-student@pusan.ac.kr")] {
+        assert_eq!(app.post_form_as(client, jar, "/login", &[("email", email), ("password", PASSWORD)]).await.status(), 303);
+    }
+
+    // A student is offered no create form, and a forged POST is refused.
+    let page = student.get(app.url("/courses")).send().await.expect("page").text().await.expect("html");
+    assert!(!page.contains("create-course"), "a student is offered the create form");
+    let forged = app.post_form_as(&student, &student_jar, "/courses", &[("code", "X"), ("title", "X"), ("term", "X")]).await;
+    assert_eq!(forged.status(), 403);
+
+    let created = app.post_form_as(&prof, &prof_jar, "/courses", &[("code", "PG500"), ("title", "웹"), ("term", "2026-2")]).await;
+    assert_eq!(created.status(), 303);
+    let course_path = created.headers()["Location"].to_str().expect("location").to_owned();
+    let course_id: i64 = course_path.rsplit('/').next().and_then(|id| id.parse().ok()).expect("course id");
+
+    // Roster: the file (CP949, as Korean Excel saves it) comes base64-encoded; preview, then confirm.
+    let (cp949, _, _) = encoding_rs::EUC_KR.encode("이름,이메일\n학생,pg-student@pusan.ac.kr\n");
+    let file_b64 = base64::engine::general_purpose::STANDARD.encode(&cp949);
+    let roster_path = format!("/courses/{course_id}/roster");
+    let preview = app.post_form_as(&prof, &prof_jar, &roster_path, &[("file_b64", &file_b64)]).await;
+    assert_eq!(preview.status(), 422, "an unknown file asks for its columns");
+    let preview = app
+        .post_form_as(&prof, &prof_jar, &roster_path, &[("file_b64", &file_b64), ("email_column", "이메일"), ("name_column", "이름")])
+        .await;
+    assert_eq!(preview.status(), 200);
+    let html = preview.text().await.expect("html");
+    assert!(html.contains("roster-preview") && html.contains("data-outcome=\"matched\"") && html.contains("학생"), "{html}");
+    let page = prof.get(app.url(&course_path)).send().await.expect("page").text().await.expect("html");
+    assert!(!page.contains("pg-student@pusan.ac.kr"), "the preview enrolled someone");
+    let confirmed = app
+        .post_form_as(
+            &prof,
+            &prof_jar,
+            &roster_path,
+            &[("file_b64", &file_b64), ("email_column", "이메일"), ("name_column", "이름"), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(confirmed.status(), 303);
+    let page = prof.get(app.url(&course_path)).send().await.expect("page").text().await.expect("html");
+    assert!(page.contains("pg-student@pusan.ac.kr") && page.contains("data-testid=\"export-links\""), "the roster shows the student");
+
+    // An assignment typed in Seoul time is stored in UTC.
+    let due_local = (chrono::Utc::now() + chrono::Duration::days(2) + chrono::Duration::hours(9)).format("%Y-%m-%dT%H:%M").to_string();
+    let made = app
+        .post_form_as(
+            &prof,
+            &prof_jar,
+            &format!("/courses/{course_id}/assignments"),
+            &[
+                ("title", "Portfolio"),
+                ("due_at", &due_local),
+                ("utc_offset_minutes", "540"),
+                ("visibility", "staff"),
+                ("rubric", "Works: 6\nStyle: 4"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status(), 303);
+    let assignment_path = made.headers()["Location"].to_str().expect("location").to_owned();
+    let assignment_id: i64 = assignment_path.rsplit('/').next().and_then(|id| id.parse().ok()).expect("id");
+    let stored = app.api_get(&student_token, &format!("/api/v1/assignments/{assignment_id}")).await;
+    let due_at = chrono::DateTime::parse_from_rfc3339(stored["assignment"]["due_at"].as_str().expect("due")).expect("time");
+    assert_eq!(
+        due_at.format("%Y-%m-%dT%H:%M").to_string(),
+        (chrono::NaiveDateTime::parse_from_str(&due_local, "%Y-%m-%dT%H:%M").expect("local") - chrono::Duration::hours(9))
+            .format("%Y-%m-%dT%H:%M")
+            .to_string()
+    );
+
+    // The student deploys and submits through the page.
+    app.deploy_live(&student_token, "pg-site", "static", static_site("<p>portfolio</p>")).await;
+    let submitted = app.post_form_as(&student, &student_jar, &format!("{assignment_path}/submit"), &[("project", "pg-site")]).await;
+    assert_eq!(submitted.status(), 303);
+    let page = student.get(app.url(&assignment_path)).send().await.expect("page").text().await.expect("html");
+    assert!(page.contains("my-submission") && page.contains(&format!("pg-site--a{assignment_id}")), "the student sees the snapshot");
+    assert!(!page.contains("data-testid=\"submissions\""), "the student sees the submissions list");
+
+    // The professor grades: the list links the grading page, which autosaves through JSON.
+    let page = prof.get(app.url(&assignment_path)).send().await.expect("page").text().await.expect("html");
+    let submission_id = page
+        .split("/submissions/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|id| id.parse::<i64>().ok())
+        .expect("grade link");
+    let grading = prof.get(app.url(&format!("/submissions/{submission_id}"))).send().await.expect("page").text().await.expect("html");
+    assert!(grading.contains("snapshot-link") && grading.contains("Works") && grading.contains(&format!("pg-site--a{assignment_id}")));
+    let csrf = app.csrf_for(&prof, &prof_jar).await;
+    let saved = prof
+        .post(app.url(&format!("/submissions/{submission_id}/grade")))
+        .header("X-CSRF-Token", &csrf)
+        .json(&serde_json::json!({"scores": ["5,5", ""], "feedback": "좋아요"}))
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(saved.status(), 200);
+    assert_eq!(saved.json::<serde_json::Value>().await.expect("json")["grade"].as_f64(), Some(5.5));
+    let forged = prof
+        .post(app.url(&format!("/submissions/{submission_id}/grade")))
+        .json(&serde_json::json!({"scores": ["1", ""]}))
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(forged.status(), 403, "no CSRF header, no save");
+    let student_save = student
+        .post(app.url(&format!("/submissions/{submission_id}/grade")))
+        .header("X-CSRF-Token", app.csrf_for(&student, &student_jar).await)
+        .json(&serde_json::json!({"scores": ["6", "4"]}))
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(student_save.status(), 403, "a student cannot grade themselves");
+    let warmed =
+        prof.post(app.url(&format!("/submissions/{submission_id}/prewarm"))).header("X-CSRF-Token", &csrf).send().await.expect("prewarm");
+    assert_eq!(warmed.status(), 200);
+
+    // Released through the page, the student sees the grade; the export downloads from the page.
+    let page = student.get(app.url(&assignment_path)).send().await.expect("page").text().await.expect("html");
+    assert!(!page.contains("my-grade"), "the grade shows before release");
+    assert_eq!(app.post_form_as(&prof, &prof_jar, &format!("{assignment_path}/release"), &[("released", "true")]).await.status(), 303);
+    let page = student.get(app.url(&assignment_path)).send().await.expect("page").text().await.expect("html");
+    assert!(page.contains("my-grade") && page.contains("5.5") && page.contains("좋아요"), "the released grade");
+    let csv = prof.get(app.url(&format!("/courses/{course_id}/grades.csv?format=moodle&bom=1"))).send().await.expect("csv");
+    assert_eq!(csv.status(), 200);
+    let bytes = csv.bytes().await.expect("body");
+    assert!(
+        bytes.starts_with(b"\xEF\xBB\xBFEmail address,Portfolio,Portfolio (feedback)\r\npg-student@pusan.ac.kr,5.5,")
+            || bytes.starts_with(b"\xEF\xBB\xBFEmail address,Portfolio,Portfolio (feedback)\npg-student@pusan.ac.kr,5.5,"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+}

@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 mod admin;
+mod courses;
 mod groups;
 mod profile;
 mod projects;
@@ -34,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(profile::configure)
             .configure(admin::configure)
             .configure(projects::configure)
-            .configure(groups::configure),
+            .configure(groups::configure)
+            .configure(courses::configure),
     );
 }
 
