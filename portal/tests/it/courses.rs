@@ -352,6 +352,12 @@ async fn students_see_only_their_own_work_and_tas_only_their_course_and_the_expo
     assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("invalid_scores")));
     let (status, graded) = send(&app, &ta, reqwest::Method::PUT, &format!("/api/v1/submissions/{alice_id}/grade"), grade).await;
     assert_eq!((status, graded["grade"].as_f64()), (200, Some(9.5)), "{graded}");
+    // Course staff may look at a submitted project (never change it); Bob may not look at Alice's.
+    assert_eq!(app.api_get(&ta, "/api/v1/projects/cp-alice").await["name"], "cp-alice");
+    let (status, _) =
+        send(&app, &ta, reqwest::Method::PATCH, "/api/v1/projects/cp-alice", serde_json::json!({"visibility": "public"})).await;
+    assert_eq!(status, 403);
+    assert_eq!(app.api_get(&bob, "/api/v1/projects/cp-alice").await["error"]["code"], "forbidden");
     // ... but not in another course, which they cannot even see, nor release grades.
     assert_eq!(app.api_get(&ta, &format!("/api/v1/courses/{other_course}")).await["error"]["code"], "not_found");
     let (status, _) =
