@@ -93,7 +93,7 @@
 
 // Times: pages print UTC inside <time datetime>; show them in the browser's own zone (Intl).
 (function () {
-  const format = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" });
+  const format = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
   document.querySelectorAll("time[data-local]").forEach(function (node) {
     const when = new Date(node.getAttribute("datetime"));
     if (!isNaN(when)) node.textContent = format.format(when);
