@@ -170,10 +170,26 @@ async fn submit(app: &TestApp, token: &str, assignment: i64, project: &str) -> (
     .await
 }
 
+/// Waits until the snapshot answers an anonymous visitor 200 with `text` (no redirect followed:
+/// the login page a redirect leads to names the app too).
 async fn snapshot_says(app: &TestApp, name: &str, text: &str) {
-    let (status, body) = app.app_get_until(name, "/", Duration::from_secs(30), |status, body| status == 200 && body.contains(text)).await;
-    assert_eq!(status, 200, "{name}: {body}");
-    assert!(body.contains(text), "{name} should say {text}: {body}");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = client
+            .get(format!("http://127.0.0.1:{}/", app.gateway_port))
+            .header("Host", format!("{name}.localhost"))
+            .send()
+            .await
+            .expect("gateway");
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        if status == 200 && body.contains(text) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name} should say {text}: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -627,4 +643,70 @@ async fn a_professor_runs_an_assignment_cycle_through_the_pages() {
         "{}",
         String::from_utf8_lossy(&bytes)
     );
+}
+
+#[tokio::test]
+async fn a_group_submits_once_for_all_its_members_and_resubmitting_replaces_the_snapshot() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let professor = app.api_token("cg-prof@pusan.ac.kr").await;
+    make_professor(&app, "cg-prof@pusan.ac.kr");
+    let kim = app.api_token("cg-kim@pusan.ac.kr").await;
+    let lee = app.api_token("cg-lee@pusan.ac.kr").await;
+    let course = create_course(&app, &professor, "CG101").await;
+    enrol(&app, &professor, course, &["cg-kim@pusan.ac.kr", "cg-lee@pusan.ac.kr"]).await;
+    // Past due and public, so the snapshots can be fetched anonymously (late work is taken).
+    let due = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let assignment = create_assignment(
+        &app,
+        &professor,
+        course,
+        serde_json::json!({"title": "Team", "due_at": due.to_rfc3339(), "group": true, "visibility": "public"}),
+    )
+    .await;
+
+    // A personal project is refused for a group assignment.
+    app.deploy_live(&kim, "cg-solo", "static", static_site("solo")).await;
+    let (status, refused) = submit(&app, &kim, assignment, "cg-solo").await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("group_project_required")), "{refused}");
+
+    // Kim's group project is the group's submission; Lee, a member, sees it as theirs.
+    let (status, _) = send(&app, &kim, reqwest::Method::POST, "/api/v1/groups", serde_json::json!({"name": "cg-team"})).await;
+    assert_eq!(status, 201);
+    let (status, _) = send(
+        &app,
+        &kim,
+        reqwest::Method::POST,
+        "/api/v1/groups/cg-team/members",
+        serde_json::json!({"email": "cg-lee@pusan.ac.kr", "role": "maintainer"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for name in ["cg-one", "cg-two"] {
+        let (status, created) = send(
+            &app,
+            &kim,
+            reqwest::Method::POST,
+            "/api/v1/projects",
+            serde_json::json!({"name": name, "template": "static", "group": "cg-team"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        let (status, queued) = app.deploy_zip(&kim, name, static_site(name)).await;
+        assert_eq!(status, 202);
+        assert_eq!(app.wait_for_revision(&kim, name, queued["number"].as_i64().expect("n")).await["status"], "live");
+    }
+    let (status, first) = submit(&app, &kim, assignment, "cg-one").await;
+    assert_eq!((status, first["submitter"].as_str()), (201, Some("cg-team")), "{first}");
+    let seen = app.api_get(&lee, &format!("/api/v1/assignments/{assignment}")).await;
+    assert_eq!(seen["your_submission"]["id"], first["id"], "{seen}");
+    snapshot_says(&app, &format!("cg-one--a{assignment}"), "cg-one").await;
+
+    // Lee submits the other project: the same submission, a new snapshot, the old one gone.
+    let (status, second) = submit(&app, &lee, assignment, "cg-two").await;
+    assert_eq!((status, second["id"].clone()), (201, first["id"].clone()), "{second}");
+    let listed = app.api_get(&professor, &format!("/api/v1/assignments/{assignment}/submissions")).await;
+    assert_eq!(listed["submissions"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["submissions"][0]["project"], "cg-two");
+    assert_eq!(app.state.runtime.status(&format!("cg-one--a{assignment}")).revision, None, "the old snapshot is no longer registered");
+    snapshot_says(&app, &format!("cg-two--a{assignment}"), "cg-two").await;
 }
