@@ -448,7 +448,7 @@ pub async fn submit(
         late_secs: late_by.num_seconds(),
     };
     let pinned = state.db.run(move |conn| db::courses::pin_submission(conn, &pin)).await;
-    let (submission, earlier_app) = match pinned {
+    let (submission, earlier) = match pinned {
         Ok(pinned) => pinned,
         Err(e) if e.is_unique_violation() => {
             return Err(AppError::Conflict {
@@ -458,12 +458,32 @@ pub async fn submit(
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(earlier) = earlier_app.filter(|earlier| *earlier != submission.app_name) {
-        state.runtime.stop(&earlier).await;
-        crate::access::unpublish(state, &earlier).await?;
+    if let Some(earlier) = &earlier {
+        if earlier.app_name != submission.app_name {
+            state.runtime.stop(&earlier.app_name).await;
+            crate::access::unpublish(state, &earlier.app_name).await?;
+        }
     }
     activate(state, &submission, &assignment, true).await?;
+    if let Some(earlier) = earlier {
+        remove_snapshot_files(state, &earlier.snapshot_dir).await;
+    }
     Ok(submission)
+}
+
+/// Removes a replaced snapshot's folder (its app was stopped or replaced before). A failure is
+/// logged: it leaves files behind, never a broken snapshot.
+async fn remove_snapshot_files(state: &AppState, relative: &str) {
+    if !relative.starts_with("snapshots/") || relative.contains("..") {
+        return;
+    }
+    let Ok(root) = snapshot_root(state) else { return };
+    let dir = root.join(relative);
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("could not remove the replaced snapshot {}: {e}", dir.display());
+        }
+    }
 }
 
 async fn seal_env(state: &AppState, project_id: i64) -> Result<Vec<u8>, AppError> {
@@ -869,11 +889,13 @@ async fn repin(state: &AppState, assignment: &Assignment, submission: &Submissio
     .await?;
     let sealed_env = seal_env(state, project_id).await?;
     let (submission_id, plan) = (submission.id, revision.plan.clone().expect("filtered on a plan"));
+    let earlier_dir = submission.snapshot_dir.clone();
     let updated = state
         .db
         .run(move |conn| db::courses::repin_at_deadline(conn, submission_id, &revision, plan, sealed_env, &snapshot_dir, now))
         .await?;
     activate(state, &updated, assignment, true).await?;
+    remove_snapshot_files(state, &earlier_dir).await;
     Ok(true)
 }
 

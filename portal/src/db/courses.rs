@@ -291,8 +291,8 @@ pub struct NewPin {
 }
 
 /// Inserts the submission, or replaces the pinned revision of the submitter's earlier one (its
-/// grade stays). Returns the row and, on replacement, the app name it had before.
-pub fn pin_submission(conn: &mut PgConnection, pin: &NewPin) -> Result<(Submission, Option<String>), DbError> {
+/// grade stays). Returns the row and, on replacement, the earlier row.
+pub fn pin_submission(conn: &mut PgConnection, pin: &NewPin) -> Result<(Submission, Option<Submission>), DbError> {
     conn.transaction(|conn| {
         let earlier: Option<Submission> = submissions::table
             .filter(submissions::assignment_id.eq(pin.assignment_id))
@@ -326,7 +326,7 @@ pub fn pin_submission(conn: &mut PgConnection, pin: &NewPin) -> Result<(Submissi
                     .set((values, submissions::pin_number.eq(earlier.pin_number + 1)))
                     .returning(Submission::as_returning())
                     .get_result(conn)?;
-                Ok((row, Some(earlier.app_name)))
+                Ok((row, Some(earlier)))
             }
             None => {
                 let row = diesel::insert_into(submissions::table)

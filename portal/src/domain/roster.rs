@@ -337,6 +337,14 @@ mod tests {
     }
 
     #[test]
+    fn a_canvas_file_missing_a_column_is_not_taken_for_canvas() {
+        let without_login = "Student,ID,SIS User ID,Section\n\"Kim, Minji\",1,202412345,01\n";
+        assert_eq!(parse(without_login.as_bytes(), None).map_err(|e| e.code()), Err("roster_needs_mapping"));
+        let moodle_without_email = "First name,Surname,ID number\nMinji,Kim,202412345\n";
+        assert_eq!(parse(moodle_without_email.as_bytes(), None).map_err(|e| e.code()), Err("roster_needs_mapping"));
+    }
+
+    #[test]
     fn reads_a_moodle_export_with_a_bom() {
         let file =
             "\u{feff}First name,Surname,ID number,Institution,Department,Email address\n민지,김,202412345,PNU,CSE,Minji@Pusan.ac.kr\n";

@@ -708,5 +708,11 @@ async fn a_group_submits_once_for_all_its_members_and_resubmitting_replaces_the_
     assert_eq!(listed["submissions"].as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed["submissions"][0]["project"], "cg-two");
     assert_eq!(app.state.runtime.status(&format!("cg-one--a{assignment}")).revision, None, "the old snapshot is no longer registered");
+    let group_dirs = std::fs::read_dir(app.data_dir.join(format!("snapshots/a{assignment}")))
+        .expect("snapshots")
+        .map(|entry| entry.expect("entry").path())
+        .collect::<Vec<_>>();
+    assert_eq!(group_dirs.len(), 1, "one submitter: {group_dirs:?}");
+    assert_eq!(std::fs::read_dir(&group_dirs[0]).expect("pins").count(), 1, "the replaced copy is removed");
     snapshot_says(&app, &format!("cg-two--a{assignment}"), "cg-two").await;
 }
