@@ -46,6 +46,20 @@ fn text_field(raw: &str, field: &'static str, max: usize, required: bool) -> Res
     Ok(value.to_owned())
 }
 
+/// A description may span lines; other control characters and more than 10 000 bytes are refused.
+fn check_description(raw: &str) -> Result<String, AppError> {
+    let text = raw.trim();
+    if text.len() > 10_000 || text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(ValidationError::new(
+            "invalid_field",
+            "description",
+            format!("the description has {} bytes or control characters; at most 10000 bytes of text", text.len()),
+        )
+        .into());
+    }
+    Ok(text.to_owned())
+}
+
 /// Creates a course; only professors and admins may.
 pub async fn create(state: &AppState, user: &User, code: &str, title: &str, term: &str, section: &str) -> Result<Course, AppError> {
     if user.role != Role::Professor.as_str() && user.role != Role::Admin.as_str() {
@@ -310,8 +324,7 @@ pub async fn create_assignment(state: &AppState, actor: &User, course_id: i64, i
     }
     let fields = AssignmentFields {
         title: text_field(&input.title, "title", 200, true)?,
-        description: text_field(&input.description.replace(['\r', '\n', '\t'], " "), "description", 10_000, false)
-            .map(|_| input.description.trim().to_owned())?,
+        description: check_description(&input.description)?,
         due_at: deadline.due_at,
         cutoff_at: deadline.cutoff_at,
         kind: if input.group { "group" } else { "individual" }.to_owned(),
@@ -418,15 +431,24 @@ pub async fn submit(
     }
     let plan = revision.plan.clone().ok_or_else(|| anyhow::anyhow!("live revision {} has no plan", revision.id))?;
     let data_dir = snapshot_root(state)?;
-    let snapshot_dir = copy_snapshot(
-        &data_dir,
-        assignment.id,
-        &submitter_key,
-        crate::build_worker::revision_dir(&data_dir, project.id, revision.number),
-        crate::build_worker::volume_dir(&data_dir, project.id),
-    )
-    .await?;
-    let sealed_env = seal_env(state, project.id).await?;
+    let revision_dir = crate::build_worker::revision_dir(&data_dir, project.id, revision.number);
+    if !revision_dir.exists() {
+        return Err(AppError::Rejected {
+            code: "revision_files_gone",
+            message: format!("the built files of revision {} are no longer kept; deploy it again, then submit", revision.number),
+        });
+    }
+    let snapshot_dir =
+        copy_snapshot(&data_dir, assignment.id, &submitter_key, revision_dir, crate::build_worker::volume_dir(&data_dir, project.id))
+            .await?;
+    let copied_dir = snapshot_dir.clone();
+    let sealed_env = match seal_env(state, project.id).await {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            remove_snapshot_files(state, &copied_dir).await;
+            return Err(e);
+        }
+    };
     let app_name = format!("{}--a{}", project.name, assignment.id);
     let pin = db::courses::NewPin {
         assignment_id: assignment.id,
@@ -448,6 +470,9 @@ pub async fn submit(
         late_secs: late_by.num_seconds(),
     };
     let pinned = state.db.run(move |conn| db::courses::pin_submission(conn, &pin)).await;
+    if pinned.is_err() {
+        remove_snapshot_files(state, &copied_dir).await;
+    }
     let (submission, earlier) = match pinned {
         Ok(pinned) => pinned,
         Err(e) if e.is_unique_violation() => {
