@@ -29,6 +29,13 @@ pub fn role_in(conn: &mut diesel::PgConnection, user: &User, project: &Project) 
         None if project.owner_id == user.id => Ok(ProjectRole::Owner),
         None => Ok(ProjectRole::None),
     }
+    .and_then(|role| {
+        // Staff of a course the project was submitted to may look at it (never change it).
+        if role == ProjectRole::None && db::courses::staff_of_submitted_project(conn, project.id)?.contains(&user.id) {
+            return Ok(ProjectRole::Viewer);
+        }
+        Ok(role)
+    })
 }
 
 /// The record the gateways get for `project`: `members` lets in every member of the owning group
@@ -41,6 +48,13 @@ pub fn record_for(conn: &mut diesel::PgConnection, project: &Project) -> Result<
         (Visibility::Private, Some(group_id)) => db::groups::member_ids(conn, group_id, Some("owner"))?,
         (Visibility::Members | Visibility::Private, None) => vec![project.owner_id],
     };
+    let mut users = users;
+    if visibility == Visibility::Members {
+        // Course staff count as members of the projects submitted to their courses.
+        users.extend(db::courses::staff_of_submitted_project(conn, project.id)?);
+        users.sort_unstable();
+        users.dedup();
+    }
     Ok(AccessRecord { visibility, users })
 }
 
@@ -94,6 +108,10 @@ pub async fn publish_all(state: &AppState) -> Result<usize, AppError> {
             for project in db::projects::list_all(conn)? {
                 let record = record_for(conn, &project)?;
                 out.push((project.name, Some(record_json(&record))));
+            }
+            // Submission snapshots are apps too (`NAME--a<assignment>`).
+            for (app, record) in crate::courses::snapshot_records(conn, chrono::Utc::now())? {
+                out.push((app, Some(record_json(&record))));
             }
             Ok::<_, db::DbError>(out)
         })

@@ -202,6 +202,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<Verified, App
                     // Invitations sent to this address before it had an account take effect now.
                     let email = db::users::find(conn, user_id)?.map(|u| u.email).unwrap_or_default();
                     let groups = db::groups::accept_invitations(conn, &email, user_id)?;
+                    db::courses::accept_invitations(conn, &email, user_id)?;
                     Ok(Ok((Verified::Now, groups, Some(Actor { id: Some(user_id), email }))))
                 }
                 // A link used once already, for an account that is verified, is not worth an error:

@@ -251,7 +251,9 @@ pub async fn rollback(state: &AppState, project: &Project, number: Option<i32>) 
     Ok(state.db.run(move |conn| db::revisions::find(conn, revision_id)).await?.unwrap_or(target))
 }
 
-/// Stops the app, removes its files, data, caches and logs, then the project itself.
+/// Stops the app, removes its files, data, caches and logs, then the project itself. Artifacts
+/// are kept: submissions pin them (`submissions.artifact_id`), and their snapshots have their own
+/// copies of the built files under `snapshots/`, which this never touches.
 pub async fn delete_project(state: &AppState, project: &Project) -> Result<(), AppError> {
     state.runtime.stop(&project.name).await;
     if let Some(cluster) = &state.cluster {

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod courses;
 pub mod crypto;
 pub mod custom_domains;
 pub mod db;

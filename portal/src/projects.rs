@@ -3,7 +3,8 @@
 //!
 //! Permission: `get` resolves the acting user's role towards the project (`access::role_in`:
 //! owner of a personal project, the group role for a group's project, admins as owners) and
-//! checks it against the action with `domain::permissions::allows`. Course staff come later.
+//! checks it against the action with `domain::permissions::allows`. Staff of a course the project
+//! was submitted to are viewers of it (`access::role_in`).
 
 use orchestrator::model::AppName;
 

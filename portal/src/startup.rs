@@ -359,7 +359,10 @@ impl Application {
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));
         if self.state.cluster.is_none() {
             tokio::spawn(crate::build_worker::restore_live_apps(self.state.clone(), runtime.clone()));
+            tokio::spawn(crate::courses::restore_snapshots(self.state.clone()));
         }
+        // Pins submissions again and opens their access at each assignment's deadline.
+        tokio::spawn(crate::courses::sweep_loop(self.state.clone(), std::time::Duration::from_secs(15), shutdown.clone()));
         let handle = self.server.handle();
         let mut stop = shutdown.clone();
         let stopping = self.stopping.clone();

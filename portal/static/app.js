@@ -90,3 +90,81 @@
   }
   read().catch(function () { /* the page still shows what arrived */ });
 })();
+
+// Times: pages print UTC inside <time datetime>; show them in the browser's own zone (Intl).
+(function () {
+  const format = new Intl.DateTimeFormat(document.documentElement.lang || undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
+  document.querySelectorAll("time[data-local]").forEach(function (node) {
+    const when = new Date(node.getAttribute("datetime"));
+    if (!isNaN(when)) node.textContent = format.format(when);
+  });
+  // Forms with datetime-local fields send the browser's UTC offset for the time entered (so a
+  // deadline across a daylight-saving change is right); without this script it stays 0 (UTC).
+  document.querySelectorAll("form[data-tz-form]").forEach(function (form) {
+    const label = form.querySelector("[data-tz-label]");
+    if (label) label.textContent = "(" + Intl.DateTimeFormat().resolvedOptions().timeZone + ")";
+    form.addEventListener("submit", function () {
+      const due = form.querySelector("input[name=due_at]").value;
+      const at = due ? new Date(due) : new Date();
+      form.querySelector("input[name=utc_offset_minutes]").value = String(-at.getTimezoneOffset());
+    });
+  });
+})();
+
+// Roster import: the chosen file travels base64-encoded in the form (no multipart parser on the
+// server), so a CP949 file reaches it byte for byte.
+(function () {
+  const form = document.querySelector("form[data-roster-form]");
+  if (!form) return;
+  const input = form.querySelector("input[data-roster-file]");
+  input.addEventListener("change", function () {
+    const file = input.files[0];
+    if (!file) return;
+    const reader = new FileReader();
+    reader.onload = function () {
+      const bytes = new Uint8Array(reader.result);
+      let binary = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+      form.querySelector("input[name=file_b64]").value = btoa(binary);
+    };
+    reader.readAsArrayBuffer(file);
+  });
+})();
+
+// Grading: scores and feedback save as they change; opening the page wakes this submission and
+// the next few, so the grader never waits on a cold start.
+(function () {
+  const card = document.querySelector("[data-grading]");
+  if (!card) return;
+  const base = card.dataset.grading;
+  const headers = { "Content-Type": "application/json", "X-CSRF-Token": card.dataset.csrf };
+  fetch(base + "/prewarm", { method: "POST", headers: headers, credentials: "same-origin" }).catch(function () {});
+  const form = card.querySelector("form[data-grade-form]");
+  const status = form.querySelector("[data-save-status]");
+  const total = form.querySelector("[data-total]");
+  let timer = null;
+  async function save() {
+    const scores = Array.from(form.querySelectorAll("input[name=score]")).map(function (i) { return i.value; });
+    const feedback = form.querySelector("textarea[name=feedback]").value;
+    status.firstChild.textContent = status.dataset.saving + " ";
+    try {
+      const response = await fetch(base + "/grade", { method: "POST", headers: headers, credentials: "same-origin", body: JSON.stringify({ scores: scores, feedback: feedback }) });
+      const body = await response.json();
+      if (response.ok) {
+        status.firstChild.textContent = status.dataset.saved + ": ";
+        total.textContent = body.grade === null ? "" : String(body.grade);
+        status.className = "hint ok";
+      } else {
+        status.firstChild.textContent = ((body.error && body.error.message) || "error") + " ";
+        status.className = "error";
+      }
+    } catch (e) {
+      status.className = "error";
+    }
+  }
+  form.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(save, 400);
+  });
+  form.addEventListener("submit", function (event) { event.preventDefault(); save(); });
+})();

@@ -3,6 +3,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod courses;
 pub mod custom_domains;
 pub mod email_tokens;
 pub mod groups;

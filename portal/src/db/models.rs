@@ -283,3 +283,102 @@ impl std::fmt::Debug for CustomDomain {
             .finish_non_exhaustive()
     }
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::courses)]
+pub struct Course {
+    pub id: i64,
+    pub code: String,
+    pub title: String,
+    pub term: String,
+    pub section: String,
+    #[serde(skip)]
+    pub created_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::enrolments)]
+pub struct Enrolment {
+    #[serde(skip)]
+    pub course_id: i64,
+    pub user_id: i64,
+    pub roster_name: String,
+    pub student_number: String,
+    pub section: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = super::schema::course_invitations)]
+pub struct CourseInvitation {
+    #[serde(skip)]
+    pub id: i64,
+    #[serde(skip)]
+    pub course_id: i64,
+    pub email: String,
+    pub roster_name: String,
+    pub student_number: String,
+    pub section: String,
+    #[serde(skip)]
+    pub invited_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::assignments)]
+pub struct Assignment {
+    pub id: i64,
+    pub course_id: i64,
+    pub title: String,
+    pub description: String,
+    pub due_at: DateTime<Utc>,
+    pub cutoff_at: Option<DateTime<Utc>>,
+    /// `individual` or `group`.
+    pub kind: String,
+    /// Submissions must use this template, when set.
+    pub template: Option<String>,
+    /// `staff`, `class` or `public` (`domain::coursework::SubmissionVisibility`).
+    pub visibility: String,
+    pub idle_secs: Option<i32>,
+    pub max_instances: Option<i32>,
+    /// `[{"name": .., "points": ..}]` (`domain::coursework::RubricItem`).
+    pub rubric: serde_json::Value,
+    pub grades_released_at: Option<DateTime<Utc>>,
+    pub deadline_swept_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A pinned submission. `sealed_env` holds the environment (secrets included) sealed with the
+/// installation key: never show it or log it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::submissions)]
+pub struct Submission {
+    pub id: i64,
+    pub assignment_id: i64,
+    pub submitter_key: String,
+    pub user_id: Option<i64>,
+    pub group_id: Option<i64>,
+    pub project_id: Option<i64>,
+    pub project_name: String,
+    pub app_name: String,
+    pub revision_id: Option<i64>,
+    pub revision_number: i32,
+    pub artifact_id: String,
+    pub template: String,
+    pub plan: serde_json::Value,
+    pub sealed_env: Vec<u8>,
+    pub snapshot_dir: String,
+    pub run_uid: i32,
+    pub pin_number: i32,
+    pub pinned_reason: String,
+    pub pinned_at: DateTime<Utc>,
+    pub submitted_at: DateTime<Utc>,
+    pub late_secs: i64,
+    pub scores: Option<serde_json::Value>,
+    pub grade: Option<f64>,
+    pub feedback: String,
+    pub graded_by: Option<i64>,
+    pub graded_at: Option<DateTime<Utc>>,
+}

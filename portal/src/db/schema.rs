@@ -207,6 +207,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    courses (id) {
+        id -> Int8,
+        code -> Text,
+        title -> Text,
+        term -> Text,
+        section -> Text,
+        created_by -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     metric_samples (resolution_secs, series, metric, at) {
         resolution_secs -> Int4,
         series -> Text,
@@ -234,5 +246,100 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    course_staff (course_id, user_id) {
+        course_id -> Int8,
+        user_id -> Int8,
+        role -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(custom_domains -> projects (project_id));
 diesel::allow_tables_to_appear_in_same_query!(custom_domains, projects);
+
+diesel::table! {
+    enrolments (course_id, user_id) {
+        course_id -> Int8,
+        user_id -> Int8,
+        roster_name -> Text,
+        student_number -> Text,
+        section -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    course_invitations (id) {
+        id -> Int8,
+        course_id -> Int8,
+        email -> Text,
+        roster_name -> Text,
+        student_number -> Text,
+        section -> Text,
+        invited_by -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    assignments (id) {
+        id -> Int8,
+        course_id -> Int8,
+        title -> Text,
+        description -> Text,
+        due_at -> Timestamptz,
+        cutoff_at -> Nullable<Timestamptz>,
+        kind -> Text,
+        template -> Nullable<Text>,
+        visibility -> Text,
+        idle_secs -> Nullable<Int4>,
+        max_instances -> Nullable<Int4>,
+        rubric -> Jsonb,
+        grades_released_at -> Nullable<Timestamptz>,
+        deadline_swept_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    submissions (id) {
+        id -> Int8,
+        assignment_id -> Int8,
+        submitter_key -> Text,
+        user_id -> Nullable<Int8>,
+        group_id -> Nullable<Int8>,
+        project_id -> Nullable<Int8>,
+        project_name -> Text,
+        app_name -> Text,
+        revision_id -> Nullable<Int8>,
+        revision_number -> Int4,
+        artifact_id -> Text,
+        template -> Text,
+        plan -> Jsonb,
+        sealed_env -> Bytea,
+        snapshot_dir -> Text,
+        run_uid -> Int4,
+        pin_number -> Int4,
+        pinned_reason -> Text,
+        pinned_at -> Timestamptz,
+        submitted_at -> Timestamptz,
+        late_secs -> Int8,
+        scores -> Nullable<Jsonb>,
+        grade -> Nullable<Float8>,
+        feedback -> Text,
+        graded_by -> Nullable<Int8>,
+        graded_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(course_staff -> courses (course_id));
+diesel::joinable!(course_staff -> users (user_id));
+diesel::joinable!(enrolments -> courses (course_id));
+diesel::joinable!(enrolments -> users (user_id));
+diesel::joinable!(course_invitations -> courses (course_id));
+diesel::joinable!(assignments -> courses (course_id));
+diesel::joinable!(submissions -> assignments (assignment_id));
+diesel::allow_tables_to_appear_in_same_query!(courses, course_staff, enrolments, course_invitations, assignments, submissions, users);
+diesel::allow_tables_to_appear_in_same_query!(submissions, projects);

@@ -3,9 +3,12 @@
 
 mod account;
 pub mod audit;
+pub mod coursework;
 pub mod custom_domain;
 mod env;
+pub mod grade_export;
 pub mod permissions;
+pub mod roster;
 pub mod scaling;
 
 pub use account::{DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError};

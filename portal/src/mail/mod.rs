@@ -31,6 +31,9 @@ pub enum MailKind {
     IncidentOpened { what: String, reason: String, at: String, link: String },
     /// To admins: that incident is over.
     IncidentCleared { what: String, reason: String, opened_at: String, at: String, link: String },
+    /// A roster import named an address without an account: it joins the course `course` when it
+    /// signs up (`link` is the sign-up page).
+    CourseInvitation { course: String, inviter: String, link: String },
 }
 
 /// A composed message: subject and plain-text body.
@@ -66,6 +69,9 @@ pub fn compose(kind: &MailKind, language: Language, display_name: &str) -> Compo
                 ("link", link.clone()),
             ],
         ),
+        MailKind::CourseInvitation { course, inviter, link } => {
+            ("mail.course_invited", vec![("course", course.clone()), ("inviter", inviter.clone()), ("link", link.clone())])
+        }
     };
     let mut all_vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all_vars.push(("name", display_name));
@@ -190,6 +196,19 @@ mod tests {
                 }
                 assert!(mail.subject.contains("quiz-club") && !mail.body.contains('{'), "{mail:?}");
             }
+        }
+    }
+
+    #[test]
+    fn course_invitations_name_the_course_and_the_sign_up_link_in_both_languages() {
+        let kind =
+            MailKind::CourseInvitation { course: "CS101 웹프로그래밍".into(), inviter: "Lee".into(), link: "http://p/signup".into() };
+        for language in [Language::En, Language::Ko] {
+            let mail = compose(&kind, language, "");
+            for part in ["CS101 웹프로그래밍", "Lee", "http://p/signup"] {
+                assert!(mail.body.contains(part), "{language:?} lacks {part}: {}", mail.body);
+            }
+            assert!(mail.subject.contains("CS101") && !mail.body.contains('{'), "{mail:?}");
         }
     }
 }

@@ -10,6 +10,7 @@ mod cli;
 mod cli_deploy;
 mod cli_groups;
 mod cluster;
+mod courses;
 mod custom_domains;
 mod deploys;
 mod groups;

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+pub mod courses;
 mod domains;
 mod groups;
 mod me;
@@ -72,6 +73,22 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{name}/domains"),
     ("delete", "/api/v1/projects/{name}/domains/{domain}"),
     ("post", "/api/v1/projects/{name}/domains/{domain}/verify"),
+    ("get", "/api/v1/courses"),
+    ("post", "/api/v1/courses"),
+    ("get", "/api/v1/courses/{course}"),
+    ("post", "/api/v1/courses/{course}/staff"),
+    ("post", "/api/v1/courses/{course}/roster"),
+    ("get", "/api/v1/courses/{course}/assignments"),
+    ("post", "/api/v1/courses/{course}/assignments"),
+    ("get", "/api/v1/courses/{course}/grades.csv"),
+    ("get", "/api/v1/assignments/{assignment}"),
+    ("put", "/api/v1/assignments/{assignment}/access"),
+    ("post", "/api/v1/assignments/{assignment}/release"),
+    ("get", "/api/v1/assignments/{assignment}/submissions"),
+    ("post", "/api/v1/assignments/{assignment}/submissions"),
+    ("get", "/api/v1/submissions/{submission}"),
+    ("put", "/api/v1/submissions/{submission}/grade"),
+    ("post", "/api/v1/submissions/{submission}/prewarm"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -89,6 +106,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(projects::configure)
             .configure(domains::configure)
             .configure(groups::configure)
+            .configure(courses::configure)
             .default_service(web::to(|| async { Err::<HttpResponse, _>(AppError::NotFound("route")) })),
     );
 }

@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 pub mod admin;
+mod courses;
 mod groups;
 pub mod monitor;
 mod profile;
@@ -37,7 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(admin::configure)
             .configure(monitor::configure)
             .configure(projects::configure)
-            .configure(groups::configure),
+            .configure(groups::configure)
+            .configure(courses::configure),
     );
 }
 
