@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/courses/{course}/assignments", web::post().to(create_assignment))
         .route("/courses/{course}/grades.csv", web::get().to(export))
         .route("/assignments/{assignment}", web::get().to(assignment))
+        .route("/assignments/{assignment}", web::patch().to(edit_assignment))
         .route("/assignments/{assignment}/access", web::put().to(set_access))
         .route("/assignments/{assignment}/release", web::post().to(release))
         .route("/assignments/{assignment}/submissions", web::get().to(submissions))
@@ -176,6 +177,41 @@ async fn assignment(state: web::Data<AppState>, ApiUser(user): ApiUser, path: we
         "your_role": role,
         "your_submission": mine,
     })))
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    title: String,
+    #[serde(default)]
+    description: String,
+    due_at: String,
+    cutoff_at: Option<String>,
+    idle_secs: Option<i32>,
+    max_instances: Option<i32>,
+}
+
+async fn edit_assignment(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<i64>,
+    body: web::Json<EditBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let input = courses::AssignmentEditInput {
+        title: body.title,
+        description: body.description,
+        due_at: coursework::parse_rfc3339(&body.due_at, "due_at")?,
+        cutoff_at: body
+            .cutoff_at
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| coursework::parse_rfc3339(c, "cutoff_at"))
+            .transpose()?,
+        idle_secs: body.idle_secs,
+        max_instances: body.max_instances,
+    };
+    let assignment = courses::edit_assignment(&state, &user, path.into_inner(), input, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(courses::assignment_view(&assignment)))
 }
 
 #[derive(Deserialize)]
