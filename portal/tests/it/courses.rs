@@ -120,6 +120,18 @@ async fn roster_files_preview_then_import_without_duplicates_and_invitations_app
     assert_eq!(preview["rows"][1]["code"], "duplicate");
     let (status, refused) = roster(&app, &professor, course, "email_column=mail", cp949.to_vec()).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("roster_unknown_column")));
+    // A large Canvas export (many students, a column per assignment) is read whole.
+    let mut big = String::from("Student,ID,SIS User ID,SIS Login ID,Section");
+    for column in 0..40 {
+        big.push_str(&format!(",Quiz {column} ({column})"));
+    }
+    big.push('\n');
+    for row in 0..3000 {
+        big.push_str(&format!("\"Student, {row}\",{row},2099{row:05},big{row}@pusan.ac.kr,01{}\n", ",10".repeat(40)));
+    }
+    assert!(big.len() > 256 * 1024, "bigger than actix's default payload limit");
+    let (status, preview) = roster(&app, &professor, course, "", big.into_bytes()).await;
+    assert_eq!((status, preview["n_invite"].as_u64()), (200, Some(3000)));
     let (status, refused) = roster(&app, &professor, course, "", Vec::new()).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("roster_empty")));
 

@@ -19,7 +19,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/courses", web::post().to(create))
         .route("/courses/{course}", web::get().to(show))
         .route("/courses/{course}/staff", web::post().to(add_staff))
-        .route("/courses/{course}/roster", web::post().to(roster))
+        .service(
+            // Canvas exports carry a column per assignment: allow more than the default 256 KiB.
+            web::resource("/courses/{course}/roster").app_data(web::PayloadConfig::new(ROSTER_LIMIT)).route(web::post().to(roster)),
+        )
         .route("/courses/{course}/assignments", web::get().to(assignments))
         .route("/courses/{course}/assignments", web::post().to(create_assignment))
         .route("/courses/{course}/grades.csv", web::get().to(export))
@@ -33,6 +36,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/submissions/{submission}/grade", web::put().to(grade))
         .route("/submissions/{submission}/prewarm", web::post().to(prewarm));
 }
+
+/// The largest roster file accepted, in bytes.
+const ROSTER_LIMIT: usize = 4 * 1024 * 1024;
 
 async fn list(state: web::Data<AppState>, ApiUser(user): ApiUser) -> Result<HttpResponse, AppError> {
     let courses: Vec<_> =
