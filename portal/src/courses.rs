@@ -301,27 +301,7 @@ pub async fn create_assignment(state: &AppState, actor: &User, course_id: i64, i
     };
     let rubric = input.rubric.unwrap_or_else(|| vec![RubricItem { name: "Grade".to_owned(), points: 100.0 }]);
     coursework::check_rubric(&rubric)?;
-    let limits = crate::projects::scaling_limits(&state.config);
-    if let Some(max) = input.max_instances {
-        if max < 1 || max as u32 > limits.max_instances_per_app {
-            return Err(ValidationError::new(
-                "invalid_max_instances",
-                "max_instances",
-                format!("max_instances = {max}; use 1 to {}", limits.max_instances_per_app),
-            )
-            .into());
-        }
-    }
-    if let Some(idle) = input.idle_secs {
-        if idle < 1 || idle as u64 > limits.max_idle.as_secs() {
-            return Err(ValidationError::new(
-                "invalid_idle",
-                "idle_secs",
-                format!("idle_secs = {idle}; use 1 to {}", limits.max_idle.as_secs()),
-            )
-            .into());
-        }
-    }
+    check_resources(state, input.idle_secs, input.max_instances)?;
     let fields = AssignmentFields {
         title: text_field(&input.title, "title", 200, true)?,
         description: check_description(&input.description)?,
@@ -335,6 +315,75 @@ pub async fn create_assignment(state: &AppState, actor: &User, course_id: i64, i
         rubric: serde_json::to_value(&rubric).expect("a rubric serialises"),
     };
     Ok(state.db.run(move |conn| db::courses::insert_assignment(conn, course_id, &fields)).await?)
+}
+
+/// The resource policy of submitted apps, within the installation's caps.
+fn check_resources(state: &AppState, idle_secs: Option<i32>, max_instances: Option<i32>) -> Result<(), AppError> {
+    let limits = crate::projects::scaling_limits(&state.config);
+    if let Some(max) = max_instances {
+        if max < 1 || max as u32 > limits.max_instances_per_app {
+            return Err(ValidationError::new(
+                "invalid_max_instances",
+                "max_instances",
+                format!("max_instances = {max}; use 1 to {}", limits.max_instances_per_app),
+            )
+            .into());
+        }
+    }
+    if let Some(idle) = idle_secs {
+        if idle < 1 || idle as u64 > limits.max_idle.as_secs() {
+            return Err(ValidationError::new(
+                "invalid_idle",
+                "idle_secs",
+                format!("idle_secs = {idle}; use 1 to {}", limits.max_idle.as_secs()),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Changes an assignment's title, description, deadline and resource policy (professors). A
+/// deadline moved into the future is swept again when it passes; the snapshots' access and
+/// scaling policies follow at once.
+pub async fn edit_assignment(
+    state: &AppState,
+    actor: &User,
+    assignment_id: i64,
+    input: AssignmentEditInput,
+    now: DateTime<Utc>,
+) -> Result<Assignment, AppError> {
+    get_assignment(state, actor, assignment_id, CourseAction::Manage).await?;
+    let deadline = Deadline::new(input.due_at, input.cutoff_at)?;
+    check_resources(state, input.idle_secs, input.max_instances)?;
+    let edit = db::courses::AssignmentEdit {
+        title: text_field(&input.title, "title", 200, true)?,
+        description: check_description(&input.description)?,
+        due_at: deadline.due_at,
+        cutoff_at: deadline.cutoff_at,
+        idle_secs: input.idle_secs,
+        max_instances: input.max_instances,
+    };
+    let assignment = state.db.run(move |conn| db::courses::edit_assignment(conn, assignment_id, &edit, now)).await?;
+    let submissions = state.db.run(move |conn| db::courses::submissions(conn, assignment_id)).await?;
+    for submission in &submissions {
+        if let Ok(spec) = snapshot_spec(state, submission, &assignment) {
+            state.runtime.set_policy(&submission.app_name, spec.policy);
+        }
+    }
+    publish_assignment_snapshots(state, assignment_id, now).await?;
+    Ok(assignment)
+}
+
+/// The editable part of an assignment (times in UTC).
+#[derive(Debug, Clone)]
+pub struct AssignmentEditInput {
+    pub title: String,
+    pub description: String,
+    pub due_at: DateTime<Utc>,
+    pub cutoff_at: Option<DateTime<Utc>>,
+    pub idle_secs: Option<i32>,
+    pub max_instances: Option<i32>,
 }
 
 pub async fn assignments(state: &AppState, user: &User, course_id: i64) -> Result<Vec<Assignment>, AppError> {

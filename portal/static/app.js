@@ -100,6 +100,13 @@
   });
   // Forms with datetime-local fields send the browser's UTC offset for the time entered (so a
   // deadline across a daylight-saving change is right); without this script it stays 0 (UTC).
+  // Prefilled values come in UTC (data-utc); show them in the browser's zone before editing.
+  const pad = function (n) { return String(n).padStart(2, "0"); };
+  document.querySelectorAll("input[data-utc]").forEach(function (input) {
+    const when = new Date(input.dataset.utc);
+    if (!input.dataset.utc || isNaN(when)) return;
+    input.value = when.getFullYear() + "-" + pad(when.getMonth() + 1) + "-" + pad(when.getDate()) + "T" + pad(when.getHours()) + ":" + pad(when.getMinutes());
+  });
   document.querySelectorAll("form[data-tz-form]").forEach(function (form) {
     const label = form.querySelector("[data-tz-label]");
     if (label) label.textContent = "(" + Intl.DateTimeFormat().resolvedOptions().timeZone + ")";

@@ -152,6 +152,8 @@ test('a professor runs an assignment cycle: roster, assignment, submission, grad
     const due = prof.locator('time[data-local]').first();
     assert.equal(new Date(await due.getAttribute('datetime')).toISOString(), '2030-06-01T14:59:00.000Z');
     assert.match(await due.textContent(), /11:59/);
+    // The edit form shows the stored time in the browser's zone again, ready to change.
+    assert.equal(await prof.locator('form[data-testid=edit-form] input[name=due_at]').inputValue(), '2030-06-01T23:59');
   });
 
   await step('the student submits the project from the assignment page', async () => {

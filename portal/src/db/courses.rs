@@ -241,6 +241,35 @@ pub fn assignments(conn: &mut PgConnection, course_id: i64) -> Result<Vec<Assign
         .load(conn)?)
 }
 
+/// The fields an assignment's edit changes; a deadline moved to after `now` is swept again (one
+/// moved into the past is swept by the next sweep, if it was not already).
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = assignments, treat_none_as_null = true)]
+pub struct AssignmentEdit {
+    pub title: String,
+    pub description: String,
+    pub due_at: DateTime<Utc>,
+    pub cutoff_at: Option<DateTime<Utc>>,
+    pub idle_secs: Option<i32>,
+    pub max_instances: Option<i32>,
+}
+
+pub fn edit_assignment(
+    conn: &mut PgConnection,
+    assignment_id: i64,
+    edit: &AssignmentEdit,
+    now: DateTime<Utc>,
+) -> Result<Assignment, DbError> {
+    conn.transaction(|conn| {
+        if edit.due_at >= now {
+            diesel::update(assignments::table.find(assignment_id))
+                .set(assignments::deadline_swept_at.eq(None::<DateTime<Utc>>))
+                .execute(conn)?;
+        }
+        Ok(diesel::update(assignments::table.find(assignment_id)).set(edit).returning(Assignment::as_returning()).get_result(conn)?)
+    })
+}
+
 pub fn set_visibility(conn: &mut PgConnection, assignment_id: i64, visibility: &str) -> Result<Assignment, DbError> {
     Ok(diesel::update(assignments::table.find(assignment_id))
         .set(assignments::visibility.eq(visibility))

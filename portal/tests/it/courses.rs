@@ -120,6 +120,18 @@ async fn roster_files_preview_then_import_without_duplicates_and_invitations_app
     assert_eq!(preview["rows"][1]["code"], "duplicate");
     let (status, refused) = roster(&app, &professor, course, "email_column=mail", cp949.to_vec()).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("roster_unknown_column")));
+    // A large Canvas export (many students, a column per assignment) is read whole.
+    let mut big = String::from("Student,ID,SIS User ID,SIS Login ID,Section");
+    for column in 0..40 {
+        big.push_str(&format!(",Quiz {column} ({column})"));
+    }
+    big.push('\n');
+    for row in 0..3000 {
+        big.push_str(&format!("\"Student, {row}\",{row},2099{row:05},big{row}@pusan.ac.kr,01{}\n", ",10".repeat(40)));
+    }
+    assert!(big.len() > 256 * 1024, "bigger than actix's default payload limit");
+    let (status, preview) = roster(&app, &professor, course, "", big.into_bytes()).await;
+    assert_eq!((status, preview["n_invite"].as_u64()), (200, Some(3000)));
     let (status, refused) = roster(&app, &professor, course, "", Vec::new()).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("roster_empty")));
 
@@ -484,6 +496,23 @@ async fn students_see_only_their_own_work_and_tas_only_their_course_and_the_expo
             .await;
     assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("unknown_export_format")));
 
+    // Editing: professors only; the cutoff may not come before the due time.
+    let later = due + chrono::Duration::days(1);
+    let edit = serde_json::json!({"title": "Lab 1 (revised)", "due_at": later.to_rfc3339(), "max_instances": 1});
+    assert_eq!(send(&app, &ta, reqwest::Method::PATCH, &format!("/api/v1/assignments/{assignment}"), edit.clone()).await.0, 403);
+    let (status, edited) = send(&app, &professor, reqwest::Method::PATCH, &format!("/api/v1/assignments/{assignment}"), edit).await;
+    assert_eq!((status, edited["title"].as_str(), edited["max_instances"].as_i64()), (200, Some("Lab 1 (revised)"), Some(1)), "{edited}");
+    assert_eq!(edited["rubric"].as_array().map(Vec::len), Some(2), "the rubric stays");
+    let (status, refused) = send(
+        &app,
+        &professor,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/assignments/{assignment}"),
+        serde_json::json!({"title": "x", "due_at": later.to_rfc3339(), "cutoff_at": due.to_rfc3339()}),
+    )
+    .await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("cutoff_before_due")));
+
     // Bulk access: the professor opens every submission to the class at once.
     let (status, changed) = send(
         &app,
@@ -582,6 +611,19 @@ async fn a_professor_runs_an_assignment_cycle_through_the_pages() {
             .format("%Y-%m-%dT%H:%M")
             .to_string()
     );
+
+    // The professor edits it through the page (again in Seoul time).
+    let edited = app
+        .post_form_as(
+            &prof,
+            &prof_jar,
+            &format!("{assignment_path}/edit"),
+            &[("title", "Portfolio"), ("due_at", &due_local), ("cutoff_at", "2099-01-01T09:00"), ("utc_offset_minutes", "540")],
+        )
+        .await;
+    assert_eq!(edited.status(), 303);
+    let stored = app.api_get(&student_token, &format!("/api/v1/assignments/{assignment_id}")).await;
+    assert_eq!(stored["assignment"]["cutoff_at"].as_str().map(|t| t.starts_with("2099-01-01T00:00:00")), Some(true), "{stored}");
 
     // The student deploys and submits through the page.
     app.deploy_live(&student_token, "pg-site", "static", static_site("<p>portfolio</p>")).await;

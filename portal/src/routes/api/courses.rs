@@ -19,11 +19,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/courses", web::post().to(create))
         .route("/courses/{course}", web::get().to(show))
         .route("/courses/{course}/staff", web::post().to(add_staff))
-        .route("/courses/{course}/roster", web::post().to(roster))
+        .service(
+            // Canvas exports carry a column per assignment: allow more than the default 256 KiB.
+            web::resource("/courses/{course}/roster").app_data(web::PayloadConfig::new(ROSTER_LIMIT)).route(web::post().to(roster)),
+        )
         .route("/courses/{course}/assignments", web::get().to(assignments))
         .route("/courses/{course}/assignments", web::post().to(create_assignment))
         .route("/courses/{course}/grades.csv", web::get().to(export))
         .route("/assignments/{assignment}", web::get().to(assignment))
+        .route("/assignments/{assignment}", web::patch().to(edit_assignment))
         .route("/assignments/{assignment}/access", web::put().to(set_access))
         .route("/assignments/{assignment}/release", web::post().to(release))
         .route("/assignments/{assignment}/submissions", web::get().to(submissions))
@@ -32,6 +36,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/submissions/{submission}/grade", web::put().to(grade))
         .route("/submissions/{submission}/prewarm", web::post().to(prewarm));
 }
+
+/// The largest roster file accepted, in bytes.
+const ROSTER_LIMIT: usize = 4 * 1024 * 1024;
 
 async fn list(state: web::Data<AppState>, ApiUser(user): ApiUser) -> Result<HttpResponse, AppError> {
     let courses: Vec<_> =
@@ -176,6 +183,41 @@ async fn assignment(state: web::Data<AppState>, ApiUser(user): ApiUser, path: we
         "your_role": role,
         "your_submission": mine,
     })))
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    title: String,
+    #[serde(default)]
+    description: String,
+    due_at: String,
+    cutoff_at: Option<String>,
+    idle_secs: Option<i32>,
+    max_instances: Option<i32>,
+}
+
+async fn edit_assignment(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<i64>,
+    body: web::Json<EditBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let input = courses::AssignmentEditInput {
+        title: body.title,
+        description: body.description,
+        due_at: coursework::parse_rfc3339(&body.due_at, "due_at")?,
+        cutoff_at: body
+            .cutoff_at
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| coursework::parse_rfc3339(c, "cutoff_at"))
+            .transpose()?,
+        idle_secs: body.idle_secs,
+        max_instances: body.max_instances,
+    };
+    let assignment = courses::edit_assignment(&state, &user, path.into_inner(), input, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(courses::assignment_view(&assignment)))
 }
 
 #[derive(Deserialize)]

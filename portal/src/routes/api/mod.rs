@@ -82,6 +82,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/courses/{course}/assignments"),
     ("get", "/api/v1/courses/{course}/grades.csv"),
     ("get", "/api/v1/assignments/{assignment}"),
+    ("patch", "/api/v1/assignments/{assignment}"),
     ("put", "/api/v1/assignments/{assignment}/access"),
     ("post", "/api/v1/assignments/{assignment}/release"),
     ("get", "/api/v1/assignments/{assignment}/submissions"),

@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/courses/{course}/grades.csv", web::get().to(export))
         .route("/assignments/{assignment}", web::get().to(assignment))
         .route("/assignments/{assignment}/submit", web::post().to(submit))
+        .route("/assignments/{assignment}/edit", web::post().to(edit_assignment))
         .route("/assignments/{assignment}/access", web::post().to(set_access))
         .route("/assignments/{assignment}/release", web::post().to(release))
         .route("/submissions/{submission}", web::get().to(grading))
@@ -424,6 +425,20 @@ impl AssignmentPage<'_> {
         (iso(time), utc_text(time))
     }
 
+    /// A `datetime-local` value in UTC (the script turns it into the browser's zone).
+    fn input_time(&self, time: &chrono::DateTime<Utc>) -> String {
+        time.format("%Y-%m-%dT%H:%M").to_string()
+    }
+
+    /// (input value, ISO time) of the cutoff, empty without one.
+    fn cutoff_input(&self) -> (String, String) {
+        self.assignment.cutoff_at.as_ref().map(|t| (self.input_time(t), iso(t))).unwrap_or_default()
+    }
+
+    fn number(&self, value: &Option<i32>) -> String {
+        value.map(|v| v.to_string()).unwrap_or_default()
+    }
+
     fn cutoff(&self) -> Option<(String, String)> {
         self.assignment.cutoff_at.as_ref().map(|t| (iso(t), utc_text(t)))
     }
@@ -491,6 +506,60 @@ async fn submit(
     match courses::submit(&state, user, assignment_id, &form.project, Utc::now()).await {
         Ok(_) => redirect_with_flash(&ctx, &state, &format!("/assignments/{assignment_id}"), "flash.submitted"),
         Err(error @ AppError::NotFound("assignment")) => Err(ctx.error_page(error)),
+        Err(error) => assignment_page(&ctx, &state, user, assignment_id, Some(&error)).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct EditForm {
+    csrf_token: String,
+    title: String,
+    #[serde(default)]
+    description: String,
+    due_at: String,
+    #[serde(default)]
+    cutoff_at: String,
+    #[serde(default)]
+    utc_offset_minutes: String,
+    #[serde(default)]
+    idle_secs: String,
+    #[serde(default)]
+    max_instances: String,
+}
+
+fn edit_input(form: &EditForm) -> Result<courses::AssignmentEditInput, AppError> {
+    let offset: i32 = form.utc_offset_minutes.trim().parse().unwrap_or(0);
+    Ok(courses::AssignmentEditInput {
+        title: form.title.clone(),
+        description: form.description.clone(),
+        due_at: coursework::local_to_utc(&form.due_at, offset, "due_at")?,
+        cutoff_at: match form.cutoff_at.trim() {
+            "" => None,
+            text => Some(coursework::local_to_utc(text, offset, "cutoff_at")?),
+        },
+        idle_secs: optional_number(&form.idle_secs, "idle_secs")?,
+        max_instances: optional_number(&form.max_instances, "max_instances")?,
+    })
+}
+
+async fn edit_assignment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<i64>,
+    form: web::Form<EditForm>,
+) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let assignment_id = path.into_inner();
+    let result = match edit_input(&form) {
+        Ok(input) => courses::edit_assignment(&state, user, assignment_id, input, Utc::now()).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => redirect_with_flash(&ctx, &state, &format!("/assignments/{assignment_id}"), "flash.assignment_saved"),
+        Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
         Err(error) => assignment_page(&ctx, &state, user, assignment_id, Some(&error)).await,
     }
 }
