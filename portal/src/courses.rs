@@ -691,7 +691,12 @@ pub async fn set_released(
     now: DateTime<Utc>,
 ) -> Result<Assignment, AppError> {
     get_assignment(state, actor, assignment_id, CourseAction::Manage).await?;
-    Ok(state.db.run(move |conn| db::courses::set_released(conn, assignment_id, released.then_some(now))).await?)
+    let assignment = state.db.run(move |conn| db::courses::set_released(conn, assignment_id, released.then_some(now))).await?;
+    let event = crate::audit::Event::new(crate::domain::audit::actions::GRADE_RELEASE)
+        .target(crate::domain::audit::Target::other("assignment", assignment_id.to_string()))
+        .details(serde_json::json!({ "course": assignment.course_id, "released": released }));
+    crate::audit::record(&state.db, event).await;
+    Ok(assignment)
 }
 
 /// A submission as the grading page and the API show it.
@@ -821,7 +826,7 @@ pub async fn grade(
     feedback: &str,
     now: DateTime<Utc>,
 ) -> Result<SubmissionView, AppError> {
-    let (assignment, _, staff) = submission(state, actor, submission_id).await?;
+    let (assignment, before, staff) = submission(state, actor, submission_id).await?;
     if !staff {
         return Err(AppError::Forbidden);
     }
@@ -832,7 +837,20 @@ pub async fn grade(
     let (feedback, actor_id) = (feedback.to_owned(), actor.id);
     let scores_json = serde_json::to_value(&scores).expect("scores serialise");
     state.db.run(move |conn| db::courses::set_grade(conn, submission_id, scores_json, total, &feedback, actor_id, now)).await?;
-    Ok(submission(state, actor, submission_id).await?.1)
+    let after = submission(state, actor, submission_id).await?.1;
+    // The page autosaves as the grader types: one entry per change of the grade itself, not per
+    // keystroke in the feedback.
+    if before.grade != after.grade {
+        let details = serde_json::json!({
+            "course": assignment.course_id, "assignment": assignment.id, "submitter": after.email,
+            "from": before.grade, "to": after.grade,
+        });
+        let event = crate::audit::Event::new(crate::domain::audit::actions::GRADE_CHANGE)
+            .target(crate::domain::audit::Target::other("submission", submission_id.to_string()))
+            .details(details);
+        crate::audit::record(&state.db, event).await;
+    }
+    Ok(after)
 }
 
 /// Wakes the snapshots of the `n_next` submissions after `submission_id` (in the grading list's

@@ -46,8 +46,10 @@ pub mod actions {
     pub const GROUP_MEMBER_REMOVE: &str = "group.member_remove";
     pub const GROUP_LEAVE: &str = "group.leave";
     pub const GROUP_TRANSFER: &str = "group.transfer";
-    /// For the grading issue: a grade set or changed (details: course, student, old and new).
+    /// A grade set or changed (details: course, assignment, submitter, old and new grade).
     pub const GRADE_CHANGE: &str = "grade.change";
+    /// An assignment's grades released to its students, or withdrawn.
+    pub const GRADE_RELEASE: &str = "grade.release";
     /// For the web terminal: a shell session opened on an app.
     pub const SHELL_OPEN: &str = "shell.open";
 }

@@ -409,6 +409,20 @@ async fn students_see_only_their_own_work_and_tas_only_their_course_and_the_expo
     assert_eq!(status, 200);
     let mine = app.api_get(&alice, &format!("/api/v1/assignments/{assignment}")).await;
     assert_eq!(mine["your_submission"]["grade"].as_f64(), Some(9.5), "{mine}");
+    // The grade change and the release are in the audit log (the refused attempts are not).
+    let audited: Vec<(String, Option<String>, serde_json::Value)> = {
+        use portal::db::schema::audit_log;
+        audit_log::table
+            .filter(audit_log::action.like("grade.%"))
+            .order(audit_log::id.asc())
+            .select((audit_log::action, audit_log::target_id, audit_log::details))
+            .load(&mut app.db())
+            .expect("audit entries")
+    };
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert_eq!((audited[0].0.as_str(), audited[0].1.as_deref()), ("grade.change", Some(alice_id.to_string().as_str())));
+    assert_eq!((audited[0].2["from"].clone(), audited[0].2["to"].as_f64()), (serde_json::Value::Null, Some(9.5)));
+    assert_eq!((audited[1].0.as_str(), audited[1].2["released"].as_bool()), ("grade.release", Some(true)));
     // A student's view of the course lists no classmates.
     let course_view = app.api_get(&bob, &format!("/api/v1/courses/{course}")).await;
     assert_eq!(course_view["students"].as_array().map(Vec::len), Some(0), "{course_view}");
