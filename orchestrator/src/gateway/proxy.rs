@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -70,6 +71,10 @@ pub struct GatewayConfig {
     /// Direct peers whose `X-Forwarded-*` headers are believed (a front proxy). Empty when the
     /// gateway is the edge, as it is in the embedded shape.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Where the web terminal's browser files are: the `node_modules` folder that `npm ci` in
+    /// `web/terminal/` fills (`@xterm/xterm/lib/xterm.js` below it, and so on). `None` serves
+    /// console apps a page saying the terminal is not installed.
+    pub terminal_assets: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -84,6 +89,7 @@ impl GatewayConfig {
             pool_max_idle_per_upstream: 16,
             shutdown_grace: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
+            terminal_assets: None,
         }
     }
 }
@@ -279,6 +285,10 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             if let Err(refusal) = super::access::http::admit(gate, &mut request, &app, &self.config.apps_domain) {
                 return refusal_response(refusal);
             }
+        }
+        // A console program: the terminal page and its WebSocket, never an upstream.
+        if let Some(program) = self.resolver.terminal(&app) {
+            return terminal::serve(self, request, program, &host, tasks).await;
         }
         let wants_html =
             request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
@@ -780,5 +790,6 @@ impl Body for ProxyBody {
     }
 }
 
+mod terminal;
 #[cfg(test)]
 mod tests;
