@@ -153,6 +153,19 @@ pub struct ScalingConfig {
     pub min_free_memory_mb: u64,
 }
 
+/// The web terminal of console projects (`[terminal]`).
+#[derive(Debug, Clone)]
+pub struct TerminalConfig {
+    /// The folder holding xterm.js as `npm ci` in `web/terminal/` lays it out (its `node_modules`).
+    /// Defaults to that folder in the source tree this binary was built from; an installation that
+    /// moves the binary elsewhere copies the folder and names it here.
+    pub assets_dir: PathBuf,
+    /// How long one visitor's session may last before its instance is ended.
+    pub time_limit: Duration,
+    /// Sessions one console project may have open at once; more visitors are asked to wait.
+    pub max_sessions: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
@@ -182,6 +195,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub deploy: DeployConfig,
     pub scaling: ScalingConfig,
+    pub terminal: TerminalConfig,
     /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
@@ -222,6 +236,15 @@ struct RawConfig {
     accounts: Option<RawAccounts>,
     deploy: Option<RawDeploy>,
     scaling: Option<RawScaling>,
+    terminal: Option<RawTerminal>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTerminal {
+    assets_dir: Option<String>,
+    time_limit: Option<String>,
+    max_sessions: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,6 +444,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "accounts",
     "deploy",
     "scaling",
+    "terminal",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -724,6 +748,22 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let raw_terminal = raw.terminal.unwrap_or_default();
+    let terminal = TerminalConfig {
+        assets_dir: raw_terminal
+            .assets_dir
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/terminal/node_modules"))),
+        time_limit: duration("terminal.time_limit", raw_terminal.time_limit, "30m")?,
+        max_sessions: raw_terminal.max_sessions.unwrap_or(20),
+    };
+    if terminal.time_limit < Duration::from_secs(10) {
+        return Err(invalid("terminal.time_limit", orchestrator::duration::format(terminal.time_limit), "must be at least 10s"));
+    }
+    if terminal.max_sessions == 0 {
+        return Err(invalid("terminal.max_sessions", 0, "must be at least 1"));
+    }
+
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());
     if let Some(key) = &secret_key {
         crate::crypto::SecretBox::from_base64(key).map_err(|e| invalid("secret_key", "(hidden)", e.to_string()))?;
@@ -745,6 +785,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         accounts,
         deploy,
         scaling,
+        terminal,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
         slipway_binary: raw.slipway_binary.map(PathBuf::from),
@@ -776,6 +817,15 @@ mod tests {
         let listed = &listed[..listed.find(']').expect("the list ends")];
         let names: Vec<&str> = listed.split(',').map(|n| n.trim().trim_start_matches('#').trim().trim_matches('"')).collect();
         assert_eq!(names, orchestrator::egress::DEFAULT_REGISTRIES);
+    }
+
+    #[test]
+    fn terminal_limits_are_checked() {
+        check_error(&format!("{MINIMAL}[terminal]\ntime_limit = \"5s\"\n"), "terminal.time_limit");
+        check_error(&format!("{MINIMAL}[terminal]\nmax_sessions = 0\n"), "terminal.max_sessions");
+        let config = Config::from_toml_str(&format!("{MINIMAL}[terminal]\nassets_dir = \"/srv/xterm\"\n"), "t").expect("valid");
+        assert_eq!(config.terminal.assets_dir, PathBuf::from("/srv/xterm"));
+        assert_eq!(config.terminal.time_limit, Duration::from_secs(30 * 60));
     }
 
     #[test]

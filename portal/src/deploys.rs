@@ -112,14 +112,8 @@ pub async fn upload(
 const TOOLCHAIN_DIRS: &[&str] = &["/usr/local/bin", "/usr/bin"];
 
 /// Refuses, before anything is built, what this installation cannot run: a template whose
-/// toolchain is not installed, or a terminal program (the web terminal does not exist yet).
+/// toolchain is not installed.
 fn check_runnable(plan: &orchestrator::template::BuildPlan) -> Result<(), AppError> {
-    if matches!(plan.start, orchestrator::template::Start::Terminal { .. }) {
-        return Err(AppError::Rejected {
-            code: "console_not_supported",
-            message: "console programs run in the web terminal, which this installation does not offer yet; deploy a web app, or wait for the terminal".to_owned(),
-        });
-    }
     let missing: Vec<&str> = plan
         .runtime
         .embedded

@@ -190,7 +190,8 @@ impl Application {
         let worker = self.worker.take().expect("run_until_stopped is called once");
         let worker_task = tokio::spawn(worker.run(shutdown.clone()));
         let runtime = self.state.runtime.clone();
-        let gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
+        let mut gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
+        gateway_config.terminal_assets = Some(self.state.config.terminal.assets_dir.clone());
         let gateway_listener = self.gateway_listener.take().expect("run_until_stopped is called once");
         let access = self.state.access.clone();
         tokio::spawn(orchestrator::gateway::access::feed::run(
@@ -267,5 +268,7 @@ fn local_config(config: &Config, slipway_binary: std::path::PathBuf, data_dir: &
     local.no_wake_agents.push("slipway-health".to_owned());
     local.liveness_interval = config.deploy.liveness_interval;
     local.liveness_failures = config.deploy.liveness_failures;
+    local.terminal_limits =
+        orchestrator::terminal::SessionLimits { time_limit: config.terminal.time_limit, max_sessions: config.terminal.max_sessions };
     local
 }

@@ -483,13 +483,8 @@ impl LocalRuntime {
         sandbox.limits.timeout = Some(self.config.terminal_limits.time_limit + Duration::from_secs(10));
         sandbox.env.push(("TERM".to_owned(), "xterm-256color".to_owned()));
         sandbox.env.push(("LC_ALL".to_owned(), "C.UTF-8".to_owned()));
-        let program = crate::terminal::Program::new(
-            spec.app.clone(),
-            spec.revision,
-            sandbox,
-            self.host.clone(),
-            self.config.terminal_limits,
-        );
+        let program =
+            crate::terminal::Program::new(spec.app.clone(), spec.revision, sandbox, self.host.clone(), self.config.terminal_limits);
         self.terminals().insert(spec.app.clone(), Arc::new(program));
     }
 

@@ -343,7 +343,14 @@ mod tests {
 
     fn argv_for(spec: &SandboxSpec, identity: &IdentitySwitch) -> Vec<String> {
         let layout = SystemLayout::merged_usr();
-        let ctx = BwrapContext { identity, disable_nested_userns: true, layout: &layout, info_fd: 9, synthetic_fds: &[10, 11, 12, 13], terminal: false };
+        let ctx = BwrapContext {
+            identity,
+            disable_nested_userns: true,
+            layout: &layout,
+            info_fd: 9,
+            synthetic_fds: &[10, 11, 12, 13],
+            terminal: false,
+        };
         bwrap_argv(spec, &ctx)
     }
 
@@ -529,5 +536,23 @@ mod tests {
         assert!(has_seq(&args, &["--ro-bind", "/bin", "/bin"]));
         assert!(has_seq(&args, &["--ro-bind", "/lib", "/lib"]));
         assert!(!args.iter().any(|a| a == "--disable-userns"));
+    }
+
+    #[test]
+    fn a_terminal_sandbox_keeps_its_session_so_the_terminal_stays_controlling() {
+        let layout = SystemLayout::merged_usr();
+        let identity = IdentitySwitch::UserNamespace;
+        let ctx = BwrapContext {
+            identity: &identity,
+            disable_nested_userns: true,
+            layout: &layout,
+            info_fd: 9,
+            synthetic_fds: &[10, 11, 12, 13],
+            terminal: true,
+        };
+        let args = bwrap_argv(&run_spec(), &ctx);
+        assert!(!args.iter().any(|a| a == "--new-session"), "{args:?}");
+        assert!(args.iter().any(|a| a == "--die-with-parent") && args.iter().any(|a| a == "--unshare-net"));
+        assert!(argv_for(&run_spec(), &identity).iter().any(|a| a == "--new-session"));
     }
 }

@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn accept_key_matches_the_rfc_example() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZKbK+xOo=");
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     /// Encodes with `mask`, decodes as `role`, and compares.

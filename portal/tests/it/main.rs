@@ -22,5 +22,6 @@ mod projects;
 mod quotas;
 mod scaling;
 mod templates;
+mod terminal;
 mod tiers;
 mod vault;
