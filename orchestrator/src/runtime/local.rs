@@ -171,6 +171,8 @@ struct Instance {
     revision: i32,
     netns: Netns,
     netns_path: PathBuf,
+    /// Host pid of the sandbox's init, for owner shells (`shell_target`).
+    ns_pid: u32,
     /// For reading the instance's memory use (eviction of frozen apps); `None` without cgroups.
     cgroup: Option<Cgroup>,
     control: mpsc::UnboundedSender<Control>,
@@ -497,6 +499,34 @@ impl LocalRuntime {
         self.terminals().get(app).cloned()
     }
 
+    /// A running instance of `app` an owner shell can enter; a frozen app is thawed first. A
+    /// stopped app (or a console program, whose instances belong to visitors) has none.
+    pub async fn shell_target(&self, app: &str) -> Result<crate::terminal::shell::ShellTarget, RuntimeError> {
+        let not_running = || RuntimeError::NotRunning { app: app.to_owned() };
+        let (instance, spec, frozen) = {
+            let apps = self.apps();
+            let entry = apps.get(app).ok_or_else(not_running)?;
+            if !matches!(entry.state, State::Running | State::Frozen) {
+                return Err(not_running());
+            }
+            let instance = entry.instances.first().cloned().ok_or_else(not_running)?;
+            (instance, entry.spec.clone(), entry.state == State::Frozen)
+        };
+        if frozen {
+            // The same path a request takes: every instance thaws, the app is running again.
+            let _ = self.resolve(app, &RequestHints { wants_html: false, user_agent: "slipway-shell" }).await;
+        }
+        Ok(crate::terminal::shell::ShellTarget {
+            app: app.to_owned(),
+            revision: instance.revision,
+            ns_pid: instance.ns_pid,
+            uid: spec.uid,
+            gid: spec.gid,
+            procs_files: instance.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
+            user_namespace: self.host.identity_switch() == Some(crate::sandbox::IdentitySwitch::UserNamespace),
+        })
+    }
+
     /// Stops the app and forgets it.
     pub async fn stop(&self, app: &str) {
         self.terminals().remove(app);
@@ -684,6 +714,7 @@ impl LocalRuntime {
         };
         let mut sandbox = Sandbox::spawn(&sandbox_spec, &self.host).await?;
         let netns_path = sandbox.netns_path();
+        let ns_pid = sandbox.ns_pid();
         let netns = match sandbox.netns() {
             Some(netns) => netns.clone(),
             None => Netns::open(&netns_path).map_err(|e| RuntimeError::Unhealthy {
@@ -727,7 +758,16 @@ impl LocalRuntime {
             drop(egress);
             let _ = exit_sender.send(Some(exit));
         });
-        Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, cgroup, control, exited: exit_receiver }))
+        Ok(Arc::new(Instance {
+            id: instance_id,
+            revision: spec.revision,
+            netns,
+            netns_path,
+            ns_pid,
+            cgroup,
+            control,
+            exited: exit_receiver,
+        }))
     }
 
     /// Lowers an instance's CPU limit from the startup boost to the app's own.

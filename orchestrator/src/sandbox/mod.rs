@@ -395,7 +395,7 @@ fn data_pipe(contents: &[u8]) -> io::Result<OwnedFd> {
 }
 
 /// Writes `pid` in decimal into `buf` without allocating (for use after fork).
-fn format_pid(mut pid: u32, buf: &mut [u8; 16]) -> usize {
+pub(crate) fn format_pid(mut pid: u32, buf: &mut [u8; 16]) -> usize {
     let mut digits = [0u8; 16];
     let mut n = 0;
     loop {

@@ -25,6 +25,7 @@
 pub mod page;
 pub mod pty;
 pub mod session;
+pub mod shell;
 pub mod ws;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -109,15 +110,57 @@ impl Program {
         // slave (the sandbox's processes) has closed it.
         drop(pty.slave);
         let master = pty::Master::new(pty.master).map_err(TerminalError::Pty)?;
-        Ok(Session { sandbox, master, _slot: slot })
+        Ok(Session { process: Process::Sandbox(sandbox), master, _slot: Some(slot) })
     }
 }
 
-/// One running instance: its sandbox and the master side of its terminal.
+/// What runs on a session's terminal.
+#[derive(Debug)]
+pub enum Process {
+    /// A console program's own instance.
+    Sandbox(Sandbox),
+    /// An owner shell inside a running instance of an app.
+    Shell(shell::ShellProcess),
+}
+
+impl Process {
+    /// Waits for the end; the exit code when there is one.
+    pub async fn wait(&mut self) -> Option<i32> {
+        match self {
+            Process::Sandbox(sandbox) => match sandbox.wait().await {
+                Ok(crate::sandbox::SandboxExit::Exited { code }) => Some(code),
+                _ => None,
+            },
+            Process::Shell(shell) => shell.wait().await,
+        }
+    }
+
+    /// Kills everything it started.
+    pub async fn kill(&mut self) {
+        match self {
+            Process::Sandbox(sandbox) => {
+                if let Err(error) = sandbox.kill().await {
+                    tracing::warn!(%error, "could not kill a terminal session's sandbox");
+                }
+            }
+            Process::Shell(shell) => shell.kill().await,
+        }
+    }
+}
+
+/// One running session: its process and the master side of its terminal.
 pub struct Session {
-    pub sandbox: Sandbox,
+    pub process: Process,
     pub master: pty::Master,
-    _slot: Slot,
+    _slot: Option<Slot>,
+}
+
+impl Session {
+    /// A shell in `target` (`shell::start`).
+    pub fn shell(target: &shell::ShellTarget, size: WindowSize) -> std::io::Result<Session> {
+        let (process, master) = shell::start(target, size)?;
+        Ok(Session { process: Process::Shell(process), master, _slot: None })
+    }
 }
 
 /// A counted place among an app's sessions, given back when dropped.

@@ -29,9 +29,16 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; \
                        img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-/// The terminal page for `app`.
+/// The terminal page for console app `app`, as the gateway serves it.
 pub fn html(app: &str) -> String {
-    let app = escape(app);
+    page_html(app, PREFIX, SOCKET_PATH)
+}
+
+/// A terminal page titled `title` that loads xterm.js from `assets_prefix` (which also serves
+/// `terminal.js`) and connects to the WebSocket at `socket_path` on the same host. The portal's
+/// owner shell uses it with its own paths.
+pub fn page_html(title: &str, assets_prefix: &str, socket_path: &str) -> String {
+    let (app, prefix, socket) = (escape(title), escape(assets_prefix), escape(socket_path));
     format!(
         r#"<!doctype html>
 <html lang="en">
@@ -39,7 +46,7 @@ pub fn html(app: &str) -> String {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{app}</title>
-<link rel="stylesheet" href="{PREFIX}xterm.css">
+<link rel="stylesheet" href="{prefix}xterm.css">
 <style>
 html, body {{ margin: 0; height: 100%; background: #1e1e1e; }}
 #terminal {{ position: absolute; inset: 0; padding: 4px; }}
@@ -49,11 +56,11 @@ html, body {{ margin: 0; height: 100%; background: #1e1e1e; }}
 </style>
 </head>
 <body>
-<div id="terminal" data-app="{app}"></div>
+<div id="terminal" data-socket="{socket}"></div>
 <div id="status" role="status"><span id="status-text"></span><button id="restart" type="button">Run again</button></div>
-<script src="{PREFIX}xterm.js"></script>
-<script src="{PREFIX}addon-fit.js"></script>
-<script src="{SCRIPT_PATH}"></script>
+<script src="{prefix}xterm.js"></script>
+<script src="{prefix}addon-fit.js"></script>
+<script src="{prefix}terminal.js"></script>
 </body>
 </html>
 "#
@@ -85,7 +92,7 @@ pub const SCRIPT: &str = r#"'use strict';
     status.style.display = 'none';
     document.body.dataset.state = 'connecting';
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = scheme + '//' + location.host + '/.slipway/terminal/ws?cols=' + term.cols + '&rows=' + term.rows;
+    const url = scheme + '//' + location.host + element.dataset.socket + '?cols=' + term.cols + '&rows=' + term.rows;
     socket = new WebSocket(url);
     socket.binaryType = 'arraybuffer';
     let told = false;
@@ -142,7 +149,9 @@ mod tests {
         for (name, _, _) in ASSETS.iter().filter(|(name, _, _)| name.ends_with(".js")) {
             assert!(page.contains(&format!("{PREFIX}{name}")), "{name}");
         }
-        assert!(page.contains(SCRIPT_PATH));
+        assert!(page.contains(SCRIPT_PATH) && page.contains(&format!("data-socket=\"{SOCKET_PATH}\"")));
+        let shell = page_html("shell: quiz", "/static/terminal/", "/projects/quiz/shell/ws");
+        assert!(shell.contains("/static/terminal/terminal.js") && shell.contains("data-socket=\"/projects/quiz/shell/ws\""));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `relay`: copies bytes between one visitor's WebSocket and one session's terminal until either
-//! side ends, the time limit passes or the gateway shuts down, then kills the instance.
+//! side ends, the time limit passes or the server shuts down, then kills the instance (or the
+//! owner shell). The socket is any byte stream: the gateway's upgraded connection, or the portal's
+//! request payload and streamed response joined into one (`tokio::io::join`).
 //!
 //! Three parts run at once so that neither direction can block the other: a writer task owns the
 //! socket's write half (output frames, pongs, the final messages), an output task reads the
@@ -16,7 +18,6 @@ use tokio::sync::{mpsc, watch};
 
 use super::ws::{self, Message, Role};
 use super::{parse_control, Control, Session};
-use crate::sandbox::SandboxExit;
 
 /// Largest message accepted from a browser; typed and pasted text is far smaller.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -65,7 +66,7 @@ pub async fn relay<IO>(io: IO, session: Session, time_limit: Duration, mut shutd
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let Session { mut sandbox, master, _slot } = session;
+    let Session { mut process, master, _slot } = session;
     let master = std::sync::Arc::new(master);
     let (mut reader, mut writer) = tokio::io::split(io);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Vec<u8>>(64);
@@ -142,18 +143,13 @@ where
         _ = &mut output_task => {
             // The terminal closed: every process of the program is gone, or its last holder of the
             // terminal is; the exit code comes from bubblewrap.
-            match tokio::time::timeout(Duration::from_secs(2), sandbox.wait()).await {
-                Ok(Ok(SandboxExit::Exited { code })) => Ending::Exited(Some(code)),
-                _ => Ending::Exited(None),
-            }
+            Ending::Exited(tokio::time::timeout(Duration::from_secs(2), process.wait()).await.ok().flatten())
         }
         () = tokio::time::sleep(time_limit) => Ending::TimeLimit,
         () = shutdown_requested(&mut shutdown) => Ending::Shutdown,
     };
     output_task.abort();
-    if let Err(error) = sandbox.kill().await {
-        tracing::warn!(%error, "could not kill a terminal session's sandbox");
-    }
+    process.kill().await;
     if let Some(text) = ending.message() {
         let _ = frames_tx.send(ws::encode(&Message::Text(text), None)).await;
         let _ = frames_tx.send(ws::encode(&Message::Close(Some(1000)), None)).await;

@@ -14,6 +14,7 @@
 //! change visibility     x
 //! delete                x
 //! manage members        x
+//! open a shell          x
 //! ```
 //! Pure: no I/O. The server calls `allows` on every page and API route that touches a project
 //! (`projects::get`). The unit test below checks the table; `portal/tests/it/permissions.rs` drives
@@ -75,11 +76,20 @@ pub enum Action {
     ChangeVisibility,
     Delete,
     ManageMembers,
+    /// A shell inside a running instance of the app (the owner shell).
+    OpenShell,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] =
-        [Action::View, Action::Deploy, Action::ChangeEnv, Action::ChangeVisibility, Action::Delete, Action::ManageMembers];
+    pub const ALL: [Action; 7] = [
+        Action::View,
+        Action::Deploy,
+        Action::ChangeEnv,
+        Action::ChangeVisibility,
+        Action::Delete,
+        Action::ManageMembers,
+        Action::OpenShell,
+    ];
 }
 
 /// The table in the module doc.
@@ -87,7 +97,7 @@ pub fn allows(role: ProjectRole, action: Action) -> bool {
     let needed = match action {
         Action::View => ProjectRole::Viewer,
         Action::Deploy | Action::ChangeEnv => ProjectRole::Maintainer,
-        Action::ChangeVisibility | Action::Delete | Action::ManageMembers => ProjectRole::Owner,
+        Action::ChangeVisibility | Action::Delete | Action::ManageMembers | Action::OpenShell => ProjectRole::Owner,
     };
     role >= needed
 }
@@ -96,18 +106,18 @@ pub fn allows(role: ProjectRole, action: Action) -> bool {
 mod tests {
     use super::*;
 
-    fn check(role: ProjectRole, expected: [bool; 6]) {
+    fn check(role: ProjectRole, expected: [bool; 7]) {
         let got: Vec<bool> = Action::ALL.iter().map(|action| allows(role, *action)).collect();
         assert_eq!(got, expected, "{role:?}");
     }
 
     #[test]
     fn each_role_may_do_exactly_what_the_table_says() {
-        //                           view   deploy env    visib. delete members
-        check(ProjectRole::Owner, [true, true, true, true, true, true]);
-        check(ProjectRole::Maintainer, [true, true, true, false, false, false]);
-        check(ProjectRole::Viewer, [true, false, false, false, false, false]);
-        check(ProjectRole::None, [false, false, false, false, false, false]);
+        //                           view   deploy env    visib. delete members shell
+        check(ProjectRole::Owner, [true, true, true, true, true, true, true]);
+        check(ProjectRole::Maintainer, [true, true, true, false, false, false, false]);
+        check(ProjectRole::Viewer, [true, false, false, false, false, false, false]);
+        check(ProjectRole::None, [false, false, false, false, false, false, false]);
     }
 
     #[test]

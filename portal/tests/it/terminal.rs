@@ -8,7 +8,7 @@ use orchestrator::terminal::ws::{self, Decoder, Message, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{example_zip, project_dir, spawn_app, spawn_app_with, AppOptions, TestApp};
+use crate::helpers::{example_zip, project_dir, spawn_app, spawn_app_with, AppOptions, TestApp, PASSWORD};
 
 /// A WebSocket client on one terminal session.
 struct Terminal {
@@ -24,30 +24,48 @@ struct Terminal {
 
 impl Terminal {
     async fn open(app: &TestApp, name: &str, query: &str) -> Terminal {
-        let mut stream = TcpStream::connect(("127.0.0.1", app.gateway_port)).await.expect("connect to the gateway");
+        let host = format!("{name}.localhost");
+        let (status, terminal) = Self::connect(app.gateway_port, &host, &host, &format!("/.slipway/terminal/ws?{query}"), "").await;
+        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        terminal.expect("upgraded")
+    }
+
+    /// Opens a WebSocket at `path` on 127.0.0.1:`port` as `host`, from a page at `origin`, with
+    /// `extra` header lines; gives the answer's head and, after a 101, the client.
+    async fn connect(port: u16, host: &str, origin: &str, path: &str, extra: &str) -> (String, Option<Terminal>) {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let request = format!(
-            "GET /.slipway/terminal/ws?{query} HTTP/1.1\r\nHost: {name}.localhost\r\nOrigin: http://{name}.localhost\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{origin}\r\n{extra}\
              Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await.expect("send the handshake");
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(stream.read(&mut byte).await.expect("read the handshake answer"), 1, "closed: {}", String::from_utf8_lossy(&head));
+            if stream.read(&mut byte).await.expect("read the handshake answer") == 0 {
+                break;
+            }
             head.push(byte[0]);
         }
-        let head = String::from_utf8_lossy(&head).into_owned();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let mut head = String::from_utf8_lossy(&head).into_owned();
+        if !head.starts_with("HTTP/1.1 101") {
+            // A refusal: its body (the error code) too; the server closes after it.
+            let mut body = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut body)).await;
+            head.push_str(&String::from_utf8_lossy(&body));
+            return (head, None);
+        }
         assert!(head.to_lowercase().contains(&format!("sec-websocket-accept: {}", ws::accept_key(key)).to_lowercase()), "{head}");
-        Terminal {
+        let terminal = Terminal {
             stream,
             decoder: Decoder::new(Role::Client, 1 << 20),
             output: String::new(),
             pending: Vec::new(),
             texts: Vec::new(),
             closed: false,
-        }
+        };
+        (head, Some(terminal))
     }
 
     async fn send(&mut self, message: Message) {
@@ -203,4 +221,143 @@ async fn a_session_ends_at_the_time_limit_and_visitors_beyond_the_limit_are_told
     first.read_until("the time limit", |t| !t.texts.is_empty()).await;
     assert_eq!(first.texts, vec![r#"{"ended":"time_limit"}"#.to_owned()]);
     wait_for_sessions(&app, "limited", 0).await;
+}
+
+/// Logs a new browser in as `email` (an account made by `api_token`); gives its session cookie.
+async fn session_cookie(app: &TestApp, email: &str) -> String {
+    let (client, jar) = app.new_browser();
+    let csrf = app.csrf_for(&client, &jar).await;
+    let response = client
+        .post(app.url("/login"))
+        .form(&[("email", email), ("password", PASSWORD), ("csrf_token", &csrf)])
+        .send()
+        .await
+        .expect("log in");
+    assert_eq!(response.status(), 303, "log in as {email}");
+    TestApp::cookie(&jar, &app.address, "slipway_session").expect("a session cookie")
+}
+
+/// The portal's `host:port`, as browsers send it in `Host` and `Origin`.
+fn portal_host(app: &TestApp) -> String {
+    app.address.trim_start_matches("http://").to_owned()
+}
+
+fn portal_port(app: &TestApp) -> u16 {
+    app.address.rsplit(':').next().and_then(|port| port.parse().ok()).expect("the portal's port")
+}
+
+/// Host pids whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv.iter().flat_map(|word| word.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| cmdline == wanted))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_owner_opens_a_shell_inside_the_running_app_and_leaving_ends_everything_it_started() {
+    let app = spawn_app().await;
+    let owner = "shell-owner@pusan.ac.kr";
+    let token = app.api_token(owner).await;
+    app.deploy_live(&token, "shelly", "python", example_zip("python-plain")).await;
+    let cookie = session_cookie(&app, owner).await;
+    let host = portal_host(&app);
+
+    // The page, for the owner.
+    let page =
+        app.client.get(app.url("/projects/shelly/shell")).header("Cookie", format!("slipway_session={cookie}")).send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("data-socket=\"/projects/shelly/shell/ws\""));
+
+    let (status, shell) = Terminal::connect(
+        portal_port(&app),
+        &host,
+        &host,
+        "/projects/shelly/shell/ws?cols=120&rows=40",
+        &format!("Cookie: slipway_session={cookie}\r\n"),
+    )
+    .await;
+    let mut shell = shell.unwrap_or_else(|| panic!("no shell: {status}"));
+    shell.read_output("$ ").await;
+    // Inside the instance: its uid (not root), its /app, its pid namespace (the app is there), its
+    // network namespace (the app answers on its own loopback), its cgroup, a UTF-8 terminal.
+    shell
+        .send(Message::Binary(
+            "echo uid=$(id -u) pwd=$(pwd) size=$(stty size); ls /root 2>&1 | head -c 60; echo; \
+             python3 -c \"import urllib.request as u; print('app says', u.urlopen('http://127.0.0.1:8080/').read().decode().strip())\"; \
+             echo processes=$(ls -d /proc/[0-9]* | wc -l).; echo 안녕 $((6*7)); sleep 4242 & echo started\r"
+                .as_bytes()
+                .to_vec(),
+        ))
+        .await;
+    shell.read_output("started").await;
+    shell.read_output("안녕 42").await;
+    let uid = app.state.runtime.shell_target("shelly").await.expect("running").uid;
+    assert_ne!(uid, 0);
+    shell.read_output(&format!("uid={uid} pwd=/app size=40 120")).await;
+    shell.read_output("app says Hello from Slipway (plain Python)").await;
+    assert!(shell.output.contains("No such file"), "/root must not exist inside: {}", shell.output);
+    // Its own pid namespace: a handful of processes, not the host's.
+    let processes: usize = shell
+        .output
+        .split("processes=")
+        .last()
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process count: {}", shell.output));
+    assert!(processes < 20, "{processes} processes visible: {}", shell.output);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut sleeping = processes_running(&["sleep", "4242"]);
+    while sleeping.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sleeping = processes_running(&["sleep", "4242"]);
+    }
+    assert_eq!(sleeping.len(), 1, "the background sleep runs: {}", shell.output);
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", sleeping[0])).expect("cgroup");
+    assert!(cgroup.contains("app-shelly-r1"), "the shell's processes are in the instance's cgroup: {cgroup}");
+
+    // Leaving kills the shell and what it left in the background; the app keeps running.
+    shell.send(Message::Close(Some(1000))).await;
+    drop(shell);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !processes_running(&["sleep", "4242"]).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the shell's background process outlived the session");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.app_get("shelly", "/").await.status(), 200);
+}
+
+#[tokio::test]
+async fn only_owners_get_a_shell_and_only_in_a_running_server_app() {
+    let app = spawn_app().await;
+    let owner = "shell-o2@pusan.ac.kr";
+    let token = app.api_token(owner).await;
+    app.deploy_live(&token, "quizsh", "console", example_zip("console-quiz")).await;
+    app.create_project(&token, "idle", "python").await;
+    app.api_token("shell-other@pusan.ac.kr").await;
+    let owner_cookie = session_cookie(&app, owner).await;
+    let other_cookie = session_cookie(&app, "shell-other@pusan.ac.kr").await;
+    let host = portal_host(&app);
+    let socket = |project: &str, cookie: Option<&str>| {
+        let extra = cookie.map(|c| format!("Cookie: slipway_session={c}\r\n")).unwrap_or_default();
+        let path = format!("/projects/{project}/shell/ws");
+        let (port, host) = (portal_port(&app), host.clone());
+        async move { Terminal::connect(port, &host, &host, &path, &extra).await.0 }
+    };
+    let status_of = |head: String| head.split(' ').nth(1).unwrap_or("").to_owned();
+    assert_eq!(status_of(socket("quizsh", None).await), "401");
+    assert_eq!(status_of(socket("quizsh", Some(&other_cookie)).await), "403");
+    let console = socket("quizsh", Some(&owner_cookie)).await;
+    assert_eq!(status_of(console.clone()), "409", "{console}");
+    assert!(console.contains("shell_not_available"), "{console}");
+    let idle = socket("idle", Some(&owner_cookie)).await;
+    assert_eq!(status_of(idle.clone()), "409", "{idle}");
+    assert!(idle.contains("app_not_running"), "{idle}");
+    // A socket opened by another site's page never reaches the shell, even with the cookie.
+    let extra = format!("Cookie: slipway_session={owner_cookie}\r\n");
+    let (head, _) = Terminal::connect(portal_port(&app), &host, "evil.localhost", "/projects/quizsh/shell/ws", &extra).await;
+    assert_eq!(status_of(head), "403");
 }

@@ -7,6 +7,7 @@ mod admin;
 mod groups;
 mod profile;
 mod projects;
+mod shell;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(profile::configure)
             .configure(admin::configure)
             .configure(projects::configure)
+            .configure(shell::configure)
             .configure(groups::configure),
     );
 }

@@ -278,6 +278,8 @@ struct ProjectPage<'a> {
     visibility_levels: [&'static str; 4],
     /// The group owning the project, if any.
     group: Option<String>,
+    /// Whether the viewer may open the owner shell.
+    can_shell: bool,
 }
 
 impl ProjectPage<'_> {
@@ -300,6 +302,10 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
     let revisions = crate::deploys::revisions(state, project, 20).await.map_err(|e| ctx.error_page(e))?;
     let live = revisions.iter().find(|r| Some(r.id) == project.live_revision_id).map(|r| r.number);
     let group = projects::group_name(state, project).await.map_err(|e| ctx.error_page(e))?;
+    let can_shell = match ctx.user.as_ref() {
+        Some(viewer) => projects::may(state, viewer.id, project, Action::OpenShell).await.map_err(|e| ctx.error_page(e))?,
+        None => false,
+    };
     let page = ProjectPage {
         page: ctx,
         project,
@@ -317,6 +323,7 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
         wake_summary: crate::domain::scaling::wake_summary(state.runtime.wakes(&project.name).iter().map(|w| (w.tier, w.total_ms))),
         visibility_levels: ["public", "campus", "members", "private"],
         group,
+        can_shell,
     };
     Ok(match error {
         Some(error) => ctx.render_error(error, &page),
