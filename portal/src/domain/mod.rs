@@ -5,6 +5,7 @@ mod account;
 mod env;
 pub mod permissions;
 pub mod scaling;
+pub mod webhooks;
 
 pub use account::{DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError};
 pub use env::{check_env_value, EnvVarName, MAX_ENV_VALUE_BYTES};
