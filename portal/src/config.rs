@@ -115,6 +115,12 @@ pub struct DeployConfig {
     pub app_outbound_hosts: Vec<String>,
     /// Accept a host whose sandboxing is weaker than the full set (`slipway doctor` says what is missing).
     pub allow_weak_isolation: bool,
+    /// How often projects that follow a Git repository are checked for new commits, for forges
+    /// whose webhooks do not reach this server; 0 turns polling off.
+    pub git_poll_interval: Duration,
+    /// Accept `http://` and `git://` repository URLs on loopback (127.0.0.1, localhost): for
+    /// tests and a forge on the same machine. Off: only `https://` URLs elsewhere.
+    pub git_allow_loopback: bool,
     /// How often a running app's health check is repeated; `liveness_failures` failures in a row restart it.
     pub liveness_interval: Duration,
     pub liveness_failures: u32,
@@ -278,6 +284,8 @@ struct RawDeploy {
     build_registries: Option<StringList>,
     app_outbound_hosts: Option<StringList>,
     allow_weak_isolation: Option<bool>,
+    git_poll_interval: Option<String>,
+    git_allow_loopback: Option<bool>,
     liveness_interval: Option<String>,
     liveness_failures: Option<u32>,
 }
@@ -674,6 +682,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             })
             .collect::<Result<Vec<String>, ConfigError>>()?,
         allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
+        git_poll_interval: duration("deploy.git_poll_interval", raw_deploy.git_poll_interval, "5m")?,
+        git_allow_loopback: raw_deploy.git_allow_loopback.unwrap_or(false),
         liveness_interval: duration("deploy.liveness_interval", raw_deploy.liveness_interval, "10s")?,
         liveness_failures: raw_deploy.liveness_failures.unwrap_or(3),
     };

@@ -27,13 +27,26 @@ pub fn scratch_dir(state: &AppState) -> PathBuf {
     state.config.data_dir.join("tmp")
 }
 
-/// Checks an upload and queues a revision of it. `source` is `upload`, `api`, `cli` or `git`.
+/// Checks an upload and queues a revision of it. `source` is `upload`, `api` or `cli`.
 pub async fn upload(
     state: &AppState,
     user: &User,
     project: &Project,
     zip_bytes: bytes::Bytes,
     source: &'static str,
+) -> Result<Revision, AppError> {
+    upload_commit(state, user, project, zip_bytes, source, None).await
+}
+
+/// `upload`, for a revision made from a commit (`source` `git`): its SHA and subject line are kept
+/// with the revision.
+pub async fn upload_commit(
+    state: &AppState,
+    user: &User,
+    project: &Project,
+    zip_bytes: bytes::Bytes,
+    source: &'static str,
+    commit: Option<(String, String)>,
 ) -> Result<Revision, AppError> {
     crate::quotas::check_build(state, project).await?;
     let limits = state.config.artifact_limits();
@@ -96,8 +109,8 @@ pub async fn upload(
                         template: &plan.template,
                         source,
                         created_by: Some(user_id),
-                        commit_sha: None,
-                        commit_message: None,
+                        commit_sha: commit.as_ref().map(|(sha, _)| sha.as_str()),
+                        commit_message: commit.as_ref().map(|(_, message)| message.as_str()),
                     },
                 )?;
                 db::revisions::finish_plan(conn, revision.id, plan_json)

@@ -233,6 +233,7 @@ impl Application {
             Arc::new(crate::build_worker::BuildWorker { state: self.state.clone(), runtime: runtime.clone(), host: self.host.clone() });
         let builder_task = tokio::spawn(builder.run(shutdown.clone()));
         tokio::spawn(crate::build_worker::restore_live_apps(self.state.clone(), runtime.clone()));
+        tokio::spawn(crate::git_sources::poll_loop(self.state.clone(), self.state.config.deploy.git_poll_interval, shutdown.clone()));
         let handle = self.server.handle();
         let mut stop = shutdown.clone();
         let stopping = self.stopping.clone();

@@ -3,6 +3,7 @@
 
 pub mod api_tokens;
 pub mod email_tokens;
+pub mod git_sources;
 pub mod groups;
 pub mod mail;
 pub mod models;

@@ -171,3 +171,28 @@ diesel::joinable!(projects -> groups (group_id));
 diesel::allow_tables_to_appear_in_same_query!(groups, group_members, group_invitations, quotas, users);
 diesel::allow_tables_to_appear_in_same_query!(groups, projects);
 diesel::allow_tables_to_appear_in_same_query!(group_members, projects);
+
+diesel::table! {
+    git_sources (project_id) {
+        project_id -> Int8,
+        repo_url -> Text,
+        branch -> Text,
+        has_token -> Bool,
+        last_sha -> Nullable<Text>,
+        last_checked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (project_id, delivery_id) {
+        project_id -> Int8,
+        delivery_id -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(git_sources -> projects (project_id));
+diesel::joinable!(webhook_deliveries -> projects (project_id));
+diesel::allow_tables_to_appear_in_same_query!(git_sources, projects);

@@ -63,6 +63,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/projects/{name}/sleep"),
     ("get", "/api/v1/projects/{name}/scaling"),
     ("patch", "/api/v1/projects/{name}/scaling"),
+    ("get", "/api/v1/projects/{name}/source"),
+    ("put", "/api/v1/projects/{name}/source"),
+    ("delete", "/api/v1/projects/{name}/source"),
+    ("post", "/api/v1/projects/{name}/source/deploy"),
+    ("post", "/api/v1/hooks/{name}"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
