@@ -9,6 +9,7 @@ mod cli;
 mod cli_deploy;
 mod cli_groups;
 mod deploys;
+mod git_deploy;
 mod groups;
 mod helpers;
 mod hostile;
