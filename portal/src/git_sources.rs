@@ -185,7 +185,7 @@ async fn run_git(mut command: tokio::process::Command, code: &'static str) -> Re
         .map_err(|e| anyhow::anyhow!("cannot run git: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("git failed").trim().to_owned();
+        let reason = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("git failed").trim().to_owned();
         return Err(rejected(code, format!("git: {reason}")));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
