@@ -243,6 +243,14 @@ async fn a_project_follows_a_branch_through_redeploy_webhooks_and_polling() {
     assert_eq!(queued["commit_message"], "첫 버전 / first version");
     assert_eq!(app.wait_for_revision(&token, "gitquiz", 1).await["status"], "live");
     assert!(crate::helpers::text(app.app_get("gitquiz", "/").await).await.contains("v1"));
+    // The project page shows the commit and the redeploy button.
+    let cookie = crate::terminal::session_cookie(&app, "git-owner@pusan.ac.kr").await;
+    let page =
+        app.client.get(app.url("/projects/gitquiz")).header("Cookie", format!("slipway_session={cookie}")).send().await.expect("page");
+    let html = page.text().await.expect("html");
+    assert!(html.contains(&first[..8]) && html.contains("첫 버전 / first version"), "the revision's commit is shown");
+    assert!(html.contains("data-testid=\"redeploy\"") && html.contains("/api/v1/hooks/gitquiz"));
+    assert!(!html.contains(&secret) && !html.contains(TOKEN), "neither secret is on the page");
 
     // A push and its webhook: built and live with the new commit.
     let second = server.commit("<h1>v2</h1>", "두 번째 / second");

@@ -224,7 +224,7 @@ async fn a_session_ends_at_the_time_limit_and_visitors_beyond_the_limit_are_told
 }
 
 /// Logs a new browser in as `email` (an account made by `api_token`); gives its session cookie.
-async fn session_cookie(app: &TestApp, email: &str) -> String {
+pub(crate) async fn session_cookie(app: &TestApp, email: &str) -> String {
     let (client, jar) = app.new_browser();
     let csrf = app.csrf_for(&client, &jar).await;
     let response = client
