@@ -223,6 +223,10 @@ pub async fn build_branch(state: &AppState, user: &User, project: &Project, sour
         let described = run_git(log, "git_fetch_failed").await?;
         let (sha, message) = described.split_once('\n').unwrap_or((described.as_str(), ""));
         let (sha, message) = (sha.trim().to_owned(), webhooks::first_line(message));
+        // Recorded before the upload is checked: a commit the upload refuses (a template error,
+        // a quota) is not cloned again by every poll; the next commit is.
+        let (project_id, seen_sha) = (project.id, sha.clone());
+        state.db.run(move |conn| db::git_sources::set_last_sha(conn, project_id, &seen_sha)).await?;
         let limits = state.config.artifact_limits();
         let to_pack = checkout.clone();
         let zip = tokio::task::spawn_blocking(move || {
@@ -232,11 +236,7 @@ pub async fn build_branch(state: &AppState, user: &User, project: &Project, sour
         })
         .await
         .map_err(|e| anyhow::anyhow!("packing the clone failed: {e}"))??;
-        let revision =
-            crate::deploys::upload_commit(state, user, project, bytes::Bytes::from(zip), "git", Some((sha.clone(), message))).await?;
-        let project_id = project.id;
-        state.db.run(move |conn| db::git_sources::set_last_sha(conn, project_id, &sha)).await?;
-        Ok(revision)
+        crate::deploys::upload_commit(state, user, project, bytes::Bytes::from(zip), "git", Some((sha, message))).await
     }
     .await;
     let _ = tokio::fs::remove_dir_all(&scratch).await;
@@ -270,7 +270,8 @@ pub async fn handle_webhook(
     body: &[u8],
 ) -> Result<HookOutcome, AppError> {
     let refused = |e: webhooks::WebhookError| AppError::Rejected { code: e.code(), message: e.to_string() };
-    let unknown = || refused(webhooks::WebhookError::BadSignature("webhook"));
+    let forge_name = webhooks::Forge::detect(&header).map_or("unknown", webhooks::Forge::as_str);
+    let unknown = || refused(webhooks::WebhookError::BadSignature(forge_name));
     let owned_name = name.trim().to_owned();
     let project = state.db.run(move |conn| db::projects::find_by_name(conn, &owned_name)).await?.ok_or_else(unknown)?;
     let source = get_source(state, &project).await?.ok_or_else(unknown)?;
