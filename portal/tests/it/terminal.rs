@@ -361,3 +361,44 @@ async fn only_owners_get_a_shell_and_only_in_a_running_server_app() {
     let (head, _) = Terminal::connect(portal_port(&app), &host, "evil.localhost", "/projects/quizsh/shell/ws", &extra).await;
     assert_eq!(status_of(head), "403");
 }
+
+#[tokio::test]
+async fn visibility_applies_to_the_terminal_page_and_its_socket() {
+    let app = spawn_app().await;
+    let owner = "term-private@pusan.ac.kr";
+    let token = app.api_token(owner).await;
+    app.deploy_live(&token, "secretquiz", "console", example_zip("console-quiz")).await;
+    let response = app
+        .client
+        .patch(app.url("/api/v1/projects/secretquiz"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"visibility": "private"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status(), 200);
+    // The gateway follows within about a second.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let response = client
+            .get(format!("http://127.0.0.1:{}/", app.gateway_port))
+            .header("Host", "secretquiz.localhost")
+            .send()
+            .await
+            .expect("page");
+        if response.status() == 302 || tokio::time::Instant::now() >= deadline {
+            break response.status();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 302, "an anonymous visitor is sent to the portal to log in");
+    let host = "secretquiz.localhost";
+    let (head, terminal) = Terminal::connect(app.gateway_port, host, host, "/.slipway/terminal/ws", "").await;
+    assert!(terminal.is_none() && head.starts_with("HTTP/1.1 401"), "{head}");
+    // Nothing was started for the refused visitor.
+    wait_for_sessions(&app, "secretquiz", 0).await;
+    // Another app's page cannot open this terminal, whatever its cookies.
+    let (head, _) = Terminal::connect(app.gateway_port, host, "evil.localhost", "/.slipway/terminal/ws", "").await;
+    assert!(head.starts_with("HTTP/1.1 401") || head.starts_with("HTTP/1.1 403"), "{head}");
+}
