@@ -350,6 +350,25 @@ async fn only_owners_get_a_shell_and_only_in_a_running_server_app() {
     let status_of = |head: String| head.split(' ').nth(1).unwrap_or("").to_owned();
     assert_eq!(status_of(socket("quizsh", None).await), "401");
     assert_eq!(status_of(socket("quizsh", Some(&other_cookie)).await), "403");
+    // A group's maintainer may deploy but not open a shell; the group's owner may.
+    app.api_token("shell-maint@pusan.ac.kr").await;
+    let post = |path: &str, body: serde_json::Value| app.client.post(app.url(path)).bearer_auth(&token).json(&body).send();
+    assert_eq!(post("/api/v1/groups", serde_json::json!({"name": "shell-club"})).await.expect("group").status(), 201);
+    let invited = post("/api/v1/groups/shell-club/members", serde_json::json!({"email": "shell-maint@pusan.ac.kr", "role": "maintainer"}))
+        .await
+        .expect("invite");
+    assert_eq!(invited.status(), 200);
+    let created = post("/api/v1/projects", serde_json::json!({"name": "clubapp", "template": "python", "group": "shell-club"}))
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let maintainer_cookie = session_cookie(&app, "shell-maint@pusan.ac.kr").await;
+    assert_eq!(status_of(socket("clubapp", Some(&maintainer_cookie)).await), "403");
+    assert_eq!(
+        status_of(socket("clubapp", Some(&owner_cookie)).await),
+        "409",
+        "the owner passes the permission check; the app is not running"
+    );
     let console = socket("quizsh", Some(&owner_cookie)).await;
     assert_eq!(status_of(console.clone()), "409", "{console}");
     assert!(console.contains("shell_not_available"), "{console}");
