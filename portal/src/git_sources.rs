@@ -3,7 +3,8 @@
 //! template check and the quotas apply): a verified push webhook (`handle_webhook`), the manual
 //! redeploy (`redeploy`), and polling (`poll_loop`, `git ls-remote` every `deploy.git_poll_interval`).
 //!
-//! Where the clone runs: on the host, as the server's user, with `git` only. Nothing from the
+//! Where the clone runs: on the host, with `git` only, as the project's own unprivileged uid (the
+//! one its builds and instances run as) with `no_new_privs` when the server runs as root. Nothing from the
 //! repository is executed there: hooks are pointed at `/dev/null`, system and global Git
 //! configuration are not read (so no filter, credential helper or `fsmonitor` program from them),
 //! submodules are not fetched, only `https` (and, with `deploy.git_allow_loopback`, `http`/`git`
@@ -149,8 +150,26 @@ pub async fn remove_source(state: &AppState, user: &User, name: &str) -> Result<
 
 /// A `git` command with no configuration but what is given here, no prompts, and the token (if
 /// any) as an extra header from the environment.
-fn git_command(home: &Path, token: Option<&SecretValue>, allow_loopback: bool) -> tokio::process::Command {
+fn git_command(home: &Path, token: Option<&SecretValue>, allow_loopback: bool, project_id: i64) -> tokio::process::Command {
     let mut command = tokio::process::Command::new("git");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let uid = crate::build_worker::project_uid(project_id);
+        // SAFETY: runs in the forked child before exec; only async-signal-safe calls (setgroups,
+        // setgid, setuid, prctl) with no allocation.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(uid) != 0
+                    || libc::setuid(uid) != 0
+                    || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     command
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -196,7 +215,7 @@ pub async fn remote_head(state: &AppState, project: &Project, source: &GitSource
     let token = state.secret_store.get(&token_path(project.id)).await.map_err(|e| anyhow::anyhow!(e))?;
     let home = crate::deploys::scratch_dir(state);
     tokio::fs::create_dir_all(&home).await.map_err(|e| anyhow::anyhow!(e))?;
-    let mut command = git_command(&home, token.as_ref(), state.config.deploy.git_allow_loopback);
+    let mut command = git_command(&home, token.as_ref(), state.config.deploy.git_allow_loopback, project.id);
     command.args(["ls-remote", "--heads", "--", &source.repo_url, &format!("refs/heads/{}", source.branch)]);
     let listing = run_git(command, "git_fetch_failed").await?;
     listing
@@ -213,12 +232,18 @@ pub async fn build_branch(state: &AppState, user: &User, project: &Project, sour
     let scratch: PathBuf = crate::deploys::scratch_dir(state).join(format!("git-{}", uuid::Uuid::new_v4().simple()));
     let checkout = scratch.join("checkout");
     tokio::fs::create_dir_all(&scratch).await.map_err(|e| anyhow::anyhow!(e))?;
+    // The clone runs as the project's uid (when we are root), which must own the folder.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let uid = crate::build_worker::project_uid(project.id);
+        std::os::unix::fs::chown(&scratch, Some(uid), Some(uid)).map_err(|e| anyhow::anyhow!("cannot hand the clone folder over: {e}"))?;
+    }
     let result = async {
-        let mut clone = git_command(&scratch, token.as_ref(), state.config.deploy.git_allow_loopback);
+        let mut clone = git_command(&scratch, token.as_ref(), state.config.deploy.git_allow_loopback, project.id);
         clone.args(["clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", "--no-recurse-submodules", "--branch"]);
         clone.arg(&source.branch).arg("--").arg(&source.repo_url).arg(&checkout);
         run_git(clone, "git_fetch_failed").await?;
-        let mut log = git_command(&scratch, None, false);
+        let mut log = git_command(&scratch, None, false, project.id);
         log.arg("-C").arg(&checkout).args(["log", "-1", "--format=%H%n%B"]);
         let described = run_git(log, "git_fetch_failed").await?;
         let (sha, message) = described.split_once('\n').unwrap_or((described.as_str(), ""));
