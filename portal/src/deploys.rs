@@ -28,13 +28,26 @@ pub fn scratch_dir(state: &AppState) -> PathBuf {
     state.config.data_dir.join("tmp")
 }
 
-/// Checks an upload and queues a revision of it. `source` is `upload`, `api`, `cli` or `git`.
+/// Checks an upload and queues a revision of it. `source` is `upload`, `api` or `cli`.
 pub async fn upload(
     state: &AppState,
     user: &User,
     project: &Project,
     zip_bytes: bytes::Bytes,
     source: &'static str,
+) -> Result<Revision, AppError> {
+    upload_commit(state, user, project, zip_bytes, source, None).await
+}
+
+/// `upload`, for a revision made from a commit (`source` `git`): its SHA and subject line are kept
+/// with the revision.
+pub async fn upload_commit(
+    state: &AppState,
+    user: &User,
+    project: &Project,
+    zip_bytes: bytes::Bytes,
+    source: &'static str,
+    commit: Option<(String, String)>,
 ) -> Result<Revision, AppError> {
     crate::quotas::check_build(state, project).await?;
     let limits = state.config.artifact_limits();
@@ -49,6 +62,7 @@ pub async fn upload(
     let store = state.artifacts.clone();
     // Builds on the cluster use the template's images, not this host's programs.
     let builds_here = !state.cluster.as_ref().is_some_and(|cluster| cluster.builds_in_cluster());
+    let terminals_here = state.cluster.is_none();
     let zip_to_check = zip_bytes.clone();
     let checked = tokio::task::spawn_blocking(move || -> Result<template::BuildPlan, AppError> {
         let result = (|| {
@@ -64,7 +78,7 @@ pub async fn upload(
                 code: "template_requirements",
                 message: missing.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "),
             })?;
-            check_runnable(&plan, builds_here)?;
+            check_runnable(&plan, builds_here, terminals_here)?;
             Ok(plan)
         })();
         let _ = std::fs::remove_dir_all(&scratch);
@@ -99,8 +113,8 @@ pub async fn upload(
                         template: &plan.template,
                         source,
                         created_by: Some(user_id),
-                        commit_sha: None,
-                        commit_message: None,
+                        commit_sha: commit.as_ref().map(|(sha, _)| sha.as_str()),
+                        commit_message: commit.as_ref().map(|(_, message)| message.as_str()),
                     },
                 )?;
                 db::revisions::finish_plan(conn, revision.id, plan_json)
@@ -121,13 +135,15 @@ pub async fn upload(
 const TOOLCHAIN_DIRS: &[&str] = &["/usr/local/bin", "/usr/bin"];
 
 /// Refuses, before anything is built, what this installation cannot run: a template whose
-/// toolchain is not installed (when builds run on this host), or a terminal program (the web
-/// terminal does not exist yet).
-fn check_runnable(plan: &orchestrator::template::BuildPlan, builds_here: bool) -> Result<(), AppError> {
-    if matches!(plan.start, orchestrator::template::Start::Terminal { .. }) {
+/// toolchain is not installed (when builds run on this host), or a terminal program where the
+/// web terminal does not run (the cluster shape: it needs Nomad's allocation exec, not built yet).
+fn check_runnable(plan: &orchestrator::template::BuildPlan, builds_here: bool, terminals_here: bool) -> Result<(), AppError> {
+    if !terminals_here && matches!(plan.start, orchestrator::template::Start::Terminal { .. }) {
         return Err(AppError::Rejected {
             code: "console_not_supported",
-            message: "console programs run in the web terminal, which this installation does not offer yet; deploy a web app, or wait for the terminal".to_owned(),
+            message:
+                "console programs run in the web terminal, which this installation's cluster shape does not offer yet; deploy a web app"
+                    .to_owned(),
         });
     }
     let missing: Vec<&str> = plan

@@ -20,6 +20,7 @@ pub mod db;
 pub mod deploys;
 pub mod domain;
 pub mod error;
+pub mod git_sources;
 pub mod groups;
 pub mod i18n;
 pub mod mail;

@@ -98,6 +98,20 @@ pub async fn list(state: &AppState, user: &User) -> Result<Vec<Project>, AppErro
 }
 
 /// The project by name, if `user` may do `action` with it: 404 when it does not exist, 403 otherwise.
+/// Whether user `user_id` may do `action` on `project` (for showing links; every route still
+/// checks through `get`).
+pub async fn may(state: &AppState, user_id: i64, project: &Project, action: Action) -> Result<bool, AppError> {
+    let project = project.clone();
+    let role = state
+        .db
+        .run(move |conn| {
+            let Some(user) = db::users::find(conn, user_id)? else { return Ok(crate::domain::ProjectRole::None) };
+            crate::access::role_in(conn, &user, &project)
+        })
+        .await?;
+    Ok(allows(role, action))
+}
+
 pub async fn get(state: &AppState, user: &User, raw_name: &str, action: Action) -> Result<Project, AppError> {
     let name = raw_name.trim().to_owned();
     let actor = user.clone();

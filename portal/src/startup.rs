@@ -245,6 +245,7 @@ impl Application {
         let mut gateway_config = orchestrator::gateway::GatewayConfig::new(self.state.config.apps_domain.clone());
         gateway_config.https_redirect = self.state.config.tls.redirect_http;
         gateway_config.https_port = self.state.config.tls.public_https_port.or(self.https_port).unwrap_or(443);
+        gateway_config.terminal_assets = Some(self.state.config.terminal.assets_dir.clone());
         let gateway_listener = self.gateway_listener.take().expect("run_until_stopped is called once");
         let access = self.state.access.clone();
         tokio::spawn(orchestrator::gateway::access::feed::run(
@@ -363,6 +364,7 @@ impl Application {
         }
         // Pins submissions again and opens their access at each assignment's deadline.
         tokio::spawn(crate::courses::sweep_loop(self.state.clone(), std::time::Duration::from_secs(15), shutdown.clone()));
+        tokio::spawn(crate::git_sources::poll_loop(self.state.clone(), self.state.config.deploy.git_poll_interval, shutdown.clone()));
         let handle = self.server.handle();
         let mut stop = shutdown.clone();
         let stopping = self.stopping.clone();
@@ -401,5 +403,7 @@ fn local_config(config: &Config, slipway_binary: std::path::PathBuf, data_dir: &
     local.no_wake_agents.push("slipway-health".to_owned());
     local.liveness_interval = config.deploy.liveness_interval;
     local.liveness_failures = config.deploy.liveness_failures;
+    local.terminal_limits =
+        orchestrator::terminal::SessionLimits { time_limit: config.terminal.time_limit, max_sessions: config.terminal.max_sessions };
     local
 }

@@ -62,6 +62,23 @@ pub fn unknown_app(app: &str, apps_domain: &str) -> Page {
     page(404, None, render(404, "No such app", &body, None))
 }
 
+/// A path under `/.slipway/terminal/` that is not one of the terminal's files.
+pub fn unknown_path(app: &str) -> Page {
+    let app = escape(app);
+    let body = format!("<p>The console program <code>{app}</code> has no such file. Its terminal is at <a href=\"/\">/</a>.</p>");
+    page(404, None, render(404, "Not found", &body, None))
+}
+
+/// The web terminal's scripts (xterm.js) are not installed on this server.
+pub fn terminal_assets_missing(app: &str) -> Page {
+    let app = escape(app);
+    let body = format!(
+        "<p>The console program <code>{app}</code> runs in a web terminal whose files are not installed on this server.</p>\
+<p>Its administrators can install them with <code>npm ci</code> in <code>web/terminal</code> (see the README).</p>"
+    );
+    page(503, None, render(503, "The terminal is not installed", &body, None))
+}
+
 /// 404 for a host that is not under the apps domain at all (another domain, an IP, a nested name).
 pub fn foreign_host(host: &str, apps_domain: &str) -> Page {
     let (host, domain) = (escape(host), escape(apps_domain));

@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -82,6 +83,10 @@ pub struct GatewayConfig {
     pub https_port: u16,
     /// How long a client may take to finish the TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Where the web terminal's browser files are: the `node_modules` folder that `npm ci` in
+    /// `web/terminal/` fills (`@xterm/xterm/lib/xterm.js` below it, and so on). `None` serves
+    /// console apps a page saying the terminal is not installed.
+    pub terminal_assets: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -99,6 +104,7 @@ impl GatewayConfig {
             https_redirect: false,
             https_port: 443,
             tls_handshake_timeout: Duration::from_secs(10),
+            terminal_assets: None,
         }
     }
 }
@@ -364,6 +370,10 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
             if let Err(refusal) = super::access::http::admit(gate, &mut request, &app, &self.config.apps_domain, custom_host.as_deref()) {
                 return refusal_response(refusal);
             }
+        }
+        // A console program: the terminal page and its WebSocket, never an upstream.
+        if let Some(program) = self.resolver.terminal(&app) {
+            return terminal::serve(self, request, program, &host, tasks).await;
         }
         let wants_html =
             request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
@@ -896,5 +906,6 @@ impl Body for ProxyBody {
     }
 }
 
+mod terminal;
 #[cfg(test)]
 mod tests;

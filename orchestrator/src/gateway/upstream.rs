@@ -59,6 +59,13 @@ pub trait Resolver: Send + Sync + 'static {
     fn on_upstream_error(&self, app: &str, upstream: &Upstream, error: &UpstreamError) {
         let _ = (app, upstream, error);
     }
+
+    /// The console program `app` is, if it is one: the gateway then serves the web terminal and
+    /// starts one instance per WebSocket instead of resolving an upstream. The default knows none.
+    fn terminal(&self, app: &str) -> Option<Arc<crate::terminal::Program>> {
+        let _ = app;
+        None
+    }
 }
 
 /// Lets a caller keep an `Arc` to its resolver (to update routes) while the gateway holds another.
@@ -69,6 +76,10 @@ impl<T: Resolver> Resolver for Arc<T> {
 
     fn on_upstream_error(&self, app: &str, upstream: &Upstream, error: &UpstreamError) {
         (**self).on_upstream_error(app, upstream, error)
+    }
+
+    fn terminal(&self, app: &str) -> Option<Arc<crate::terminal::Program>> {
+        (**self).terminal(app)
     }
 }
 

@@ -84,6 +84,8 @@ pub struct LocalConfig {
     /// and a cold start is what a visitor waits for. The app's own limit applies from its first
     /// answer on; an app that never answers is stopped after its grace period.
     pub startup_cpu_millis: u32,
+    /// Time and concurrency limits of console programs' terminal sessions.
+    pub terminal_limits: crate::terminal::SessionLimits,
 }
 
 impl LocalConfig {
@@ -101,6 +103,7 @@ impl LocalConfig {
             liveness_interval: Duration::from_secs(10),
             liveness_failures: 3,
             startup_cpu_millis: 1000,
+            terminal_limits: crate::terminal::SessionLimits::default(),
             no_wake_agents: [
                 "uptimerobot",
                 "pingdom",
@@ -168,6 +171,8 @@ struct Instance {
     revision: i32,
     netns: Netns,
     netns_path: PathBuf,
+    /// Host pid of the sandbox's init, for owner shells (`shell_target`).
+    ns_pid: u32,
     /// For reading the instance's memory use (eviction of frozen apps); `None` without cgroups.
     cgroup: Option<Cgroup>,
     control: mpsc::UnboundedSender<Control>,
@@ -305,6 +310,8 @@ pub struct LocalRuntime {
     host: HostSupport,
     config: LocalConfig,
     apps: Mutex<HashMap<String, AppEntry>>,
+    /// Console programs by app name: nothing runs until a visitor opens the terminal.
+    terminals: Mutex<HashMap<String, Arc<crate::terminal::Program>>>,
     next_id: std::sync::atomic::AtomicU64,
     /// The gateway's metrics: the runtime records held requests and wake phases per app there.
     metrics: Arc<Registry>,
@@ -318,6 +325,7 @@ impl LocalRuntime {
             host,
             config,
             apps: Mutex::new(HashMap::new()),
+            terminals: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             metrics,
             this: this.clone(),
@@ -351,7 +359,8 @@ impl LocalRuntime {
     /// known is left alone.
     pub fn register_stopped(&self, spec: AppSpec) -> Result<(), RuntimeError> {
         if matches!(spec.start, Start::Terminal { .. }) {
-            return Err(RuntimeError::NotAServer);
+            self.set_terminal(&spec);
+            return Ok(());
         }
         let spec = Arc::new(spec);
         let mut apps = self.apps();
@@ -388,6 +397,17 @@ impl LocalRuntime {
     }
 
     pub fn status(&self, app: &str) -> AppStatus {
+        if let Some(program) = self.terminal_program(app) {
+            // A console program is never "stopped": it starts per visitor; its instances are the
+            // terminal sessions open now.
+            return AppStatus {
+                state: "console",
+                revision: Some(program.revision()),
+                instances: program.live_sessions(),
+                restarts: 0,
+                last_exit: None,
+            };
+        }
         match self.apps().get(app) {
             None => AppStatus { state: "stopped", revision: None, instances: 0, restarts: 0, last_exit: None },
             Some(entry) => AppStatus {
@@ -405,8 +425,16 @@ impl LocalRuntime {
     /// instances keep serving.
     pub async fn deploy(self: &Arc<Self>, spec: AppSpec) -> Result<(), RuntimeError> {
         if matches!(spec.start, Start::Terminal { .. }) {
-            return Err(RuntimeError::NotAServer);
+            // A console program has no server to start or check: it becomes the app's terminal
+            // program, and a server the app had before (another template) stops.
+            self.set_terminal(&spec);
+            let removed = self.apps().remove(&spec.app);
+            if let Some(entry) = removed {
+                retire(entry.instances, Duration::ZERO);
+            }
+            return Ok(());
         }
+        self.terminals().remove(&spec.app);
         let spec = Arc::new(spec);
         let logs = {
             let mut apps = self.apps();
@@ -446,8 +474,62 @@ impl LocalRuntime {
         Ok(())
     }
 
+    /// Makes `spec` (a `Start::Terminal` app) the program every new terminal session of its app
+    /// starts; sessions already running keep their revision until they end. Its instances get the
+    /// app's own cpu limit (no startup boost: a visitor waits on the program, not on a health
+    /// check) and no network beyond their own loopback, whatever outbound hosts apps may have.
+    fn set_terminal(&self, spec: &AppSpec) {
+        let mut sandbox = self.sandbox_spec(spec, 0);
+        sandbox.name = format!("term-{}-r{}-p{}", spec.app, spec.revision, std::process::id());
+        sandbox.limits.cpu_millis = spec.resources.cpu_millicores.max(50);
+        sandbox.limits.timeout = Some(self.config.terminal_limits.time_limit + Duration::from_secs(10));
+        sandbox.env.push(("TERM".to_owned(), "xterm-256color".to_owned()));
+        sandbox.env.push(("LC_ALL".to_owned(), "C.UTF-8".to_owned()));
+        let program =
+            crate::terminal::Program::new(spec.app.clone(), spec.revision, sandbox, self.host.clone(), self.config.terminal_limits);
+        self.terminals().insert(spec.app.clone(), Arc::new(program));
+    }
+
+    fn terminals(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<crate::terminal::Program>>> {
+        self.terminals.lock().expect("terminals lock is never poisoned")
+    }
+
+    /// The console program of `app`, if it is one.
+    pub fn terminal_program(&self, app: &str) -> Option<Arc<crate::terminal::Program>> {
+        self.terminals().get(app).cloned()
+    }
+
+    /// A running instance of `app` an owner shell can enter; a frozen app is thawed first. A
+    /// stopped app (or a console program, whose instances belong to visitors) has none.
+    pub async fn shell_target(&self, app: &str) -> Result<crate::terminal::shell::ShellTarget, RuntimeError> {
+        let not_running = || RuntimeError::NotRunning { app: app.to_owned() };
+        let (instance, spec, frozen) = {
+            let apps = self.apps();
+            let entry = apps.get(app).ok_or_else(not_running)?;
+            if !matches!(entry.state, State::Running | State::Frozen) {
+                return Err(not_running());
+            }
+            let instance = entry.instances.first().cloned().ok_or_else(not_running)?;
+            (instance, entry.spec.clone(), entry.state == State::Frozen)
+        };
+        if frozen {
+            // The same path a request takes: every instance thaws, the app is running again.
+            let _ = self.resolve(app, &RequestHints { wants_html: false, user_agent: "slipway-shell" }).await;
+        }
+        Ok(crate::terminal::shell::ShellTarget {
+            app: app.to_owned(),
+            revision: instance.revision,
+            ns_pid: instance.ns_pid,
+            uid: spec.uid,
+            gid: spec.gid,
+            procs_files: instance.cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default(),
+            user_namespace: self.host.identity_switch() == Some(crate::sandbox::IdentitySwitch::UserNamespace),
+        })
+    }
+
     /// Stops the app and forgets it.
     pub async fn stop(&self, app: &str) {
+        self.terminals().remove(app);
         let removed = self.apps().remove(app);
         if let Some(entry) = removed {
             self.metrics.remove_service(&service_for_app(app));
@@ -632,6 +714,7 @@ impl LocalRuntime {
         };
         let mut sandbox = Sandbox::spawn(&sandbox_spec, &self.host).await?;
         let netns_path = sandbox.netns_path();
+        let ns_pid = sandbox.ns_pid();
         let netns = match sandbox.netns() {
             Some(netns) => netns.clone(),
             None => Netns::open(&netns_path).map_err(|e| RuntimeError::Unhealthy {
@@ -675,7 +758,16 @@ impl LocalRuntime {
             drop(egress);
             let _ = exit_sender.send(Some(exit));
         });
-        Ok(Arc::new(Instance { id: instance_id, revision: spec.revision, netns, netns_path, cgroup, control, exited: exit_receiver }))
+        Ok(Arc::new(Instance {
+            id: instance_id,
+            revision: spec.revision,
+            netns,
+            netns_path,
+            ns_pid,
+            cgroup,
+            control,
+            exited: exit_receiver,
+        }))
     }
 
     /// Lowers an instance's CPU limit from the startup boost to the app's own.
@@ -894,6 +986,10 @@ async fn pump_lines(
 }
 
 impl Resolver for LocalRuntime {
+    fn terminal(&self, app: &str) -> Option<Arc<crate::terminal::Program>> {
+        self.terminal_program(app)
+    }
+
     async fn resolve(&self, app: &str, hints: &RequestHints<'_>) -> Resolution {
         let arrived = Instant::now();
         let addr = SocketAddr::from(([127, 0, 0, 1], self.config.app_port));

@@ -63,6 +63,8 @@ pub enum RuntimeError {
     Unhealthy { reason: String, log_tail: Vec<String> },
     #[error("terminal programs are started per visitor by the web terminal, not deployed as servers")]
     NotAServer,
+    #[error("app {app:?} has no running instance")]
+    NotRunning { app: String },
 }
 
 /// Where an app is, as the autoscaler sees it.

@@ -147,6 +147,9 @@ pub struct BwrapContext<'a> {
     pub info_fd: i32,
     /// One descriptor per [`synthetic_files`] entry, in the same order.
     pub synthetic_fds: &'a [i32],
+    /// The command's stdio is a pseudo-terminal of its own (the web terminal): bubblewrap keeps
+    /// the session, so the terminal stays the command's controlling terminal.
+    pub terminal: bool,
 }
 
 /// The arguments to pass to `bwrap` (without the program name itself).
@@ -184,7 +187,10 @@ pub fn bwrap_argv(spec: &SandboxSpec, ctx: &BwrapContext<'_>) -> Vec<String> {
     if matches!(spec.network, Network::LoopbackOnly) {
         push(&["--unshare-net"]);
     }
-    push(&["--unshare-cgroup-try", "--die-with-parent", "--new-session"]);
+    push(&["--unshare-cgroup-try", "--die-with-parent"]);
+    if !ctx.terminal {
+        push(&["--new-session"]);
+    }
 
     push(&["--cap-drop", "ALL"]);
     if let IdentitySwitch::Setpriv(_) = ctx.identity {
@@ -337,7 +343,14 @@ mod tests {
 
     fn argv_for(spec: &SandboxSpec, identity: &IdentitySwitch) -> Vec<String> {
         let layout = SystemLayout::merged_usr();
-        let ctx = BwrapContext { identity, disable_nested_userns: true, layout: &layout, info_fd: 9, synthetic_fds: &[10, 11, 12, 13] };
+        let ctx = BwrapContext {
+            identity,
+            disable_nested_userns: true,
+            layout: &layout,
+            info_fd: 9,
+            synthetic_fds: &[10, 11, 12, 13],
+            terminal: false,
+        };
         bwrap_argv(spec, &ctx)
     }
 
@@ -517,10 +530,29 @@ mod tests {
             layout: &split,
             info_fd: 3,
             synthetic_fds: &[4, 5, 6, 7],
+            terminal: false,
         };
         let args = bwrap_argv(&run_spec(), &ctx);
         assert!(has_seq(&args, &["--ro-bind", "/bin", "/bin"]));
         assert!(has_seq(&args, &["--ro-bind", "/lib", "/lib"]));
         assert!(!args.iter().any(|a| a == "--disable-userns"));
+    }
+
+    #[test]
+    fn a_terminal_sandbox_keeps_its_session_so_the_terminal_stays_controlling() {
+        let layout = SystemLayout::merged_usr();
+        let identity = IdentitySwitch::UserNamespace;
+        let ctx = BwrapContext {
+            identity: &identity,
+            disable_nested_userns: true,
+            layout: &layout,
+            info_fd: 9,
+            synthetic_fds: &[10, 11, 12, 13],
+            terminal: true,
+        };
+        let args = bwrap_argv(&run_spec(), &ctx);
+        assert!(!args.iter().any(|a| a == "--new-session"), "{args:?}");
+        assert!(args.iter().any(|a| a == "--die-with-parent") && args.iter().any(|a| a == "--unshare-net"));
+        assert!(argv_for(&run_spec(), &identity).iter().any(|a| a == "--new-session"));
     }
 }

@@ -395,7 +395,7 @@ fn data_pipe(contents: &[u8]) -> io::Result<OwnedFd> {
 }
 
 /// Writes `pid` in decimal into `buf` without allocating (for use after fork).
-fn format_pid(mut pid: u32, buf: &mut [u8; 16]) -> usize {
+pub(crate) fn format_pid(mut pid: u32, buf: &mut [u8; 16]) -> usize {
     let mut digits = [0u8; 16];
     let mut n = 0;
     loop {
@@ -434,6 +434,20 @@ impl Sandbox {
     /// [`Sandbox::take_stdout`]/[`Sandbox::take_stderr`] and keep reading them,
     /// or a chatty command blocks); stdin is `/dev/null`.
     pub async fn spawn(spec: &SandboxSpec, host: &HostSupport) -> Result<Sandbox, SandboxError> {
+        Self::spawn_with(spec, host, None).await
+    }
+
+    /// Like [`Sandbox::spawn`], but the command's stdin, stdout and stderr are `terminal` (the
+    /// slave side of a pseudo-terminal), which becomes the controlling terminal of a new session
+    /// that bubblewrap and the command share: Ctrl-C reaches the command, and programs see a
+    /// terminal. Bubblewrap gets no `--new-session` here; the `TIOCSTI` injection it guards
+    /// against could only type into this sandbox's own terminal. Nothing is piped, so
+    /// [`Sandbox::take_stdout`] gives `None`; bubblewrap's own setup errors go to the terminal.
+    pub async fn spawn_on_terminal(spec: &SandboxSpec, host: &HostSupport, terminal: &OwnedFd) -> Result<Sandbox, SandboxError> {
+        Self::spawn_with(spec, host, Some(terminal)).await
+    }
+
+    async fn spawn_with(spec: &SandboxSpec, host: &HostSupport, terminal: Option<&OwnedFd>) -> Result<Sandbox, SandboxError> {
         spec.validate()?;
         let bwrap_path = host.bwrap.clone().ok_or(SandboxError::BwrapMissing)?;
         let identity = host.identity_switch().ok_or_else(|| SandboxError::NoIdentitySwitch { name: spec.name.clone(), uid: spec.uid })?;
@@ -459,7 +473,7 @@ impl Sandbox {
         }
 
         let cgroup = Cgroup::create(&host.cgroup, &host.cgroup_parent, &spec.name, &spec.limits)?;
-        match Self::start(spec, host, &bwrap_path, &identity, cgroup.as_ref()).await {
+        match Self::start(spec, host, &bwrap_path, &identity, cgroup.as_ref(), terminal).await {
             Ok((child, pid, info)) => {
                 let mut sandbox = Sandbox {
                     name: spec.name.clone(),
@@ -549,6 +563,7 @@ impl Sandbox {
         bwrap_path: &Path,
         identity: &IdentitySwitch,
         cgroup: Option<&Cgroup>,
+        terminal: Option<&OwnedFd>,
     ) -> Result<(Child, u32, BwrapInfo), SandboxError> {
         let io_err = |what: &'static str| move |source: io::Error| SandboxError::Io { name: spec.name.clone(), what, source };
 
@@ -580,12 +595,25 @@ impl Sandbox {
             layout: &host.layout,
             info_fd: info_write.as_raw_fd(),
             synthetic_fds: &synthetic_raw,
+            terminal: terminal.is_some(),
         };
         let args = bwrap_argv(spec, &ctx);
         tracing::debug!(name = %spec.name, ?args, "starting bubblewrap");
 
         let mut cmd = tokio::process::Command::new(bwrap_path);
-        cmd.args(&args).env_clear().current_dir("/").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(&args).env_clear().current_dir("/");
+        match terminal {
+            Some(terminal) => {
+                let stdio = |what| terminal.try_clone().map(Stdio::from).map_err(io_err(what));
+                cmd.stdin(stdio("sharing the terminal as stdin")?)
+                    .stdout(stdio("sharing the terminal as stdout")?)
+                    .stderr(stdio("sharing the terminal as stderr")?);
+            }
+            None => {
+                cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            }
+        }
+        let on_terminal = terminal.is_some();
 
         let procs_raw: Vec<RawFd> = procs_files.iter().map(|f| f.as_raw_fd()).collect();
         let mut inherit: Vec<RawFd> = synthetic_raw.clone();
@@ -601,10 +629,15 @@ impl Sandbox {
             Network::LoopbackOnly | Network::Host => None,
         };
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (getpid, write, setns, fcntl, setgroups,
-        // setgid, setuid) on memory allocated before the fork.
+        // async-signal-safe system calls (setsid, ioctl, getpid, write, setns, fcntl,
+        // setgroups, setgid, setuid) on memory allocated before the fork.
         unsafe {
             cmd.pre_exec(move || {
+                // On a terminal: a session of its own with the terminal (already on
+                // stdin) as its controlling terminal, taken while still root.
+                if on_terminal && (libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0) {
+                    return Err(io::Error::last_os_error());
+                }
                 // Join the cgroup first, while still root: everything bubblewrap
                 // and the student's command start afterwards inherits it.
                 let mut buf = [0u8; 16];

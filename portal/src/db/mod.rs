@@ -6,6 +6,7 @@ pub mod audit;
 pub mod courses;
 pub mod custom_domains;
 pub mod email_tokens;
+pub mod git_sources;
 pub mod groups;
 pub mod mail;
 pub mod models;

@@ -19,6 +19,10 @@ pub fn insert(conn: &mut PgConnection, name: &str, owner_id: i64, template: &str
         .get_result(conn)?)
 }
 
+pub fn find(conn: &mut PgConnection, project_id: i64) -> Result<Option<Project>, DbError> {
+    Ok(projects::table.find(project_id).select(Project::as_select()).first(conn).optional()?)
+}
+
 pub fn find_by_name(conn: &mut PgConnection, name: &str) -> Result<Option<Project>, DbError> {
     Ok(projects::table.filter(projects::name.eq(name)).select(Project::as_select()).first(conn).optional()?)
 }

@@ -271,6 +271,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    git_sources (project_id) {
+        project_id -> Int8,
+        repo_url -> Text,
+        branch -> Text,
+        has_token -> Bool,
+        last_sha -> Nullable<Text>,
+        last_checked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     course_invitations (id) {
         id -> Int8,
         course_id -> Int8,
@@ -343,3 +356,15 @@ diesel::joinable!(assignments -> courses (course_id));
 diesel::joinable!(submissions -> assignments (assignment_id));
 diesel::allow_tables_to_appear_in_same_query!(courses, course_staff, enrolments, course_invitations, assignments, submissions, users);
 diesel::allow_tables_to_appear_in_same_query!(submissions, projects);
+
+diesel::table! {
+    webhook_deliveries (project_id, delivery_id) {
+        project_id -> Int8,
+        delivery_id -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(git_sources -> projects (project_id));
+diesel::joinable!(webhook_deliveries -> projects (project_id));
+diesel::allow_tables_to_appear_in_same_query!(git_sources, projects);

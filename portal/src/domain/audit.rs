@@ -50,8 +50,10 @@ pub mod actions {
     pub const GRADE_CHANGE: &str = "grade.change";
     /// An assignment's grades released to its students, or withdrawn.
     pub const GRADE_RELEASE: &str = "grade.release";
-    /// For the web terminal: a shell session opened on an app.
+    /// An owner shell opened in a running app (who, which app and revision; never keystrokes).
     pub const SHELL_OPEN: &str = "shell.open";
+    /// That shell closed (how long it was open and how it ended).
+    pub const SHELL_CLOSE: &str = "shell.close";
 }
 
 /// What an action was done to: a kind (`user`, `project`, `group`, `token`, ...) and its id or name.

@@ -10,6 +10,7 @@ pub mod grade_export;
 pub mod permissions;
 pub mod roster;
 pub mod scaling;
+pub mod webhooks;
 
 pub use account::{DisplayName, DomainPolicy, EmailAddress, Language, NewPassword, Role, StudentNumber, ValidationError};
 pub use env::{check_env_value, EnvVarName, MAX_ENV_VALUE_BYTES};

@@ -15,6 +15,7 @@
 //! delete                x
 //! manage members        x
 //! manage domains        x
+//! open a shell          x
 //! ```
 //! Pure: no I/O. The server calls `allows` on every page and API route that touches a project
 //! (`projects::get`). The unit test below checks the table; `portal/tests/it/permissions.rs` drives
@@ -78,10 +79,12 @@ pub enum Action {
     ManageMembers,
     /// Add, verify and remove custom domains.
     ManageDomains,
+    /// A shell inside a running instance of the app (the owner shell).
+    OpenShell,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::View,
         Action::Deploy,
         Action::ChangeEnv,
@@ -89,6 +92,7 @@ impl Action {
         Action::Delete,
         Action::ManageMembers,
         Action::ManageDomains,
+        Action::OpenShell,
     ];
 }
 
@@ -97,7 +101,7 @@ pub fn allows(role: ProjectRole, action: Action) -> bool {
     let needed = match action {
         Action::View => ProjectRole::Viewer,
         Action::Deploy | Action::ChangeEnv => ProjectRole::Maintainer,
-        Action::ChangeVisibility | Action::Delete | Action::ManageMembers | Action::ManageDomains => ProjectRole::Owner,
+        Action::ChangeVisibility | Action::Delete | Action::ManageMembers | Action::ManageDomains | Action::OpenShell => ProjectRole::Owner,
     };
     role >= needed
 }
@@ -106,18 +110,18 @@ pub fn allows(role: ProjectRole, action: Action) -> bool {
 mod tests {
     use super::*;
 
-    fn check(role: ProjectRole, expected: [bool; 7]) {
+    fn check(role: ProjectRole, expected: [bool; 8]) {
         let got: Vec<bool> = Action::ALL.iter().map(|action| allows(role, *action)).collect();
         assert_eq!(got, expected, "{role:?}");
     }
 
     #[test]
     fn each_role_may_do_exactly_what_the_table_says() {
-        //                           view   deploy env    visib. delete members domains
-        check(ProjectRole::Owner, [true, true, true, true, true, true, true]);
-        check(ProjectRole::Maintainer, [true, true, true, false, false, false, false]);
-        check(ProjectRole::Viewer, [true, false, false, false, false, false, false]);
-        check(ProjectRole::None, [false, false, false, false, false, false, false]);
+        //                           view   deploy env    visib. delete members domains shell
+        check(ProjectRole::Owner, [true, true, true, true, true, true, true, true]);
+        check(ProjectRole::Maintainer, [true, true, true, false, false, false, false, false]);
+        check(ProjectRole::Viewer, [true, false, false, false, false, false, false, false]);
+        check(ProjectRole::None, [false, false, false, false, false, false, false, false]);
     }
 
     #[test]

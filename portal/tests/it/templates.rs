@@ -175,19 +175,6 @@ async fn a_go_project_is_refused_before_building_on_a_host_without_go() {
 }
 
 #[tokio::test]
-async fn a_console_program_is_refused_until_the_web_terminal_exists() {
-    let app = spawn_app().await;
-    let token = app.api_token("t-console@pusan.ac.kr").await;
-    app.create_project(&token, "tpl-quiz", "console").await;
-    let (status, answer) = app.deploy_zip(&token, "tpl-quiz", example_zip("console-quiz")).await;
-    // FIXME: with the web terminal (the terminals issue), a console upload goes live as a
-    // terminal app instead; until then it is refused before anything is built.
-    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("console_not_supported")), "{answer}");
-    assert!(app.revisions(&token, "tpl-quiz").await.is_empty(), "nothing was queued");
-    assert_eq!(app.app_get("tpl-quiz", "/").await.status(), 404);
-}
-
-#[tokio::test]
 async fn a_console_program_uploaded_with_template_auto_is_refused_as_a_web_app_missing_requirements() {
     let app = spawn_app().await;
     let token = app.api_token("t-console-auto@pusan.ac.kr").await;

@@ -90,6 +90,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/submissions/{submission}"),
     ("put", "/api/v1/submissions/{submission}/grade"),
     ("post", "/api/v1/submissions/{submission}/prewarm"),
+    ("get", "/api/v1/projects/{name}/source"),
+    ("put", "/api/v1/projects/{name}/source"),
+    ("delete", "/api/v1/projects/{name}/source"),
+    ("post", "/api/v1/projects/{name}/source/deploy"),
+    ("post", "/api/v1/hooks/{name}"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");

@@ -30,7 +30,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/sleep", web::post().to(sleep))
         .route("/projects/{name}/scaling", web::get().to(scaling))
         .route("/projects/{name}/scaling", web::patch().to(set_scaling))
-        .route("/projects/{name}/metrics", web::get().to(metrics));
+        .route("/projects/{name}/metrics", web::get().to(metrics))
+        .route("/projects/{name}/source", web::get().to(get_source))
+        .route("/projects/{name}/source", web::put().to(put_source))
+        .route("/projects/{name}/source", web::delete().to(delete_source))
+        .route("/projects/{name}/source/deploy", web::post().to(redeploy))
+        .route("/hooks/{name}", web::post().to(webhook));
 }
 
 #[derive(Deserialize)]
@@ -346,4 +351,69 @@ async fn set_scaling(
     let project = projects::get(&state, &user, &path, crate::domain::Action::Deploy).await?;
     let project = projects::set_scaling(&state, &project, &body).await?;
     Ok(HttpResponse::Ok().json(scaling_json(&state, &project)))
+}
+
+#[derive(serde::Deserialize)]
+struct SourceBody {
+    repo_url: String,
+    #[serde(default = "default_branch")]
+    branch: String,
+    /// A deploy token for private repositories; absent keeps the current one, "" removes it.
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn default_branch() -> String {
+    "main".to_owned()
+}
+
+async fn get_source(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let project = projects::get(&state, &user, &path, Action::View).await?;
+    let source = crate::git_sources::get_source(&state, &project).await?.ok_or(AppError::NotFound("git source"))?;
+    Ok(HttpResponse::Ok().json(crate::git_sources::source_json(&state, &project, &source)))
+}
+
+/// Sets the followed repository; the answer carries the webhook secret, shown only here.
+async fn put_source(
+    state: web::Data<AppState>,
+    ApiUser(user): ApiUser,
+    path: web::Path<String>,
+    body: web::Json<SourceBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let (project, source, secret) =
+        crate::git_sources::set_source(&state, &user, &path, &body.repo_url, &body.branch, body.token.as_deref()).await?;
+    let mut json = crate::git_sources::source_json(&state, &project, &source);
+    json["webhook_secret"] = serde_json::Value::String(secret);
+    Ok(HttpResponse::Ok().json(json))
+}
+
+async fn delete_source(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    crate::git_sources::remove_source(&state, &user, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The manual redeploy: clones the branch's tip now and queues it.
+async fn redeploy(state: web::Data<AppState>, ApiUser(user): ApiUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let revision = crate::git_sources::redeploy(&state, &user, &path).await?;
+    Ok(HttpResponse::Accepted().json(crate::deploys::revision_json(&revision)))
+}
+
+/// A forge's push webhook: no token; the signature (or GitLab's token) is the authentication.
+async fn webhook(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    let body = read_limited(&mut payload, 1024 * 1024).await?;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    match crate::git_sources::handle_webhook(&state, &path, header, &body).await? {
+        crate::git_sources::HookOutcome::Building { commit_sha } => {
+            Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "building", "commit_sha": commit_sha})))
+        }
+        crate::git_sources::HookOutcome::Ignored(reason) => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ignored", "reason": reason})))
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod groups;
 pub mod monitor;
 mod profile;
 mod projects;
+mod shell;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(admin::configure)
             .configure(monitor::configure)
             .configure(projects::configure)
+            .configure(shell::configure)
             .configure(groups::configure)
             .configure(courses::configure),
     );

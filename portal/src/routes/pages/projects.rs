@@ -29,6 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{name}/delete", web::post().to(delete))
         .route("/projects/{name}/upload", web::post().to(upload))
         .route("/projects/{name}/rollback", web::post().to(rollback))
+        .route("/projects/{name}/source", web::post().to(set_source))
+        .route("/projects/{name}/source/deploy", web::post().to(redeploy))
         .route("/projects/{name}/revisions/{number}", web::get().to(revision_page))
         .route("/projects/{name}/revisions/{number}/log.txt", web::get().to(build_log_text))
         .route("/projects/{name}/logs", web::get().to(logs_page))
@@ -286,6 +288,13 @@ struct ProjectPage<'a> {
     /// The app's traffic charts (inline SVG).
     charts: Vec<String>,
     domains: Vec<crate::custom_domains::DomainView>,
+    /// Whether the viewer may open the owner shell.
+    can_shell: bool,
+    /// The Git repository the project follows, and its webhook address.
+    source: Option<crate::db::git_sources::GitSource>,
+    webhook_url: String,
+    /// A webhook secret just made, shown once.
+    new_webhook_secret: Option<String>,
 }
 
 impl ProjectPage<'_> {
@@ -323,6 +332,17 @@ impl ProjectPage<'_> {
 }
 
 async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error: Option<&AppError>) -> PageResult {
+    project_page_with(ctx, state, project, error, None).await
+}
+
+async fn project_page_with(
+    ctx: &PageCtx,
+    state: &AppState,
+    project: &Project,
+    error: Option<&AppError>,
+    new_webhook_secret: Option<String>,
+) -> PageResult {
+    let source = crate::git_sources::get_source(state, project).await.map_err(|e| ctx.error_page(e))?;
     let env = projects::env_view(state, project).await.map_err(|e| ctx.error_page(e))?;
     let revisions = crate::deploys::revisions(state, project, 20).await.map_err(|e| ctx.error_page(e))?;
     let live = revisions.iter().find(|r| Some(r.id) == project.live_revision_id).map(|r| r.number);
@@ -335,6 +355,10 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
     let series = crate::monitor::load(state, range, Some(&project.name)).await.map_err(|e| ctx.error_page(e))?;
     let charts = super::monitor::app_charts(ctx, &series, &project.name);
     let domains = crate::custom_domains::views(state, project).await.map_err(|e| ctx.error_page(e))?;
+    let can_shell = match ctx.user.as_ref() {
+        Some(viewer) => projects::may(state, viewer.id, project, Action::OpenShell).await.map_err(|e| ctx.error_page(e))?,
+        None => false,
+    };
     let page = ProjectPage {
         page: ctx,
         project,
@@ -359,6 +383,10 @@ async fn project_page(ctx: &PageCtx, state: &AppState, project: &Project, error:
         ranges: crate::monitor::series::Range::ALL,
         charts,
         domains,
+        can_shell,
+        source,
+        webhook_url: crate::git_sources::webhook_url(state, project),
+        new_webhook_secret,
     };
     Ok(match error {
         Some(error) => ctx.render_error(error, &page),
@@ -614,4 +642,57 @@ fn redirect_with_flash(ctx: &PageCtx, state: &AppState, name: &str, flash: &str)
     let mut response = see_other(&format!("/projects/{name}"));
     response.add_cookie(&flash_cookie(flash, state)).map_err(|e| ctx.error_page(anyhow::anyhow!("cookie: {e}").into()))?;
     Ok(response)
+}
+
+#[derive(Deserialize)]
+struct SourceForm {
+    csrf_token: String,
+    repo_url: String,
+    branch: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// Follows a Git repository; the page then shows the webhook secret once.
+async fn set_source(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<SourceForm>,
+) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    // An empty token field keeps the current token.
+    let token = Some(form.token.as_str()).filter(|t| !t.trim().is_empty());
+    match crate::git_sources::set_source(&state, user, &path, &form.repo_url, &form.branch, token).await {
+        Ok((project, _, secret)) => project_page_with(&ctx, &state, &project, None, Some(secret)).await,
+        Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
+        Err(error) => {
+            let project = projects::get(&state, user, &path, Action::View).await.map_err(|e| ctx.error_page(e))?;
+            project_page(&ctx, &state, &project, Some(&error)).await
+        }
+    }
+}
+
+/// The redeploy button: builds the followed branch's newest commit.
+async fn redeploy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    viewer: Viewer,
+    path: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> PageResult {
+    let ctx = PageCtx::new(&req, &viewer);
+    let user = viewer.require(&ctx)?;
+    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    match crate::git_sources::redeploy(&state, user, &path).await {
+        Ok(_) => redirect_with_flash(&ctx, &state, &path, "flash.redeploy_queued"),
+        Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
+        Err(error) => {
+            let project = projects::get(&state, user, &path, Action::View).await.map_err(|e| ctx.error_page(e))?;
+            project_page(&ctx, &state, &project, Some(&error)).await
+        }
+    }
 }
