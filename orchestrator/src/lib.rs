@@ -12,6 +12,7 @@ pub mod egress;
 pub mod gateway;
 pub mod metrics;
 pub mod model;
+pub mod redis_feed;
 pub mod runtime;
 pub mod sandbox;
 pub mod static_site;

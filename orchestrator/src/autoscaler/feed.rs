@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::Policy;
+use crate::redis_feed::Poll;
 
 pub fn policies_key(prefix: &str) -> String {
     format!("{prefix}scaling:policies")
@@ -69,10 +70,7 @@ pub async fn run<S: PolicySink>(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let full_reload = Duration::from_secs(30);
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-    let mut last_version: Option<i64> = None;
-    let mut last_full = tokio::time::Instant::now();
+    let mut feed = crate::redis_feed::VersionedFeed::new("policy", client, version_key(&prefix));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -80,40 +78,9 @@ pub async fn run<S: PolicySink>(
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if conn.is_none() {
-            match tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection()).await {
-                Ok(Ok(fresh)) => conn = Some(fresh),
-                Ok(Err(error)) => {
-                    debug!(%error, "policy feed: cannot reach Redis");
-                    continue;
-                }
-                Err(_) => continue,
-            }
-        }
-        let connection = conn.as_mut().expect("connected above");
-        let result = tokio::time::timeout(Duration::from_secs(2), async {
-            let version: Option<i64> = connection.get(version_key(&prefix)).await?;
-            if version.is_some() && version == last_version && last_full.elapsed() < full_reload {
-                return Ok::<_, redis::RedisError>(());
-            }
-            let policies = load(connection, &prefix).await?;
-            debug!(n_apps = policies.len(), ?version, "scaling policies reloaded");
+        if let Poll::Reloaded(policies) = feed.poll(async |conn| load(conn, &prefix).await).await {
+            debug!(n_apps = policies.len(), "scaling policies reloaded");
             sink.replace_policies(policies);
-            last_version = version;
-            last_full = tokio::time::Instant::now();
-            Ok(())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                warn!(%error, "policy feed: reading Redis failed; keeping the previous policies");
-                conn = None;
-            }
-            Err(_) => {
-                warn!("policy feed: Redis did not answer within 2 s; keeping the previous policies");
-                conn = None;
-            }
         }
     }
 }

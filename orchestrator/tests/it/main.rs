@@ -10,4 +10,5 @@ mod cycle;
 mod exec;
 mod helpers;
 mod nomad;
+mod redis_feed;
 mod traefik;

@@ -92,6 +92,7 @@ async fn samples_are_stored_rolled_up_pruned_and_drawn() {
     assert!(page.contains("data-chart=\"host-cpu\"") && page.contains("data-chart=\"host-net-rx\""), "{page}");
     assert!(!page.contains("data-chart=\"host-memory\" data-points=\"0\""), "the memory chart has points: {page}");
     assert!(page.contains("data-component=\"postgresql\"") && page.contains("data-app=\"mon-site\""), "{page}");
+    assert!(page.contains("<meta http-equiv=\"refresh\" content=\"30\">"), "the monitor page reloads itself: {page}");
     let week = app.get("/admin/monitor?range=7d").await;
     assert_eq!(week.status(), 200);
     let project = text(app.get("/projects/mon-site").await).await;

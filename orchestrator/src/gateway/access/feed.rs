@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::{AccessRecord, AccessTable, Gate};
+use crate::redis_feed::Poll;
 
 pub fn apps_key(prefix: &str) -> String {
     format!("{prefix}access:apps")
@@ -60,10 +61,7 @@ pub async fn run(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let full_reload = Duration::from_secs(30);
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-    let mut last_version: Option<i64> = None;
-    let mut last_full = tokio::time::Instant::now();
+    let mut feed = crate::redis_feed::VersionedFeed::new("access", client, version_key(&prefix));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -72,42 +70,15 @@ pub async fn run(
             () = gate.poked() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if conn.is_none() {
-            match tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection()).await {
-                Ok(Ok(fresh)) => conn = Some(fresh),
-                Ok(Err(error)) => {
-                    debug!(%error, "access feed: cannot reach Redis");
-                    continue;
-                }
-                Err(_) => continue,
+        let now = now_unix();
+        match feed.poll(async |conn| load(conn, &prefix, now).await).await {
+            Poll::Unchanged => gate.touch(now),
+            Poll::Reloaded(table) => {
+                debug!(n_apps = table.n_apps(), "access table reloaded");
+                gate.replace(table, now);
             }
-        }
-        let connection = conn.as_mut().expect("connected above");
-        let result = tokio::time::timeout(Duration::from_secs(2), async {
-            let version: Option<i64> = connection.get(version_key(&prefix)).await?;
-            let now = now_unix();
-            if version.is_some() && version == last_version && last_full.elapsed() < full_reload {
-                gate.touch(now);
-                return Ok::<_, redis::RedisError>(());
-            }
-            let table = load(connection, &prefix, now).await?;
-            debug!(n_apps = table.n_apps(), ?version, "access table reloaded");
-            gate.replace(table, now);
-            last_version = version;
-            last_full = tokio::time::Instant::now();
-            Ok(())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                warn!(%error, "access feed: reading Redis failed; keeping the previous table");
-                conn = None;
-            }
-            Err(_) => {
-                warn!("access feed: Redis did not answer within 2 s; keeping the previous table");
-                conn = None;
-            }
+            // The table stays, un-refreshed: the Gate stops trusting it after max_staleness_secs.
+            Poll::Failed => {}
         }
     }
 }

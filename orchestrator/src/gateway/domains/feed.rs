@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{DomainRecord, DomainTable, Domains};
+use crate::redis_feed::Poll;
 
 pub fn records_key(prefix: &str) -> String {
     format!("{prefix}domains:records")
@@ -62,10 +63,7 @@ pub async fn run(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let full_reload = Duration::from_secs(30);
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-    let mut last_version: Option<i64> = None;
-    let mut last_full = tokio::time::Instant::now();
+    let mut feed = crate::redis_feed::VersionedFeed::new("domains", client, version_key(&prefix));
     let mut wildcard_stamp = wildcard.as_ref().and_then(stamp);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,40 +87,9 @@ pub async fn run(
                 }
             }
         }
-        if conn.is_none() {
-            match tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection()).await {
-                Ok(Ok(fresh)) => conn = Some(fresh),
-                Ok(Err(error)) => {
-                    debug!(%error, "domains feed: cannot reach Redis");
-                    continue;
-                }
-                Err(_) => continue,
-            }
-        }
-        let connection = conn.as_mut().expect("connected above");
-        let result = tokio::time::timeout(Duration::from_secs(2), async {
-            let version: Option<i64> = connection.get(version_key(&prefix)).await?;
-            if version.is_some() && version == last_version && last_full.elapsed() < full_reload {
-                return Ok::<_, redis::RedisError>(());
-            }
-            let table = load(connection, &prefix).await?;
-            debug!(n_domains = table.n_domains(), ?version, "custom domains reloaded");
+        if let Poll::Reloaded(table) = feed.poll(async |conn| load(conn, &prefix).await).await {
+            debug!(n_domains = table.n_domains(), "custom domains reloaded");
             domains.replace(table);
-            last_version = version;
-            last_full = tokio::time::Instant::now();
-            Ok(())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                warn!(%error, "domains feed: reading Redis failed; keeping the previous table");
-                conn = None;
-            }
-            Err(_) => {
-                warn!("domains feed: Redis did not answer within 2 s; keeping the previous table");
-                conn = None;
-            }
         }
     }
 }
