@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator::runtime::nomad::{Artifact, Deployment, JobSettings, NomadConfig, NomadRuntime, SecretRef};
+use orchestrator::runtime::nomad::{Artifact, Built, Deployment, JobSettings, NomadConfig, NomadRuntime, SecretRef};
 use orchestrator::template::BuildPlan;
 use secrecy::ExposeSecret;
 
@@ -213,7 +213,7 @@ impl Cluster {
             app: project.name.clone(),
             revision: number,
             plan,
-            artifact: Artifact { url, sha256: sha, archive: "tar.gz".to_owned() },
+            built: Built::Archive(Artifact { url, sha256: sha, archive: "tar.gz".to_owned() }),
             secrets,
         };
         let settings = JobSettings { vault_role: self.job.vault_role.replace("{project}", &project.id.to_string()), ..self.job.clone() };

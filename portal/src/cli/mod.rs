@@ -526,11 +526,11 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
                 app: app.as_str().to_owned(),
                 revision,
                 plan,
-                artifact: render::Artifact {
+                built: render::Built::Archive(render::Artifact {
                     url: artifact_url.unwrap_or_else(|| format!("https://portal.{apps_domain}/artifacts/{name}/r{revision}.tar.gz")),
                     sha256: artifact_sha256.unwrap_or_else(|| "0".repeat(64)),
                     archive: "tar.gz".to_owned(),
-                },
+                }),
                 secrets: secrets
                     .into_iter()
                     .map(|secret| render::SecretRef {
