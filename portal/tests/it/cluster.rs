@@ -210,14 +210,57 @@ fn dockerfile_zip() -> Vec<u8> {
     crate::helpers::pack(dir.path())
 }
 
+/// A real image registry (Debian's `docker-registry`, installed by `scripts/setup.sh test`) on a
+/// loopback port, storing under a temporary folder.
+struct Registry {
+    address: String,
+    child: std::process::Child,
+    _storage: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn_registry() -> Registry {
+    let storage = tempfile::tempdir().expect("temp dir");
+    let port = crate::helpers::free_port();
+    let config = storage.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.path().join("data").display()
+        ),
+    )
+    .expect("write the registry's config");
+    let child = Command::new("/usr/bin/docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("docker-registry is installed (scripts/setup.sh test)");
+    let registry = Registry { address: format!("127.0.0.1:{port}"), child, _storage: storage };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !reqwest::get(format!("http://{}/v2/", registry.address)).await.is_ok_and(|r| r.status() == 200) {
+        assert!(tokio::time::Instant::now() < deadline, "the registry did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    registry
+}
+
 #[tokio::test]
 async fn a_dockerfile_project_is_built_by_the_rootless_image_builder_and_its_job_runs_the_pushed_image() {
     let simulator = spawn_simulator();
+    let registry = spawn_registry().await;
     let dead = crate::helpers::free_port();
     let app = spawn_app_with(AppOptions {
         extra_top: format!(
-            "runtime = \"nomad\"\n[nomad]\naddress = \"{}\"\ncert_resolver = \"\"\nregistry = \"127.0.0.1:5000\"\nregistry_insecure = true\ntraefik_metrics_addr = \"127.0.0.1:{dead}\"\n",
-            simulator.address
+            "runtime = \"nomad\"\n[nomad]\naddress = \"{}\"\ncert_resolver = \"\"\nregistry = \"{}\"\nregistry_insecure = true\ntraefik_metrics_addr = \"127.0.0.1:{dead}\"\n",
+            simulator.address, registry.address
         ),
         ..AppOptions::default()
     })
@@ -228,7 +271,8 @@ async fn a_dockerfile_project_is_built_by_the_rootless_image_builder_and_its_job
     assert_eq!(done["template"], "dockerfile");
     let log = app.build_log(&done);
     assert!(log.contains("rootless BuildKit"), "{log}");
-    assert!(log.contains("pushed 127.0.0.1:5000/slipway/boxed:r1"), "{log}");
+    let r = &registry.address;
+    assert!(log.contains(&format!("pushed {r}/slipway/boxed:r1")), "{log}");
 
     let requests = sim_requests(&simulator).await;
     let registrations: Vec<&serde_json::Value> = requests.iter().filter(|r| r["Method"] == "POST" && r["Path"] == "/v1/jobs").collect();
@@ -239,7 +283,7 @@ async fn a_dockerfile_project_is_built_by_the_rootless_image_builder_and_its_job
     let build_task = &build_job["TaskGroups"][0]["Tasks"][0];
     assert_eq!(build_task["Config"]["image"], orchestrator::runtime::nomad::IMAGE_BUILDER);
     let args = build_task["Config"]["args"].to_string();
-    assert!(args.contains("type=image,name=127.0.0.1:5000/slipway/boxed:r1,push=true,registry.insecure=true"), "{args}");
+    assert!(args.contains(&format!("type=image,name={r}/slipway/boxed:r1,push=true,registry.insecure=true")), "{args}");
     assert!(args.contains("filename=Dockerfile"), "{args}");
     let source_url = build_task["Artifacts"][0]["GetterSource"].as_str().unwrap();
     assert!(source_url.contains(&format!("/artifacts/{}.zip?expires=", done["artifact"].as_str().unwrap())), "{source_url}");
@@ -248,7 +292,7 @@ async fn a_dockerfile_project_is_built_by_the_rootless_image_builder_and_its_job
     let service_job = &registrations[1]["Body"]["Job"];
     assert_eq!(service_job["ID"], "boxed");
     let task = &service_job["TaskGroups"][0]["Tasks"][0];
-    assert_eq!(task["Config"]["image"], "127.0.0.1:5000/slipway/boxed:r1", "the app runs the pushed image");
+    assert_eq!(task["Config"]["image"], format!("{r}/slipway/boxed:r1"), "the app runs the pushed image");
     assert!(task.get("Artifacts").is_none(), "nothing to download: {task}");
     assert!(task["Config"].get("command").is_none(), "the Dockerfile's CMD runs");
     assert_eq!(service_job["TaskGroups"][0]["Scaling"]["Min"], 0);
@@ -269,7 +313,31 @@ async fn a_dockerfile_project_is_built_by_the_rootless_image_builder_and_its_job
     assert_eq!(second["status"], "live", "{second}\n{}", app.build_log(&second));
     let requests = sim_requests(&simulator).await;
     let last = requests.iter().rev().find(|r| r["Method"] == "POST" && r["Path"] == "/v1/jobs").unwrap();
-    assert_eq!(last["Body"]["Job"]["TaskGroups"][0]["Tasks"][0]["Config"]["image"], "127.0.0.1:5000/slipway/boxed:r2");
+    assert_eq!(last["Body"]["Job"]["TaskGroups"][0]["Tasks"][0]["Config"]["image"], format!("{r}/slipway/boxed:r2"));
+
+    // The real registry holds both tags; the image the app's job names is there, and its layer
+    // is the uploaded context (the simulator's stand-in for BuildKit's build: BuildKit never ran).
+    let client = reqwest::Client::new();
+    for tag in ["r1", "r2"] {
+        let manifest: serde_json::Value = client
+            .get(format!("http://{r}/v2/slipway/boxed/manifests/{tag}"))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap_or_else(|e| panic!("{r}/slipway/boxed:{tag} is not in the registry: {e}"))
+            .json()
+            .await
+            .unwrap();
+        let digest = manifest["layers"][0]["digest"].as_str().expect("one layer").to_owned();
+        let layer = client.get(format!("http://{r}/v2/slipway/boxed/blobs/{digest}")).send().await.unwrap().bytes().await.unwrap();
+        assert_eq!(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer))), digest);
+        let mut tar = Command::new("tar").args(["-tzf", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(&mut tar.stdin.take().unwrap(), &layer).unwrap();
+        let listing = String::from_utf8(tar.wait_with_output().unwrap().stdout).unwrap();
+        assert!(listing.contains("./Dockerfile") && listing.contains("./hello.txt"), "{tag}: {listing}");
+    }
 }
 
 #[tokio::test]
