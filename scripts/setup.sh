@@ -59,6 +59,8 @@ if [ "$mode" = test ]; then
   # ACME tests: Let's Encrypt's test CA and its mock DNS server; openssl makes test certificates.
   need pebble command -v pebble-challtestsrv
   need openssl command -v openssl
+  # Dockerfile projects: the simulator pushes a stand-in image to a real registry on loopback.
+  need docker-registry test -x /usr/bin/docker-registry
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

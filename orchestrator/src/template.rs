@@ -263,6 +263,10 @@ pub enum Start {
     Static { root: String, spa_fallback: bool },
     /// A terminal program, started once per visitor with stdin and stdout on a terminal.
     Terminal { argv: Vec<String> },
+    /// The image built from the project's own Dockerfile (`dockerfile`, relative to the project),
+    /// started with the image's own command. Only the cluster builds and runs these
+    /// ([`dockerfile_plan`]).
+    Image { dockerfile: String },
 }
 
 /// Something the upload lacks, in words a student can act on.
@@ -308,10 +312,11 @@ pub struct DetectError {
 
 fn describe_no_match(looked_for: &[Clue], chosen_by_hand: &[String], has_dockerfile: bool) -> String {
     if has_dockerfile {
-        // Said first and plainly: sandboxed template builds cannot build images, and the cluster's
-        // daemonless image builder is not part of Slipway yet (docs/cluster.md).
+        // Said first and plainly: sandboxed template builds cannot build images; only the cluster
+        // shape with an image registry builds Dockerfiles (`dockerfile_plan`, docs/cluster.md). A
+        // cluster with a registry never shows this message: it plans the Dockerfile instead.
         return format!(
-            "this project brings its own Dockerfile, and Slipway builds projects with its templates only: Dockerfile projects need a cluster with a daemonless image builder (docs/cluster.md), which this installation does not have. Use a template instead: Slipway looks at the top of the project for {}",
+            "this project brings its own Dockerfile: Dockerfile projects are built and run only on a Slipway cluster with an image registry (docs/cluster.md), and this installation is not one. Use a template instead: Slipway looks at the top of the project for {}",
             join_words(&looked_for.iter().map(|c| format!("{} ({})", c.looks_for, c.name)).collect::<Vec<_>>(), "or")
         );
     }
@@ -462,7 +467,44 @@ pub fn detect(files: &dyn ProjectFiles) -> Result<&'static Template, DetectError
             })
             .collect(),
         chosen_by_hand: all().iter().filter(|t| t.detect.is_none()).map(|t| t.name.clone()).collect(),
-        has_dockerfile: files.exists("Dockerfile") || files.exists("dockerfile") || files.exists("Containerfile"),
+        has_dockerfile: DOCKERFILE_NAMES.iter().any(|name| files.exists(name)) || files.exists("dockerfile"),
+    })
+}
+
+/// The template id a revision built from the project's own Dockerfile records, and that a
+/// project may choose (it is not a template file: nothing in it is data to execute).
+pub const DOCKERFILE: &str = "dockerfile";
+
+/// The names a project's Dockerfile may have at its top, in the order they are looked for.
+pub const DOCKERFILE_NAMES: &[&str] = &["Dockerfile", "Containerfile"];
+
+/// The plan of a project that brings its own Dockerfile: no build steps here (the cluster's image
+/// builder runs the Dockerfile), the image's own command, `PORT=8080` as for every app, a health
+/// check on `/` (any answer below 500 is healthy) and default limits. The run image is chosen at
+/// build time (`runtime.image` stays empty: the registry's reference is per revision).
+///
+/// PURE. Worked example (`a_dockerfile_project_is_planned_for_the_image_builder`): a project
+/// with `Dockerfile` and `app.sh` plans `Start::Image { dockerfile: "Dockerfile" }`.
+pub fn dockerfile_plan(files: &dyn ProjectFiles) -> Result<BuildPlan, Vec<Requirement>> {
+    let Some(name) = DOCKERFILE_NAMES.iter().find(|name| files.exists(name) && files.read_to_string(name).is_ok()) else {
+        return Err(vec![Requirement {
+            message: format!(
+                "a Dockerfile project needs a file named {} at its top",
+                join_words(&DOCKERFILE_NAMES.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(), "or")
+            ),
+        }]);
+    };
+    Ok(BuildPlan {
+        template: DOCKERFILE.to_owned(),
+        build: Vec::new(),
+        build_env: BTreeMap::new(),
+        caches: Vec::new(),
+        start: Start::Image { dockerfile: (*name).to_owned() },
+        env: BTreeMap::new(),
+        port_env: Some("PORT".to_owned()),
+        health: Some(HealthCheck { path: "/".to_owned(), healthy_below: 500, interval_secs: 10, timeout_secs: 2, grace_secs: 60 }),
+        resources: Resources { memory_mb: 512, cpu_millicores: 500, max_processes: 256 },
+        runtime: Runtime { embedded: Vec::new(), image: String::new(), build_image: None },
     })
 }
 
@@ -1135,10 +1177,41 @@ mod tests {
         assert!(error.has_dockerfile);
         let message = error.to_string();
         assert!(message.starts_with("this project brings its own Dockerfile"), "{message}");
-        assert!(message.contains("need a cluster"), "{message}");
+        assert!(message.contains("built and run only on a Slipway cluster with an image registry"), "{message}");
+        assert!(message.contains("this installation is not one"), "{message}");
         // A Dockerfile beside a template's files does not stop the template.
         let node = project(&[("Dockerfile", "FROM node\n"), ("package.json", r#"{"scripts": {"start": "node index.js"}}"#)]);
         assert!(detect(&node).is_ok());
+    }
+
+    #[test]
+    fn a_dockerfile_project_is_planned_for_the_image_builder() {
+        let check = |files: &[(&str, &str)], expected: Result<&str, &str>| {
+            let result = dockerfile_plan(&project(files));
+            match (result, expected) {
+                (Ok(plan), Ok(dockerfile)) => {
+                    assert_eq!(plan.start, Start::Image { dockerfile: dockerfile.to_owned() });
+                    assert_eq!(plan.template, DOCKERFILE);
+                    assert!(plan.build.is_empty(), "the image builder runs the Dockerfile, not build steps");
+                    assert_eq!(plan.port_env.as_deref(), Some("PORT"));
+                }
+                (Err(unmet), Err(message)) => assert_eq!(unmet[0].message, message),
+                (other, expected) => panic!("{files:?}: got {other:?}, expected {expected:?}"),
+            }
+        };
+        check(&[("Dockerfile", "FROM alpine\n"), ("app.sh", "")], Ok("Dockerfile"));
+        check(&[("Containerfile", "FROM alpine\n")], Ok("Containerfile"));
+        check(&[("Dockerfile", "FROM a\n"), ("Containerfile", "FROM b\n")], Ok("Dockerfile"));
+        check(
+            &[("src/Dockerfile", "FROM alpine\n")],
+            Err("a Dockerfile project needs a file named Dockerfile or Containerfile at its top"),
+        );
+        check(&[("Dockerfile/x", "")], Err("a Dockerfile project needs a file named Dockerfile or Containerfile at its top"));
+        // The plan is stored with the revision as JSON and read back by the build worker.
+        let plan = dockerfile_plan(&project(&[("Dockerfile", "FROM alpine\n")])).unwrap();
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["start"], serde_json::json!({"kind": "image", "dockerfile": "Dockerfile"}));
+        assert_eq!(serde_json::from_value::<BuildPlan>(json).unwrap(), plan);
     }
 
     #[test]

@@ -149,6 +149,13 @@ impl BuildWorker {
         let plan: BuildPlan = revision.plan.clone().and_then(|p| serde_json::from_value(p).ok()).ok_or("the revision has no build plan")?;
         let uid = project_uid(revision.project_id);
         let app_dir = revision_dir(data_dir, revision.project_id, revision.number);
+        if let orchestrator::template::Start::Image { dockerfile } = &plan.start {
+            let Some(cluster) = self.state.cluster.as_ref() else {
+                return Err("Dockerfile projects are built and run only on a Slipway cluster with an image registry, and this installation is not one".to_owned());
+            };
+            cluster.build_image(&self.state, revision, dockerfile, log).await?;
+            return Ok((plan, app_dir));
+        }
         if let Some(cluster) = self.state.cluster.as_ref().filter(|cluster| cluster.builds_in_cluster()) {
             cluster.build(&self.state, revision, &plan, &app_dir, log).await?;
             return Ok((plan, app_dir));

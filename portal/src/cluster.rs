@@ -2,14 +2,19 @@
 //! become Nomad jobs, the apps' scaling policies go to Redis for the autoscaler, and Nomad's client
 //! nodes download each built revision from the portal by a signed URL.
 //!
-//! A deploy here: the revision is built on this host as in the embedded shape (builds as Nomad
-//! batch jobs are not built yet), packed into a `tar.gz` kept under `DATA/builds/<sha256>.tar.gz`,
+//! A deploy here: the revision is built on this host as in the embedded shape (or as a Nomad batch
+//! job, `nomad.builds = "cluster"`), packed into a `tar.gz` kept under `DATA/builds/<sha256>.tar.gz`,
 //! and registered through `render_job` with an `artifact` block whose URL carries an expiry and an
 //! HMAC (`sign_artifact`) and whose checksum is the archive's SHA-256. Plain variables go into the
 //! job's environment; secret variables never do: the job names their Vault paths and Nomad's
 //! template reads them (so a project with secrets needs `[vault]`). A new job waits for a healthy
 //! allocation before the revision is marked live; a job kept at zero (`PreserveCounts`) is live at
 //! once and wakes on its first request.
+//!
+//! A project that brings its own Dockerfile (`Start::Image`, only with `nomad.registry` set) is
+//! built by the rootless BuildKit batch job (`build_image`), which pushes
+//! `REGISTRY/slipway/<app>:r<revision>`; its job then runs that image, with no archive or artifact
+//! block. Rolling back to such a revision runs its image again (kept in the registry).
 //!
 //! Deliberately absent: anything the orchestrator decides (scaling, waking: `NomadRuntime`), and
 //! secret values (only paths leave the portal).
@@ -18,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator::runtime::nomad::{Artifact, Deployment, JobSettings, NomadConfig, NomadRuntime, SecretRef};
+use orchestrator::runtime::nomad::{Artifact, Built, Deployment, JobSettings, NomadConfig, NomadRuntime, SecretRef};
 use orchestrator::template::BuildPlan;
 use secrecy::ExposeSecret;
 
@@ -125,6 +130,62 @@ impl Cluster {
         self.settings.builds_in_cluster
     }
 
+    /// Whether projects that bring their own Dockerfile can be built and run (`nomad.registry`).
+    pub fn builds_images(&self) -> bool {
+        self.settings.registry.is_some()
+    }
+
+    /// The image a Dockerfile revision is pushed as and run from.
+    fn image_of(&self, app: &str, number: i32) -> Result<String, String> {
+        let registry = self.settings.registry.as_deref().ok_or(
+            "this revision was built from a Dockerfile, and nomad.registry is no longer set: Dockerfile projects need the cluster's registry",
+        )?;
+        Ok(orchestrator::runtime::nomad::image_reference(registry, app, number))
+    }
+
+    /// Builds the project's own Dockerfile on the cluster (the rootless BuildKit batch job fetching
+    /// the upload by signed URL) and pushes the revision's image to `nomad.registry`.
+    pub async fn build_image(
+        &self,
+        state: &AppState,
+        revision: &db::models::Revision,
+        dockerfile: &str,
+        log: &dyn orchestrator::build::BuildLog,
+    ) -> Result<(), String> {
+        let project_id = revision.project_id;
+        let project = state
+            .db
+            .run(move |conn| db::projects::find_by_id(conn, project_id))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the project was deleted")?;
+        let image = self.image_of(&project.name, revision.number)?;
+        let source = format!("{}.zip", revision.artifact_id);
+        let build = orchestrator::runtime::nomad::ImageBuildJob {
+            app: project.name.clone(),
+            revision: revision.number,
+            dockerfile: dockerfile.to_owned(),
+            source: Artifact { url: self.signed_url(state, &source), sha256: revision.artifact_id.clone(), archive: "zip".to_owned() },
+            image: image.clone(),
+            insecure_registry: self.settings.registry_insecure,
+            memory_mb: state.config.deploy.build_memory_mb,
+            cpu_millicores: 1000,
+        };
+        log.line(&format!("[slipway] building {dockerfile} on the cluster (rootless BuildKit, a Nomad batch job) into {image}"));
+        match self.runtime.run_image_build(&build, state.config.deploy.build_timeout).await {
+            Ok(lines) => {
+                lines.iter().for_each(|line| log.line(line));
+                log.line(&format!("[slipway] pushed {image}"));
+                Ok(())
+            }
+            Err(orchestrator::runtime::nomad::ClusterBuildError::Failed { status, log: lines }) => {
+                lines.iter().for_each(|line| log.line(line));
+                Err(format!("the image build failed on the cluster ({status})"))
+            }
+            Err(other) => Err(other.to_string()),
+        }
+    }
+
     /// Builds the uploaded source on the cluster (a batch job fetching it by signed URL) and
     /// unpacks the result into `app_dir`, where a local build would have left it.
     pub async fn build(
@@ -207,15 +268,15 @@ impl Cluster {
                 plan.env.insert(var.name, value);
             }
         }
-        let sha = self.pack(app_dir).await?;
-        let url = self.signed_url(state, &format!("{sha}.tar.gz"));
-        let deployment = Deployment {
-            app: project.name.clone(),
-            revision: number,
-            plan,
-            artifact: Artifact { url, sha256: sha, archive: "tar.gz".to_owned() },
-            secrets,
+        let built = if matches!(plan.start, orchestrator::template::Start::Image { .. }) {
+            // Built from the project's Dockerfile: the image in the registry is the revision.
+            Built::Image(self.image_of(&project.name, number)?)
+        } else {
+            let sha = self.pack(app_dir).await?;
+            let url = self.signed_url(state, &format!("{sha}.tar.gz"));
+            Built::Archive(Artifact { url, sha256: sha, archive: "tar.gz".to_owned() })
         };
+        let deployment = Deployment { app: project.name.clone(), revision: number, plan, built, secrets };
         let settings = JobSettings { vault_role: self.job.vault_role.replace("{project}", &project.id.to_string()), ..self.job.clone() };
         self.runtime.deploy_with(&deployment, &settings).await.map_err(|e| e.to_string())?;
         self.runtime.set_policy(&project.name, crate::projects::scaling_policy(state, project));

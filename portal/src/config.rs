@@ -210,6 +210,14 @@ pub struct NomadSettings {
     /// the egress proxy) or `cluster` (Nomad batch jobs on the template's build image; their
     /// network is whatever the client nodes allow, so restrict it there).
     pub builds_in_cluster: bool,
+    /// The cluster's image registry as `host[:port]` (e.g. `registry.service.consul:5000`), where
+    /// projects that bring their own Dockerfile are pushed (`REGISTRY/slipway/<app>:r<revision>`)
+    /// by a rootless BuildKit batch job and pulled from by the client nodes' Docker. Unset: Dockerfile
+    /// projects are refused, as in the embedded shape.
+    pub registry: Option<String>,
+    /// The registry speaks plain HTTP (the image builder pushes with `registry.insecure=true`; the
+    /// client nodes' Docker must list it in `insecure-registries` too). Default false: HTTPS.
+    pub registry_insecure: bool,
 }
 
 /// The monitor: host and app samples for the admin dashboard, component health checks, alerts.
@@ -415,6 +423,8 @@ struct RawNomad {
     cpu_mhz_per_core: Option<u32>,
     vault_role: Option<String>,
     builds: Option<String>,
+    registry: Option<String>,
+    registry_insecure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1204,6 +1214,16 @@ fn nomad_settings(raw: RawNomad) -> Result<NomadSettings, ConfigError> {
         "cluster" => true,
         other => return Err(invalid("nomad.builds", other, "use \"here\" (the default) or \"cluster\"")),
     };
+    let registry = raw.registry.filter(|r| !r.is_empty());
+    if let Some(registry) = &registry {
+        if !orchestrator::runtime::nomad::render::is_registry(registry) {
+            return Err(invalid(
+                "nomad.registry",
+                registry,
+                "must be host or host:port, without a scheme or path (registry.service.consul:5000)",
+            ));
+        }
+    }
     let vault_role = raw.vault_role.unwrap_or_else(|| "slipway-p{project}".to_owned());
     if vault_role.is_empty() {
         return Err(invalid("nomad.vault_role", "", "must name a Vault role"));
@@ -1225,6 +1245,8 @@ fn nomad_settings(raw: RawNomad) -> Result<NomadSettings, ConfigError> {
         cpu_mhz_per_core,
         vault_role,
         builds_in_cluster,
+        registry,
+        registry_insecure: raw.registry_insecure.unwrap_or(false),
     })
 }
 

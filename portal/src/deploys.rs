@@ -63,21 +63,33 @@ pub async fn upload_commit(
     // Builds on the cluster use the template's images, not this host's programs.
     let builds_here = !state.cluster.as_ref().is_some_and(|cluster| cluster.builds_in_cluster());
     let terminals_here = state.cluster.is_none();
+    let images_here = state.cluster.as_ref().is_some_and(|cluster| cluster.builds_images());
     let zip_to_check = zip_bytes.clone();
     let checked = tokio::task::spawn_blocking(move || -> Result<template::BuildPlan, AppError> {
         let result = (|| {
             artifact::unpack_zip(&zip_to_check, &scratch, &limits).map_err(artifact_error)?;
             let files = ProjectDir::new(&scratch);
-            let chosen_template = if chosen == "auto" {
-                template::detect(&files).map_err(|e| AppError::Rejected { code: "no_template_matched", message: e.to_string() })?
-            } else {
-                template::get(&chosen)
-                    .ok_or_else(|| AppError::Rejected { code: "unknown_template", message: format!("`{chosen}` is not a template") })?
-            };
-            let plan = template::plan(chosen_template, &files).map_err(|missing| AppError::Rejected {
+            let unmet = |missing: Vec<template::Requirement>| AppError::Rejected {
                 code: "template_requirements",
                 message: missing.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "),
-            })?;
+            };
+            let plan = if chosen == template::DOCKERFILE {
+                if !images_here {
+                    return Err(dockerfile_refused());
+                }
+                template::dockerfile_plan(&files).map_err(unmet)?
+            } else if chosen == "auto" {
+                match template::detect(&files) {
+                    Ok(found) => template::plan(found, &files).map_err(unmet)?,
+                    // A project with only a Dockerfile: built as an image where the cluster can.
+                    Err(error) if error.has_dockerfile && images_here => template::dockerfile_plan(&files).map_err(unmet)?,
+                    Err(error) => return Err(AppError::Rejected { code: "no_template_matched", message: error.to_string() }),
+                }
+            } else {
+                let found = template::get(&chosen)
+                    .ok_or_else(|| AppError::Rejected { code: "unknown_template", message: format!("`{chosen}` is not a template") })?;
+                template::plan(found, &files).map_err(unmet)?
+            };
             check_runnable(&plan, builds_here, terminals_here)?;
             Ok(plan)
         })();
@@ -129,6 +141,14 @@ pub async fn upload_commit(
     )
     .await;
     Ok(revision)
+}
+
+/// A project that chose the `dockerfile` template where no image can be built.
+fn dockerfile_refused() -> AppError {
+    AppError::Rejected {
+        code: "dockerfile_needs_cluster",
+        message: "Dockerfile projects are built and run only on a Slipway cluster with an image registry (docs/cluster.md), and this installation is not one; choose a template instead".to_owned(),
+    }
 }
 
 /// Where the sandbox finds programs: the host's `/usr` is all it sees of the system.
@@ -239,7 +259,9 @@ pub async fn rollback(state: &AppState, project: &Project, number: Option<i32>) 
         .ok_or_else(|| anyhow::anyhow!("revision {} has no plan", target.number))?;
     let data_dir = std::path::absolute(&state.config.data_dir).map_err(anyhow::Error::from)?;
     let app_dir = crate::build_worker::revision_dir(&data_dir, project.id, target.number);
-    if !app_dir.exists() {
+    // An image revision's files are its image in the cluster's registry, not a folder here.
+    let is_image = matches!(plan.start, orchestrator::template::Start::Image { .. });
+    if !is_image && !app_dir.exists() {
         return Err(AppError::Rejected {
             code: "revision_files_gone",
             message: format!("the built files of revision {} are no longer kept; deploy it again", target.number),

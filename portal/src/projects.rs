@@ -18,13 +18,17 @@ use crate::error::AppError;
 use crate::secrets::{self, SecretValue};
 use crate::state::AppState;
 
-/// The template ids a project may name: `auto` (detect at each deploy) or a framework template.
+/// The template ids a project may name: `auto` (detect at each deploy), a framework template, or
+/// `dockerfile` (the project's own Dockerfile, built on a cluster with a registry).
 pub fn check_template(id: &str) -> Result<String, ValidationError> {
     let id = id.trim();
-    if id == "auto" || orchestrator::template::get(id).is_some() {
+    if id == "auto" || id == orchestrator::template::DOCKERFILE || orchestrator::template::get(id).is_some() {
         return Ok(id.to_owned());
     }
-    let known: Vec<&str> = std::iter::once("auto").chain(orchestrator::template::all().iter().map(|t| t.id.as_str())).collect();
+    let known: Vec<&str> = std::iter::once("auto")
+        .chain(orchestrator::template::all().iter().map(|t| t.id.as_str()))
+        .chain(std::iter::once(orchestrator::template::DOCKERFILE))
+        .collect();
     Err(ValidationError::new("unknown_template", "template", format!("`{id}` is not a template; choose one of {}", known.join(", ")))
         .with("value", id))
 }

@@ -27,7 +27,10 @@ GET /_sim/env/:alloc (the task's environment: the job's Env plus the rendered en
 
 Batch jobs (builds): no deployment; the allocation fetches its artifacts (checksums checked, a
 failure fails it), does NOT run the command, and completes with the fetched ZIP's files packed as
-tar.gz at alloc/data/build.tar.gz (read with fs/cat).
+tar.gz at alloc/data/build.tar.gz (read with fs/cat). An image build job (BuildKit's
+`buildctl-daemonless.sh` with `--output type=image,name=REF,push=true`) instead pushes that
+tar.gz as the one layer of a stand-in OCI image to REF's registry, which must be on loopback (a
+real registry, e.g. Debian's docker-registry); a failed push fails the task. BuildKit is not run.
 
 Secrets: with --vault-addr and --vault-token, a task whose job has a `Vault` block and env
 templates (`Envvars: true`) renders them from that Vault/OpenBao before it starts, as Nomad's
@@ -202,8 +205,16 @@ class Cluster:
                 info = tarfile.TarInfo("./" + name)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-        alloc["_files"] = {"alloc/data/build.tar.gz": packed.getvalue()}
-        alloc["_logs"].append(("stdout", "simulated build: %d source files fetched; the build steps were not run\n" % len(files)))
+        pushed = image_push_target(task)
+        if pushed is not None:
+            problem = push_stand_in_image(pushed, packed.getvalue())
+            if problem:
+                return self.fail_batch(alloc, state, "Driver Failure", problem)
+            alloc["_logs"].append(("stdout", "simulated image build: %d source files fetched, BuildKit was not run; "
+                                   "the packed context was pushed as a stand-in image to %s\n" % (len(files), pushed)))
+        else:
+            alloc["_files"] = {"alloc/data/build.tar.gz": packed.getvalue()}
+            alloc["_logs"].append(("stdout", "simulated build: %d source files fetched; the build steps were not run\n" % len(files)))
         alloc["ClientStatus"] = "complete"
         alloc["ClientDescription"] = "All tasks have completed"
         state["State"] = "dead"
@@ -492,6 +503,58 @@ def check_decodable(value, path):
     elif isinstance(value, list):
         for child in value:
             check_decodable(child, path)
+
+
+def image_push_target(task):
+    """The image a BuildKit image build job pushes (`--output type=image,name=REF,push=true`), or
+    None for any other batch task."""
+    config = task.get("Config") or {}
+    if config.get("entrypoint") != ["buildctl-daemonless.sh"]:
+        return None
+    args = config.get("args") or []
+    for flag, value in zip(args, args[1:]):
+        if flag == "--output":
+            options = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            if options.get("type") == "image" and options.get("push") == "true":
+                return options.get("name")
+    return None
+
+
+def push_stand_in_image(reference, layer):
+    """Pushes an OCI image whose one layer is the packed build context to the registry named in
+    `reference` (`HOST:PORT/path:tag`) with the registry's HTTP API v2: what BuildKit's push leaves,
+    minus a real build. Only loopback registries are reached. Returns a problem, or None."""
+    registry, _, rest = reference.partition("/")
+    name, _, tag = rest.rpartition(":")
+    host = registry.rsplit(":", 1)[0]
+    if host not in ("127.0.0.1", "localhost"):
+        return "the simulator pushes only to a loopback registry, not %s" % registry
+    base = "http://%s/v2/%s" % (registry, name)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "config": {"Cmd": ["/bin/sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
+    try:
+        descriptors = []
+        for (media_type, blob) in (("application/vnd.oci.image.config.v1+json", config),
+                                   ("application/vnd.oci.image.layer.v1.tar+gzip", layer)):
+            digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+            start = urllib.request.Request(base + "/blobs/uploads/", method="POST", data=b"")
+            with urllib.request.urlopen(start, timeout=10) as response:
+                location = response.headers["Location"]
+            if location.startswith("/"):
+                location = "http://%s%s" % (registry, location)
+            upload = urllib.request.Request(location + ("&" if "?" in location else "?") + "digest=" + digest,
+                                            method="PUT", data=blob, headers={"Content-Type": "application/octet-stream"})
+            urllib.request.urlopen(upload, timeout=10).close()
+            descriptors.append({"mediaType": media_type, "digest": digest, "size": len(blob)})
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": descriptors[0], "layers": descriptors[1:]}).encode()
+        put = urllib.request.Request(base + "/manifests/" + tag, method="PUT", data=manifest,
+                                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        urllib.request.urlopen(put, timeout=10).close()
+    except (OSError, ValueError, KeyError) as e:
+        return "failed to push %s: %s" % (reference, e)
+    return None
 
 
 def canonicalize(job):

@@ -358,6 +358,9 @@ impl LocalRuntime {
     /// thousand projects does not start a thousand sandboxes at once. An app that is already
     /// known is left alone.
     pub fn register_stopped(&self, spec: AppSpec) -> Result<(), RuntimeError> {
+        if matches!(spec.start, Start::Image { .. }) {
+            return Err(RuntimeError::NeedsCluster);
+        }
         if matches!(spec.start, Start::Terminal { .. }) {
             self.set_terminal(&spec);
             return Ok(());
@@ -424,6 +427,9 @@ impl LocalRuntime {
     /// to it, retires the old instances and starts the rest of the app's count. On failure the old
     /// instances keep serving.
     pub async fn deploy(self: &Arc<Self>, spec: AppSpec) -> Result<(), RuntimeError> {
+        if matches!(spec.start, Start::Image { .. }) {
+            return Err(RuntimeError::NeedsCluster);
+        }
         if matches!(spec.start, Start::Terminal { .. }) {
             // A console program has no server to start or check: it becomes the app's terminal
             // program, and a server the app had before (another template) stops.
@@ -664,6 +670,8 @@ impl LocalRuntime {
                 argv
             }
             Start::Terminal { argv } => argv.clone(),
+            // `deploy` and `register_stopped` refuse these before any instance is made.
+            Start::Image { .. } => unreachable!("image apps are refused before an instance is started"),
         };
         SandboxSpec {
             // Cgroup names are host-wide: the process id keeps two runtimes on one host (tests, a

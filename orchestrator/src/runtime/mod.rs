@@ -63,6 +63,8 @@ pub enum RuntimeError {
     Unhealthy { reason: String, log_tail: Vec<String> },
     #[error("terminal programs are started per visitor by the web terminal, not deployed as servers")]
     NotAServer,
+    #[error("apps built from a Dockerfile run only on the cluster (an image from its registry), not in this machine's sandboxes")]
+    NeedsCluster,
     #[error("app {app:?} has no running instance")]
     NotRunning { app: String },
 }

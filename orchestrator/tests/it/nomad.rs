@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use orchestrator::runtime::nomad::{Artifact, Deployment, JobSettings, NomadConfig, NomadError, NomadRuntime};
+use orchestrator::runtime::nomad::{Artifact, Built, Deployment, JobSettings, NomadConfig, NomadError, NomadRuntime};
 use orchestrator::template::{self, ProjectDir};
 use serde_json::Value;
 
@@ -19,11 +19,11 @@ pub fn deployment(app: &str, revision: i32) -> Deployment {
         app: app.to_owned(),
         revision,
         plan,
-        artifact: Artifact {
+        built: Built::Archive(Artifact {
             url: format!("http://127.0.0.1:9/artifacts/{app}/r{revision}.tar.gz?sig=test"),
             sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
             archive: "tar.gz".to_owned(),
-        },
+        }),
         secrets: Vec::new(),
     }
 }

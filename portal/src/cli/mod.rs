@@ -248,6 +248,11 @@ pub enum JobspecCommand {
         /// The project's id, which names its secrets' Vault paths.
         #[arg(long, default_value_t = 1)]
         project_id: i64,
+        /// The cluster's registry (`host:port`, as `nomad.registry`): a folder that brings only a
+        /// Dockerfile (or `--template dockerfile`) then renders as the job running
+        /// `REGISTRY/slipway/NAME:rREVISION`.
+        #[arg(long)]
+        registry: Option<String>,
     },
 }
 
@@ -511,26 +516,49 @@ pub async fn run(cli: Cli, env: Env) -> anyhow::Result<()> {
             consul,
             secrets,
             project_id,
+            registry,
         }) => {
             use orchestrator::runtime::nomad::render;
             let app = orchestrator::model::AppName::parse(&name).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             let files = orchestrator::template::ProjectDir::new(&path);
-            let chosen = match template.as_deref() {
-                None | Some("auto") => orchestrator::template::detect(&files).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-                Some(id) => orchestrator::template::get(id).with_context(|| format!("no template {id:?}"))?,
-            };
-            let plan = orchestrator::template::plan(chosen, &files).map_err(|unmet| {
+            let unmet = |unmet: Vec<orchestrator::template::Requirement>| {
                 anyhow::anyhow!("{}: {}", path.display(), unmet.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-            })?;
+            };
+            if let Some(registry) = registry.as_deref().filter(|registry| !render::is_registry(registry)) {
+                anyhow::bail!("--registry {registry:?} must be host or host:port (registry.service.consul:5000)");
+            }
+            let plan = match (template.as_deref(), registry.as_deref()) {
+                (Some(orchestrator::template::DOCKERFILE), None) => {
+                    anyhow::bail!("--template dockerfile needs --registry HOST:PORT: the job runs the image pushed there")
+                }
+                (Some(orchestrator::template::DOCKERFILE), Some(_)) => orchestrator::template::dockerfile_plan(&files).map_err(unmet)?,
+                (None | Some("auto"), _) => match orchestrator::template::detect(&files) {
+                    Ok(chosen) => orchestrator::template::plan(chosen, &files).map_err(unmet)?,
+                    Err(error) if error.has_dockerfile && registry.is_some() => {
+                        orchestrator::template::dockerfile_plan(&files).map_err(unmet)?
+                    }
+                    Err(error) => anyhow::bail!("{}: {error}", path.display()),
+                },
+                (Some(id), _) => {
+                    let chosen = orchestrator::template::get(id).with_context(|| format!("no template {id:?}"))?;
+                    orchestrator::template::plan(chosen, &files).map_err(unmet)?
+                }
+            };
+            let built = match (&plan.start, registry) {
+                (orchestrator::template::Start::Image { .. }, Some(registry)) => {
+                    render::Built::Image(orchestrator::runtime::nomad::image_reference(&registry, app.as_str(), revision))
+                }
+                _ => render::Built::Archive(render::Artifact {
+                    url: artifact_url.unwrap_or_else(|| format!("https://portal.{apps_domain}/artifacts/{name}/r{revision}.tar.gz")),
+                    sha256: artifact_sha256.unwrap_or_else(|| "0".repeat(64)),
+                    archive: "tar.gz".to_owned(),
+                }),
+            };
             let deployment = render::Deployment {
                 app: app.as_str().to_owned(),
                 revision,
                 plan,
-                artifact: render::Artifact {
-                    url: artifact_url.unwrap_or_else(|| format!("https://portal.{apps_domain}/artifacts/{name}/r{revision}.tar.gz")),
-                    sha256: artifact_sha256.unwrap_or_else(|| "0".repeat(64)),
-                    archive: "tar.gz".to_owned(),
-                },
+                built,
                 secrets: secrets
                     .into_iter()
                     .map(|secret| render::SecretRef {

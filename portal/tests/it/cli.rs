@@ -171,3 +171,34 @@ fn autoscaler_replay_prints_one_decision_per_tick() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&output.stderr));
     let _ = std::fs::remove_file(&trace);
 }
+
+#[test]
+fn jobspec_render_prints_a_dockerfile_projects_image_job_given_the_registry_and_refuses_without() {
+    let dir = crate::helpers::project_dir(&[("Dockerfile", "FROM busybox:1.36\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\"]\n")]);
+    let render = |extra: &[&str]| {
+        let mut command = slipway();
+        command.args(["jobspec", "render", "boxed", "--revision", "4", "--path"]).arg(dir.path()).args(extra);
+        command.output().expect("slipway runs")
+    };
+    for extra in
+        [&["--registry", "registry.service.consul:5000"][..], &["--registry", "registry.service.consul:5000", "--template", "dockerfile"]]
+    {
+        let output = render(extra);
+        assert!(output.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let job: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        let task = &job["TaskGroups"][0]["Tasks"][0];
+        assert_eq!(task["Config"]["image"], "registry.service.consul:5000/slipway/boxed:r4", "{extra:?}");
+        assert!(task.get("Artifacts").is_none(), "{extra:?}: {task}");
+    }
+    let refused = [
+        (&[][..], "Dockerfile projects are built and run only on a Slipway cluster"),
+        (&["--template", "dockerfile"][..], "--template dockerfile needs --registry"),
+        (&["--registry", "http://registry:5000"][..], "must be host or host:port"),
+    ];
+    for (extra, expected) in refused {
+        let output = render(extra);
+        assert!(!output.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+}

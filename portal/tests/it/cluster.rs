@@ -199,3 +199,165 @@ async fn with_builds_in_the_cluster_a_batch_job_fetches_the_signed_source_and_it
     assert!(requests.iter().any(|r| r["Method"] == "DELETE" && r["Path"] == "/v1/job/built-there-build-r1"), "the build job is purged");
     assert_eq!(registrations[1]["Body"]["Job"]["ID"], "built-there");
 }
+
+/// A project that brings only a Dockerfile (busybox's httpd started by its `CMD`): nothing a
+/// template looks for (an `index.html` would make it a static site, Dockerfile or not).
+fn dockerfile_zip() -> Vec<u8> {
+    let dir = crate::helpers::project_dir(&[
+        ("Dockerfile", "FROM busybox:1.36\nCOPY hello.txt /www/\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"),
+        ("hello.txt", "boxed\n"),
+    ]);
+    crate::helpers::pack(dir.path())
+}
+
+/// A real image registry (Debian's `docker-registry`, installed by `scripts/setup.sh test`) on a
+/// loopback port, storing under a temporary folder.
+struct Registry {
+    address: String,
+    child: std::process::Child,
+    _storage: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn_registry() -> Registry {
+    let storage = tempfile::tempdir().expect("temp dir");
+    let port = crate::helpers::free_port();
+    let config = storage.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.path().join("data").display()
+        ),
+    )
+    .expect("write the registry's config");
+    let child = Command::new("/usr/bin/docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("docker-registry is installed (scripts/setup.sh test)");
+    let registry = Registry { address: format!("127.0.0.1:{port}"), child, _storage: storage };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !reqwest::get(format!("http://{}/v2/", registry.address)).await.is_ok_and(|r| r.status() == 200) {
+        assert!(tokio::time::Instant::now() < deadline, "the registry did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    registry
+}
+
+#[tokio::test]
+async fn a_dockerfile_project_is_built_by_the_rootless_image_builder_and_its_job_runs_the_pushed_image() {
+    let simulator = spawn_simulator();
+    let registry = spawn_registry().await;
+    let dead = crate::helpers::free_port();
+    let app = spawn_app_with(AppOptions {
+        extra_top: format!(
+            "runtime = \"nomad\"\n[nomad]\naddress = \"{}\"\ncert_resolver = \"\"\nregistry = \"{}\"\nregistry_insecure = true\ntraefik_metrics_addr = \"127.0.0.1:{dead}\"\n",
+            simulator.address, registry.address
+        ),
+        ..AppOptions::default()
+    })
+    .await;
+    let token = app.api_token("boxer@pusan.ac.kr").await;
+    // Detected (no template matches, a Dockerfile exists), with the builds of templates still here.
+    let done = app.deploy_live(&token, "boxed", "auto", dockerfile_zip()).await;
+    assert_eq!(done["template"], "dockerfile");
+    let log = app.build_log(&done);
+    assert!(log.contains("rootless BuildKit"), "{log}");
+    let r = &registry.address;
+    assert!(log.contains(&format!("pushed {r}/slipway/boxed:r1")), "{log}");
+
+    let requests = sim_requests(&simulator).await;
+    let registrations: Vec<&serde_json::Value> = requests.iter().filter(|r| r["Method"] == "POST" && r["Path"] == "/v1/jobs").collect();
+    assert_eq!(registrations.len(), 2, "the image build job, then the app's job");
+    let build_job = &registrations[0]["Body"]["Job"];
+    assert_eq!(build_job["Type"], "batch");
+    assert_eq!(build_job["ID"], "boxed-build-r1");
+    let build_task = &build_job["TaskGroups"][0]["Tasks"][0];
+    assert_eq!(build_task["Config"]["image"], orchestrator::runtime::nomad::IMAGE_BUILDER);
+    let args = build_task["Config"]["args"].to_string();
+    assert!(args.contains(&format!("type=image,name={r}/slipway/boxed:r1,push=true,registry.insecure=true")), "{args}");
+    assert!(args.contains("filename=Dockerfile"), "{args}");
+    let source_url = build_task["Artifacts"][0]["GetterSource"].as_str().unwrap();
+    assert!(source_url.contains(&format!("/artifacts/{}.zip?expires=", done["artifact"].as_str().unwrap())), "{source_url}");
+    assert!(requests.iter().any(|r| r["Method"] == "DELETE" && r["Path"] == "/v1/job/boxed-build-r1"), "the build job is purged");
+
+    let service_job = &registrations[1]["Body"]["Job"];
+    assert_eq!(service_job["ID"], "boxed");
+    let task = &service_job["TaskGroups"][0]["Tasks"][0];
+    assert_eq!(task["Config"]["image"], format!("{r}/slipway/boxed:r1"), "the app runs the pushed image");
+    assert!(task.get("Artifacts").is_none(), "nothing to download: {task}");
+    assert!(task["Config"].get("command").is_none(), "the Dockerfile's CMD runs");
+    assert_eq!(service_job["TaskGroups"][0]["Scaling"]["Min"], 0);
+
+    // Chosen by hand, the next revision builds the same way, into its own tag.
+    let response = app
+        .client
+        .patch(app.url("/api/v1/projects/boxed"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"template": "dockerfile"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+    let (status, queued) = app.deploy_zip(&token, "boxed", dockerfile_zip()).await;
+    assert_eq!(status, 202, "{queued}");
+    let second = app.wait_for_revision(&token, "boxed", 2).await;
+    assert_eq!(second["status"], "live", "{second}\n{}", app.build_log(&second));
+    let requests = sim_requests(&simulator).await;
+    let last = requests.iter().rev().find(|r| r["Method"] == "POST" && r["Path"] == "/v1/jobs").unwrap();
+    assert_eq!(last["Body"]["Job"]["TaskGroups"][0]["Tasks"][0]["Config"]["image"], format!("{r}/slipway/boxed:r2"));
+
+    // The real registry holds both tags; the image the app's job names is there, and its layer
+    // is the uploaded context (the simulator's stand-in for BuildKit's build: BuildKit never ran).
+    let client = reqwest::Client::new();
+    for tag in ["r1", "r2"] {
+        let manifest: serde_json::Value = client
+            .get(format!("http://{r}/v2/slipway/boxed/manifests/{tag}"))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap_or_else(|e| panic!("{r}/slipway/boxed:{tag} is not in the registry: {e}"))
+            .json()
+            .await
+            .unwrap();
+        let digest = manifest["layers"][0]["digest"].as_str().expect("one layer").to_owned();
+        let layer = client.get(format!("http://{r}/v2/slipway/boxed/blobs/{digest}")).send().await.unwrap().bytes().await.unwrap();
+        assert_eq!(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer))), digest);
+        let mut tar = Command::new("tar").args(["-tzf", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(&mut tar.stdin.take().unwrap(), &layer).unwrap();
+        let listing = String::from_utf8(tar.wait_with_output().unwrap().stdout).unwrap();
+        assert!(listing.contains("./Dockerfile") && listing.contains("./hello.txt"), "{tag}: {listing}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_registry_the_cluster_refuses_dockerfile_projects_and_a_bad_registry_is_refused_naming_the_key() {
+    let simulator = spawn_simulator();
+    let app = cluster_app(&simulator).await;
+    let token = app.api_token("noreg@pusan.ac.kr").await;
+    app.create_project(&token, "boxed", "auto").await;
+    let (status, answer) = app.deploy_zip(&token, "boxed", dockerfile_zip()).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("no_template_matched")), "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Dockerfile projects are built and run only on a Slipway cluster with an image registry"), "{message}");
+    assert!(app.revisions(&token, "boxed").await.is_empty(), "a refusal keeps nothing");
+
+    for bad in ["http://registry:5000", "registry:5000/path", "registry:0"] {
+        let error = portal::config::Config::from_toml_str(
+            &format!("allowed_email_domains = [\"pusan.ac.kr\"]\nruntime = \"nomad\"\n[nomad]\naddress = \"http://127.0.0.1:4646\"\nregistry = \"{bad}\"\n"),
+            "test",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("nomad.registry"), "{bad}: {error}");
+    }
+}

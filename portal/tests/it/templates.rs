@@ -186,3 +186,25 @@ async fn a_console_program_uploaded_with_template_auto_is_refused_as_a_web_app_m
     assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("requirements.txt"), "{refused}");
     assert!(app.revisions(&token, "tpl-quiz-auto").await.is_empty());
 }
+
+#[tokio::test]
+async fn the_embedded_shape_says_plainly_that_dockerfile_projects_need_the_cluster_and_keeps_nothing() {
+    let app = spawn_app().await;
+    let token = app.api_token("t-docker@pusan.ac.kr").await;
+    let dir = crate::helpers::project_dir(&[("Dockerfile", "FROM alpine\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\"]\n"), ("app.sh", "")]);
+    let zip = crate::helpers::pack(dir.path());
+    for (name, template, code) in
+        [("docker-auto", "auto", "no_template_matched"), ("docker-chosen", "dockerfile", "dockerfile_needs_cluster")]
+    {
+        app.create_project(&token, name, template).await;
+        let (status, answer) = app.deploy_zip(&token, name, zip.clone()).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (422, Some(code)), "{template}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("Dockerfile projects are built and run only on a Slipway cluster with an image registry"),
+            "{template}: {message}"
+        );
+        assert!(message.contains("this installation is not one"), "{template}: {message}");
+        assert!(app.revisions(&token, name).await.is_empty(), "{template}: nothing was queued");
+    }
+}

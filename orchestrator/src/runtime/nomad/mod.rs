@@ -45,10 +45,12 @@ use tokio::sync::watch;
 
 pub use client::{NomadClient, NomadConfig, NomadError};
 pub use exec::{ExecError, ExecEvent, ExecSession};
-pub use render::{register_body, render_job, scale_body, Artifact, Deployment, Discovery, JobSettings, RenderError, SecretRef};
+pub use render::{register_body, render_job, scale_body, Artifact, Built, Deployment, Discovery, JobSettings, RenderError, SecretRef};
 
 pub use activator::ActivatorConfig;
-pub use build::{render_build_job, BuildJob, BuildOutcome, ClusterBuildError};
+pub use build::{
+    image_reference, render_build_job, render_image_build_job, BuildJob, BuildOutcome, ClusterBuildError, ImageBuildJob, IMAGE_BUILDER,
+};
 
 use crate::autoscaler::Policy;
 use crate::runtime::{AppStatus, Tier};

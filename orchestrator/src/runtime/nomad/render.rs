@@ -13,7 +13,9 @@
 //!   middleware) and an HTTP check on the template's health path. Checks never restart the task
 //!   (no `CheckRestart`): a frozen app fails its check, and must not be killed for it;
 //! - the docker task runs the template's runtime image; an `artifact` block fetches the built
-//!   revision by its signed URL, checked against its SHA-256, and unpacks it into `local/app`;
+//!   revision by its signed URL, checked against its SHA-256, and unpacks it into `local/app`.
+//!   A revision built from the project's Dockerfile (`Built::Image`, `Start::Image`) runs the
+//!   pushed image as it is instead: its own command, no `artifact` block;
 //! - secrets are never in the job: a `template` block reads each one from Vault KV v2 with the
 //!   task's workload identity and turns it into an environment variable; the task's own Vault
 //!   token is kept from the app (`Env: false`, `DisableFile: true`).
@@ -50,10 +52,20 @@ pub struct Deployment {
     pub revision: i32,
     /// The revision's plan: start command, environment, health check, resources, runtime image.
     pub plan: BuildPlan,
-    /// Where the client nodes download the built revision.
-    pub artifact: Artifact,
+    /// Where the client nodes get the built revision.
+    pub built: Built,
     /// The app's secret variables, by name and place; their values stay in Vault.
     pub secrets: Vec<SecretRef>,
+}
+
+/// What a revision was built into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Built {
+    /// Files for the template's runtime image, fetched by the task's `artifact` block.
+    Archive(Artifact),
+    /// An image in the cluster's registry (`REGISTRY/slipway/<app>:r<revision>`), built from the
+    /// project's Dockerfile (`Start::Image`): the task runs it as it is, with no `artifact` block.
+    Image(String),
 }
 
 /// A built revision in the platform's storage, reachable by a signed URL.
@@ -145,6 +157,14 @@ pub enum RenderError {
     BadChecksum(String),
     #[error("secret name {0:?} is not an environment variable name")]
     BadSecretName(String),
+    #[error("a revision built from a Dockerfile runs its image; it cannot be given an artifact for a template's image")]
+    ImageWithArchive,
+    #[error("image = {0:?}: only revisions built from a Dockerfile run a built image")]
+    ImageWithoutDockerfile(String),
+    #[error("dockerfile = {0:?}, must be Dockerfile or Containerfile at the top of the project")]
+    BadDockerfile(String),
+    #[error("image = {0:?}, must be a registry reference such as registry.service.consul:5000/slipway/quiz:r3")]
+    BadImage(String),
 }
 
 /// The job for one revision. See the module doc for what it contains.
@@ -152,14 +172,21 @@ pub fn render_job(deployment: &Deployment, settings: &JobSettings) -> Result<Val
     if settings.max_instances == 0 {
         return Err(RenderError::NoInstances);
     }
-    let sha = &deployment.artifact.sha256;
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(RenderError::BadChecksum(sha.clone()));
+    let plan = &deployment.plan;
+    match (&deployment.built, &plan.start) {
+        (Built::Archive(_), Start::Image { .. }) => return Err(RenderError::ImageWithArchive),
+        (Built::Image(image), start) if !matches!(start, Start::Image { .. }) => {
+            return Err(RenderError::ImageWithoutDockerfile(image.clone()))
+        }
+        (Built::Image(image), _) if !is_image_reference(image) => return Err(RenderError::BadImage(image.clone())),
+        (Built::Archive(artifact), _) if artifact.sha256.len() != 64 || !artifact.sha256.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Err(RenderError::BadChecksum(artifact.sha256.clone()))
+        }
+        _ => {}
     }
     if let Some(bad) = deployment.secrets.iter().find(|secret| !is_env_name(&secret.name)) {
         return Err(RenderError::BadSecretName(bad.name.clone()));
     }
-    let plan = &deployment.plan;
     let mut job: Value = serde_json::from_str(SERVICE_JOB_TEMPLATE).expect("jobspecs/nomad/service.json is valid JSON (tested)");
     let app = deployment.app.as_str();
 
@@ -179,7 +206,11 @@ pub fn render_job(deployment: &Deployment, settings: &JobSettings) -> Result<Val
     group["Services"] = json!([service(app, plan, settings)]);
 
     let task = &mut group["Tasks"][0];
-    let (config, mut templates) = task_config(&plan.start, &plan.runtime.image, plan.resources.max_processes)?;
+    let image = match &deployment.built {
+        Built::Archive(_) => plan.runtime.image.as_str(),
+        Built::Image(image) => image.as_str(),
+    };
+    let (config, mut templates) = task_config(&plan.start, image, plan.resources.max_processes)?;
     task["Config"] = config;
     task["Env"] = json!(environment(plan));
     let mut resources = json!({
@@ -190,12 +221,14 @@ pub fn render_job(deployment: &Deployment, settings: &JobSettings) -> Result<Val
         resources["MemoryMB"] = json!(16);
     }
     task["Resources"] = resources;
-    task["Artifacts"] = json!([{
-        "GetterSource": deployment.artifact.url,
-        "GetterOptions": {"checksum": format!("sha256:{}", sha.to_ascii_lowercase()), "archive": deployment.artifact.archive},
-        "GetterMode": "dir",
-        "RelativeDest": "local/app",
-    }]);
+    if let Built::Archive(artifact) = &deployment.built {
+        task["Artifacts"] = json!([{
+            "GetterSource": artifact.url,
+            "GetterOptions": {"checksum": format!("sha256:{}", artifact.sha256.to_ascii_lowercase()), "archive": artifact.archive},
+            "GetterMode": "dir",
+            "RelativeDest": "local/app",
+        }]);
+    }
     if !deployment.secrets.is_empty() {
         task["Vault"] = json!({"Role": settings.vault_role, "ChangeMode": "restart", "Env": false, "DisableFile": true});
         task["Identities"] = json!([{"Name": "vault_default", "Audience": [settings.vault_audience], "TTL": 3600 * NANOS_PER_SEC}]);
@@ -277,6 +310,11 @@ fn service(app: &str, plan: &BuildPlan, settings: &JobSettings) -> Value {
 fn task_config(start: &Start, image: &str, max_processes: u32) -> Result<(Value, Vec<Value>), RenderError> {
     match start {
         Start::Terminal { .. } => Err(RenderError::NotAServer),
+        Start::Image { .. } => {
+            // The image's own ENTRYPOINT/CMD and working directory: the Dockerfile said them.
+            let config = json!({"image": image, "ports": [PORT_LABEL], "pids_limit": max_processes});
+            Ok((config, Vec::new()))
+        }
         Start::Server { argv } => {
             let argv: Vec<String> = argv.iter().map(|arg| task_path(arg)).collect();
             let (command, args) = argv.split_first().ok_or(RenderError::EmptyCommand)?;
@@ -343,6 +381,32 @@ fn secrets_template(secrets: &[SecretRef]) -> String {
         ));
     }
     text
+}
+
+/// PURE: whether `image` is a plain `host[:port]/path:tag` reference as the image builder pushes
+/// it: lower-case path parts, a tag, nothing a shell or JSON could read differently.
+pub fn is_image_reference(image: &str) -> bool {
+    let Some((name, tag)) = image.rsplit_once(':') else { return false };
+    let Some((host, path)) = name.split_once('/') else { return false };
+    let tag_ok = !tag.is_empty() && tag.len() <= 128 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let host_ok = is_registry(host);
+    let path_ok = !path.is_empty()
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)));
+    tag_ok && host_ok && path_ok && !tag.contains('/')
+}
+
+/// PURE: whether `registry` is `host` or `host:port` (letters, digits, dots, dashes).
+pub fn is_registry(registry: &str) -> bool {
+    let (host, port) = match registry.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    let host_ok =
+        !host.is_empty() && host.split('.').all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let port_ok = port.is_none_or(|port| port.parse::<u16>().is_ok_and(|port| port > 0));
+    host_ok && port_ok
 }
 
 fn is_env_name(name: &str) -> bool {

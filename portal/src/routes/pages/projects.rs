@@ -169,9 +169,13 @@ struct ProjectsPage<'a> {
     apps_domain: &'a str,
 }
 
-/// Template choices for forms: `auto` first, then each framework template.
+/// Template choices for forms: `auto` first, then each framework template, then the project's own
+/// Dockerfile (built only on a cluster with a registry; elsewhere a deploy says so).
 fn template_choices() -> Vec<(&'static str, &'static str)> {
-    std::iter::once(("auto", "Auto")).chain(orchestrator::template::all().iter().map(|t| (t.id.as_str(), t.name.as_str()))).collect()
+    std::iter::once(("auto", "Auto"))
+        .chain(orchestrator::template::all().iter().map(|t| (t.id.as_str(), t.name.as_str())))
+        .chain(std::iter::once((orchestrator::template::DOCKERFILE, "Your own Dockerfile (cluster only)")))
+        .collect()
 }
 
 async fn list_page(

@@ -29,11 +29,11 @@ fn deployment(example: &str, secrets: &[&str]) -> Deployment {
         app: "quiz".to_owned(),
         revision: 7,
         plan: plan_for(example),
-        artifact: Artifact {
+        built: Built::Archive(Artifact {
             url: "https://portal.example.edu/artifacts/quiz/r7.tar.gz?expires=1767000000&sig=abc123".to_owned(),
             sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
             archive: "tar.gz".to_owned(),
-        },
+        }),
         secrets: secrets
             .iter()
             .map(|name| SecretRef { name: (*name).to_owned(), kv_path: format!("secret/data/slipway/projects/42/env/{name}") })
@@ -119,9 +119,116 @@ fn refuses_what_cannot_run_as_a_service() {
     check(deployment("console-quiz", &[]), JobSettings::default(), RenderError::NotAServer);
     check(deployment("node-hello", &[]), JobSettings { max_instances: 0, ..JobSettings::default() }, RenderError::NoInstances);
     let mut bad_checksum = deployment("node-hello", &[]);
-    bad_checksum.artifact.sha256 = "abc".to_owned();
+    if let Built::Archive(artifact) = &mut bad_checksum.built {
+        artifact.sha256 = "abc".to_owned();
+    }
     check(bad_checksum, JobSettings::default(), RenderError::BadChecksum("abc".to_owned()));
     check(deployment("node-hello", &["BAD-NAME"]), JobSettings::default(), RenderError::BadSecretName("BAD-NAME".to_owned()));
+}
+
+/// A project that brings only a Dockerfile, as `template::dockerfile_plan` plans it.
+fn dockerfile_plan() -> BuildPlan {
+    let files: std::collections::BTreeMap<String, String> =
+        [("Dockerfile".to_owned(), "FROM python:3.12-slim\nCMD [\"python\", \"-m\", \"http.server\", \"8080\"]\n".to_owned())].into();
+    template::dockerfile_plan(&files).expect("a Dockerfile at the top is enough")
+}
+
+const IMAGE: &str = "registry.service.consul:5000/slipway/quiz:r7";
+
+fn image_deployment(secrets: &[&str]) -> Deployment {
+    Deployment { plan: dockerfile_plan(), built: Built::Image(IMAGE.to_owned()), ..deployment("node-hello", secrets) }
+}
+
+fn image_build() -> crate::runtime::nomad::ImageBuildJob {
+    crate::runtime::nomad::ImageBuildJob {
+        app: "quiz".to_owned(),
+        revision: 7,
+        dockerfile: "Dockerfile".to_owned(),
+        source: Artifact {
+            url: "https://portal.example.edu/artifacts/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08.zip?expires=1767000000&sig=abc123".to_owned(),
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
+            archive: "zip".to_owned(),
+        },
+        image: crate::runtime::nomad::image_reference("registry.service.consul:5000", "quiz", 7),
+        insecure_registry: true,
+        memory_mb: 2048,
+        cpu_millicores: 1000,
+    }
+}
+
+#[test]
+fn a_dockerfile_revision_runs_its_pushed_image_without_an_artifact() {
+    let job = render_job(&image_deployment(&[]), &JobSettings::default()).expect("renders");
+    check_snapshot("dockerfile", &job);
+    let group = &job["TaskGroups"][0];
+    let task = &group["Tasks"][0];
+    assert_eq!(task["Config"]["image"], IMAGE);
+    assert!(task.get("Artifacts").is_none(), "the image holds the app: nothing to download");
+    assert!(task["Config"].get("command").is_none(), "the Dockerfile's own CMD runs");
+    assert_eq!(task["Config"]["ports"][0], PORT_LABEL);
+    assert_eq!(task["Env"]["PORT"], "8080");
+    assert_eq!(group["Scaling"]["Min"], 0);
+    assert_eq!(group["Services"][0]["Checks"][0]["Path"], "/");
+    assert_eq!(job["Meta"]["slipway.template"], "dockerfile");
+}
+
+#[test]
+fn the_image_build_job_builds_the_dockerfile_rootless_and_pushes_the_revision_image() {
+    let job = crate::runtime::nomad::render_image_build_job(&image_build(), &JobSettings::default()).expect("renders");
+    check_snapshot("dockerfile-build", &job);
+    assert_eq!(job["ID"], "quiz-build-r7");
+    assert_eq!(job["Type"], "batch");
+    let task = &job["TaskGroups"][0]["Tasks"][0];
+    assert_eq!(task["Config"]["image"], crate::runtime::nomad::IMAGE_BUILDER);
+    assert_eq!(task["Config"]["entrypoint"][0], "buildctl-daemonless.sh");
+    let args: Vec<&str> = task["Config"]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.contains(&"filename=Dockerfile"), "{args:?}");
+    assert_eq!(args.last(), Some(&"type=image,name=registry.service.consul:5000/slipway/quiz:r7,push=true,registry.insecure=true"));
+    assert!(task["Config"].get("privileged").is_none(), "rootless: never privileged");
+    assert_eq!(task["Artifacts"][0]["RelativeDest"], "local/src");
+    assert_eq!(task["Artifacts"][0]["GetterOptions"]["archive"], "zip");
+    let secure = crate::runtime::nomad::ImageBuildJob { insecure_registry: false, ..image_build() };
+    let job = crate::runtime::nomad::render_image_build_job(&secure, &JobSettings::default()).unwrap();
+    let output = job.pointer("/TaskGroups/0/Tasks/0/Config/args/10").unwrap();
+    assert_eq!(output, "type=image,name=registry.service.consul:5000/slipway/quiz:r7,push=true");
+}
+
+#[test]
+fn image_jobs_refuse_what_they_cannot_build_or_run() {
+    let check = |deployment: Deployment, expected: RenderError| assert_eq!(render_job(&deployment, &JobSettings::default()), Err(expected));
+    check(Deployment { plan: dockerfile_plan(), ..deployment("node-hello", &[]) }, RenderError::ImageWithArchive);
+    check(
+        Deployment { built: Built::Image(IMAGE.to_owned()), ..deployment("node-hello", &[]) },
+        RenderError::ImageWithoutDockerfile(IMAGE.to_owned()),
+    );
+    for bad in [
+        "quiz:r7",
+        "registry:5000/slipway/quiz",
+        "registry:5000/Slipway/quiz:r7",
+        "registry:99999/slipway/quiz:r7",
+        "registry:5000/slipway/quiz:r 7",
+        "registry:5000//quiz:r7",
+    ] {
+        check(Deployment { built: Built::Image(bad.to_owned()), ..image_deployment(&[]) }, RenderError::BadImage(bad.to_owned()));
+        let build = crate::runtime::nomad::ImageBuildJob { image: bad.to_owned(), ..image_build() };
+        assert_eq!(
+            crate::runtime::nomad::render_image_build_job(&build, &JobSettings::default()),
+            Err(RenderError::BadImage(bad.to_owned()))
+        );
+    }
+    let build = crate::runtime::nomad::ImageBuildJob { dockerfile: "../etc/passwd".to_owned(), ..image_build() };
+    assert_eq!(
+        crate::runtime::nomad::render_image_build_job(&build, &JobSettings::default()),
+        Err(RenderError::BadDockerfile("../etc/passwd".to_owned()))
+    );
+    let mut build = image_build();
+    build.source.sha256 = "abc".to_owned();
+    assert_eq!(
+        crate::runtime::nomad::render_image_build_job(&build, &JobSettings::default()),
+        Err(RenderError::BadChecksum("abc".to_owned()))
+    );
+    assert!(is_registry("registry.service.consul:5000") && is_registry("10.0.0.5:5000") && is_registry("registry"));
+    assert!(!is_registry("") && !is_registry("http://registry:5000") && !is_registry("registry:") && !is_registry("reg istry"));
 }
 
 #[test]
@@ -201,6 +308,18 @@ fn every_key_of_every_rendered_job_is_a_key_nomad_takes() {
         key_paths(&body, "", &mut sent);
         let unknown: Vec<&String> = sent.difference(&known).collect();
         assert!(unknown.is_empty(), "{example}: keys no recorded Nomad payload has: {unknown:?}");
+        check_durations_are_integers(&body, "");
+    }
+    // The Dockerfile shape: the image service job, and the image build job (a batch job).
+    let image_build = crate::runtime::nomad::render_image_build_job(&image_build(), &settings).unwrap();
+    for (what, job) in
+        [("the image service job", render_job(&image_deployment(&["API_KEY"]), &settings).unwrap()), ("the image build job", image_build)]
+    {
+        let body = register_body(job, false);
+        let mut sent = BTreeSet::new();
+        key_paths(&body, "", &mut sent);
+        let unknown: Vec<&String> = sent.difference(&known).collect();
+        assert!(unknown.is_empty(), "{what}: keys no recorded Nomad payload has: {unknown:?}");
         check_durations_are_integers(&body, "");
     }
 }
