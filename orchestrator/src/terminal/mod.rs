@@ -112,7 +112,7 @@ impl Program {
         // slave (the sandbox's processes) has closed it.
         drop(pty.slave);
         let master = pty::Master::new(pty.master).map_err(TerminalError::Pty)?;
-        Ok(Session { terminal: Terminal::Local { process: Process::Sandbox(sandbox), master }, _slot: Some(slot) })
+        Ok(Session { terminal: Terminal::Local { process: Box::new(Process::Sandbox(sandbox)), master }, _slot: Some(slot) })
     }
 }
 
@@ -158,8 +158,9 @@ pub struct Session {
 
 /// Where a session's terminal is.
 enum Terminal {
-    /// A process here and the master side of its terminal.
-    Local { process: Process, master: pty::Master },
+    /// A process here and the master side of its terminal (the process is boxed: a sandbox is
+    /// large beside a remote terminal's channels).
+    Local { process: Box<Process>, master: pty::Master },
     /// A shell on another machine (the cluster shape's owner shell).
     Remote(remote::Remote),
 }
@@ -168,7 +169,7 @@ impl Session {
     /// A shell in `target` (`shell::start`).
     pub fn shell(target: &shell::ShellTarget, size: WindowSize) -> std::io::Result<Session> {
         let (process, master) = shell::start(target, size)?;
-        Ok(Session { terminal: Terminal::Local { process: Process::Shell(process), master }, _slot: None })
+        Ok(Session { terminal: Terminal::Local { process: Box::new(Process::Shell(process)), master }, _slot: None })
     }
 
     /// A terminal on another machine, as the runtime that opened it hands it over.

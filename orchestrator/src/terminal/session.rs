@@ -240,4 +240,61 @@ mod tests {
         assert_eq!(Ending::Failed("task is not running".into()).message().as_deref(), Some(r#"{"error":"task is not running"}"#));
         assert_eq!(error_message("too \"many\""), r#"{"error":"too \"many\""}"#);
     }
+
+    /// A remote terminal driven by hand: the browser's input and resizes arrive as messages, the
+    /// terminal's output and exit code reach the browser, and the input channel closes at the end.
+    #[tokio::test]
+    async fn relays_a_remote_terminal_both_ways_and_tells_how_it_ended() {
+        let (input_tx, mut input_rx) = mpsc::channel(8);
+        let (output_tx, output_rx) = mpsc::channel(8);
+        // The pump hands on what it receives and says when its channel closed.
+        let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        let input_pump = tokio::spawn(async move {
+            while let Some(input) = input_rx.recv().await {
+                seen_tx.send(input).expect("the test reads");
+            }
+            let _ = closed_tx.send(());
+        });
+        let output_pump = tokio::spawn(async {});
+        let remote = Remote { input: input_tx, output: output_rx, pumps: super::super::remote::Pumps::new(input_pump, output_pump) };
+        let (browser, server) = tokio::io::duplex(64 * 1024);
+        let (_stop, shutdown) = watch::channel(false);
+        let relay = tokio::spawn(relay(server, Session::remote(remote), Duration::from_secs(60), shutdown));
+
+        let (mut from_server, mut to_server) = tokio::io::split(browser);
+        let mask = Some([1, 2, 3, 4]);
+        to_server.write_all(&ws::encode(&Message::Text(r#"{"input":"ls\r"}"#.to_owned()), mask)).await.unwrap();
+        to_server.write_all(&ws::encode(&Message::Text(r#"{"resize":{"cols":90,"rows":20}}"#.to_owned()), mask)).await.unwrap();
+        to_server.write_all(&ws::encode(&Message::Binary("한".as_bytes().to_vec()), mask)).await.unwrap();
+        let mut received = Vec::new();
+        while received.len() < 3 {
+            received.push(seen_rx.recv().await.expect("input arrives"));
+        }
+        output_tx.send(RemoteOutput::Bytes(b"app.py\r\n".to_vec())).await.unwrap();
+        output_tx.send(RemoteOutput::Exited(Some(3))).await.unwrap();
+
+        assert_eq!(relay.await.unwrap(), Ending::Exited(Some(3)));
+        closed_rx.await.expect("the input channel closed when the session ended");
+        assert_eq!(
+            received,
+            vec![
+                RemoteInput::Bytes(b"ls\r".to_vec()),
+                RemoteInput::Resize(WindowSize { cols: 90, rows: 20 }),
+                RemoteInput::Bytes("한".as_bytes().to_vec()),
+            ]
+        );
+        let mut wire = Vec::new();
+        from_server.read_to_end(&mut wire).await.unwrap();
+        let mut decoder = ws::Decoder::new(Role::Client, MAX_MESSAGE);
+        decoder.push(&wire);
+        let mut messages = Vec::new();
+        while let Some(message) = decoder.next().unwrap() {
+            messages.push(message);
+        }
+        assert_eq!(
+            messages,
+            vec![Message::Binary(b"app.py\r\n".to_vec()), Message::Text(r#"{"exit":{"code":3}}"#.to_owned()), Message::Close(Some(1000)),]
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! The Nomad driver: `render` (pure: revision → job JSON), `client` (the HTTP API), `exec` (the
-//! allocation exec WebSocket), `shell` (owner shells through it), and `NomadRuntime`, which runs apps on a Nomad cluster with the
-//! operations the local runtime has: deploy, scale, stop, status, signal (the freeze tier), logs,
-//! and waiting for readiness. `NomadRuntime` implements the autoscaler's `Runtime` (policies come
+//! allocation exec WebSocket), `shell` (owner shells through it), and `NomadRuntime`, which runs
+//! apps on a Nomad cluster with the operations the local runtime has: deploy, scale, stop,
+//! status, signal (the freeze tier), logs, owner shells, and waiting for readiness. `NomadRuntime` implements the autoscaler's `Runtime` (policies come
 //! from Redis through `autoscaler::feed`, as `PolicySink`) and the gateway's `Resolver`
 //! (`activator.rs`): the gateway in front of it is the activator Traefik sends apps at zero to.
 //!
