@@ -16,7 +16,8 @@
 //! The frame codec (`encode_frame`, `decode_frame`, `accept_key`, `server_events`) is pure; the
 //! session is a thin adapter over the upgraded connection reqwest gives (same TLS and token as
 //! every other Nomad call), which `ExecSession::split` divides into a reader and a writer for a
-//! terminal's two directions (`shell.rs`). Deliberately absent: the browser side and any terminal emulation.
+//! terminal's two directions (`shell.rs`). Deliberately absent: the browser side and any terminal
+//! emulation.
 
 use std::time::Duration;
 

@@ -11,7 +11,8 @@
 //! reason.
 //!
 //! It deliberately does not pick among instances beyond "the first ready one", wake an app at
-//! zero (open the app first), or record anything typed.
+//! zero (open the app first), or record anything typed. A frozen app is thawed, as a request
+//! would thaw it.
 
 use std::time::Duration;
 
@@ -57,13 +58,18 @@ pub fn failure_reason(error: &ExecError) -> String {
 }
 
 impl NomadRuntime {
-    /// Opens `/bin/sh -i` on a terminal of `size` in the first ready instance of `app`.
+    /// Opens `/bin/sh -i` on a terminal of `size` in the first ready instance of `app`; a frozen
+    /// app is thawed first.
     pub async fn open_shell(&self, app: &str, size: WindowSize) -> Result<ClusterShell, ShellError> {
         let not_running = || ShellError::NotRunning { app: app.to_owned() };
         let job = self.client.job(app).await?.ok_or_else(not_running)?;
         let revision = job.pointer("/Meta/slipway.revision").and_then(serde_json::Value::as_str).and_then(|text| text.parse().ok());
         let (instances, _) = self.instances(app).await?;
         let instance = instances.into_iter().find(super::Instance::is_ready).ok_or_else(not_running)?;
+        if self.is_frozen(app) {
+            // As in the embedded shape: a shell in a stopped process would be no use.
+            self.thaw(app).await?;
+        }
         let command: Vec<String> = SHELL_COMMAND.iter().map(|word| (*word).to_owned()).collect();
         let session = self.client.exec(&instance.alloc_id, render::TASK, &command, true).await?;
         let (mut reader, writer) = session.split();
