@@ -23,7 +23,8 @@ What it serves (Go field names, integer nanoseconds, text/plain errors):
   GET  /v1/client/allocation/:id/exec      WebSocket exec: frames, close codes 1008/1011
 Test controls (not Nomad): POST /_sim/port {"Job","Port"}, GET /_sim/requests (every request
 body received, for contract tests), POST /_sim/fail {"Status","Body","Times"} (inject errors),
-GET /_sim/env/:alloc (the task's environment: the job's Env plus the rendered env templates).
+GET /_sim/env/:alloc (the task's environment: the job's Env plus the rendered env templates),
+GET /_sim/exec-frames (every frame exec clients sent, parsed: {"Alloc","Frame"}).
 
 Batch jobs (builds): no deployment; the allocation fetches its artifacts (checksums checked, a
 failure fails it), does NOT run the command, and completes with the fetched ZIP's files packed as
@@ -95,6 +96,7 @@ class Cluster:
         self.deployments = {}   # (namespace, id) -> list of deployments
         self.ports = {}         # job id -> host port of its service
         self.requests = []      # every request: method, path, query, body
+        self.exec_frames = []   # every exec client frame: alloc id, parsed JSON
         self.failures = []      # injected failures
         self.node_id = str(uuid.uuid4())
 
@@ -789,6 +791,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json({})
             if path == "/_sim/requests":
                 return self.send_json(c.requests)
+            if path == "/_sim/exec-frames":
+                return self.send_json(c.exec_frames)
             if path.startswith("/_sim/env/") and method == "GET":
                 c.advance()
                 alloc = c.alloc(path[len("/_sim/env/"):])
@@ -1026,6 +1030,8 @@ class Handler(BaseHTTPRequestHandler):
                 frame = json.loads(text)
             except ValueError:
                 return sock.close(1011, "invalid frame")
+            with c.lock:
+                c.exec_frames.append({"Alloc": alloc_id, "Frame": frame})
             stdin = frame.get("stdin") or {}
             if stdin.get("data"):
                 data = base64.b64decode(stdin["data"])

@@ -16,6 +16,7 @@
 //! - `page`: the full-screen terminal page and its script (pure); xterm.js itself is served from
 //!   the assets directory that `npm ci` in `web/terminal/` fills (`GatewayConfig::terminal_assets`).
 //! - `session`: `relay`, the copy loop between a WebSocket and a session.
+//! - `remote`: `Remote`, a terminal on another machine (the cluster's owner shell), as channels.
 //! - this file: `Program` (one console app's sandbox template and its limits), `Session` (one
 //!   running instance), `Control` and `parse_control` (pure).
 //!
@@ -24,6 +25,7 @@
 
 pub mod page;
 pub mod pty;
+pub mod remote;
 pub mod session;
 pub mod shell;
 pub mod ws;
@@ -110,7 +112,7 @@ impl Program {
         // slave (the sandbox's processes) has closed it.
         drop(pty.slave);
         let master = pty::Master::new(pty.master).map_err(TerminalError::Pty)?;
-        Ok(Session { process: Process::Sandbox(sandbox), master, _slot: Some(slot) })
+        Ok(Session { terminal: Terminal::Local { process: Box::new(Process::Sandbox(sandbox)), master }, _slot: Some(slot) })
     }
 }
 
@@ -148,18 +150,31 @@ impl Process {
     }
 }
 
-/// One running session: its process and the master side of its terminal.
+/// One running session: a process on a local pseudo-terminal, or a terminal elsewhere.
 pub struct Session {
-    pub process: Process,
-    pub master: pty::Master,
+    terminal: Terminal,
     _slot: Option<Slot>,
+}
+
+/// Where a session's terminal is.
+enum Terminal {
+    /// A process here and the master side of its terminal (the process is boxed: a sandbox is
+    /// large beside a remote terminal's channels).
+    Local { process: Box<Process>, master: pty::Master },
+    /// A shell on another machine (the cluster shape's owner shell).
+    Remote(remote::Remote),
 }
 
 impl Session {
     /// A shell in `target` (`shell::start`).
     pub fn shell(target: &shell::ShellTarget, size: WindowSize) -> std::io::Result<Session> {
         let (process, master) = shell::start(target, size)?;
-        Ok(Session { process: Process::Shell(process), master, _slot: None })
+        Ok(Session { terminal: Terminal::Local { process: Box::new(Process::Shell(process)), master }, _slot: None })
+    }
+
+    /// A terminal on another machine, as the runtime that opened it hands it over.
+    pub fn remote(remote: remote::Remote) -> Session {
+        Session { terminal: Terminal::Remote(remote), _slot: None }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The allocation exec WebSocket client (`NomadClient::exec`) against the simulator's exec
 //! endpoint, which speaks the frames and close codes of hashistack.md §8: stdin echoed back as
 //! base64 stdout frames, exit codes (a missing `exit_code` is 0), the connection dropped after
-//! `exited`, and refusals (bad token, unknown task, stopped allocation) as close frames after 101.
+//! `exited`, and refusals (bad token, unknown task, stopped allocation) as close frames after 101;
+//! and `NomadRuntime::open_shell`, the owner shell on top of it.
 
 use std::time::Duration;
 
@@ -69,4 +70,52 @@ async fn exec_streams_stdin_and_stdout_and_reports_exit_codes_and_refusals() {
     assert_eq!(exec_requests.len(), 5);
     assert!(exec_requests.iter().all(|request| !request["Query"].as_str().unwrap().contains("t0ken")));
     assert!(exec_requests[0]["Query"].as_str().unwrap().contains("command=%5B%22%2Fbin%2Fcat%22%5D"), "{:?}", exec_requests[0]);
+}
+
+#[tokio::test]
+async fn an_owner_shell_thaws_a_frozen_app_and_carries_input_and_output_as_channel_messages() {
+    use orchestrator::runtime::nomad::ShellError;
+    use orchestrator::runtime::Runtime as _;
+    use orchestrator::terminal::remote::{RemoteInput, RemoteOutput};
+    use orchestrator::terminal::WindowSize;
+
+    let simulator = spawn_simulator(&["--deploy-seconds", "0.2", "--start-seconds", "0.05"]);
+    let runtime = NomadRuntime::new(fast_config(&simulator, None), JobSettings::default()).unwrap();
+    let size = WindowSize { cols: 100, rows: 30 };
+    match runtime.open_shell("ghost", size).await {
+        Err(ShellError::NotRunning { app }) => assert_eq!(app, "ghost"),
+        other => panic!("a missing app has no shell: {other:?}"),
+    }
+    runtime.deploy(&deployment("quiz", 4)).await.unwrap();
+    assert!(runtime.wait_ready("quiz", 1, Duration::from_secs(10)).await.unwrap());
+    runtime.freeze("quiz").await.unwrap();
+
+    let shell = runtime.open_shell("quiz", size).await.unwrap();
+    let (instances, _) = runtime.instances("quiz").await.unwrap();
+    assert_eq!(shell.instance, instances[0].alloc_id);
+    assert_eq!(shell.revision, Some(4));
+    let requests = simulator.requests().await;
+    let signals: Vec<&str> = requests
+        .iter()
+        .filter(|request| request["Path"].as_str().unwrap_or("").ends_with("/signal"))
+        .map(|request| request["Body"]["Signal"].as_str().unwrap())
+        .collect();
+    assert_eq!(signals, vec!["SIGSTOP", "SIGCONT"], "the frozen app was thawed for the shell");
+
+    let mut remote = shell.remote;
+    remote.input.send(RemoteInput::Resize(WindowSize { cols: 132, rows: 43 })).await.unwrap();
+    remote.input.send(RemoteInput::Bytes("echo 안녕\r".as_bytes().to_vec())).await.unwrap();
+    let mut echoed = Vec::new();
+    while echoed != "echo 안녕\r".as_bytes() {
+        match tokio::time::timeout(Duration::from_secs(10), remote.output.recv()).await.expect("output within 10 s") {
+            Some(RemoteOutput::Bytes(bytes)) => echoed.extend(bytes),
+            other => panic!("expected output, got {other:?} after {echoed:?}"),
+        }
+    }
+    // Ending the session closes the shell's input; the exec request ran `/bin/sh -i` in a tty.
+    remote.pumps.end(remote.input).await;
+    let requests = simulator.requests().await;
+    let exec = requests.iter().find(|request| request["Path"].as_str().unwrap_or("").ends_with("/exec")).expect("an exec request");
+    let query = exec["Query"].as_str().unwrap();
+    assert!(query.contains("command=%5B%22%2Fbin%2Fsh%22%2C%22-i%22%5D") && query.contains("tty=true"), "{query}");
 }

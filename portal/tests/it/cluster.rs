@@ -361,3 +361,107 @@ async fn without_a_registry_the_cluster_refuses_dockerfile_projects_and_a_bad_re
         assert!(error.to_string().contains("nomad.registry"), "{bad}: {error}");
     }
 }
+
+/// The exec frames the simulator received for one allocation, as JSON.
+async fn exec_frames(simulator: &Simulator, alloc_id: &str) -> Vec<serde_json::Value> {
+    let frames: Vec<serde_json::Value> =
+        reqwest::get(format!("{}/_sim/exec-frames", simulator.address)).await.unwrap().json().await.unwrap();
+    frames.into_iter().filter(|frame| frame["Alloc"] == alloc_id).map(|frame| frame["Frame"].clone()).collect()
+}
+
+#[tokio::test]
+async fn an_owner_shell_on_the_cluster_runs_through_the_allocation_exec_and_is_audited() {
+    use base64::Engine as _;
+    use orchestrator::terminal::ws::Message;
+
+    use crate::terminal::{portal_host, portal_port, session_cookie, Terminal};
+
+    let simulator = spawn_simulator();
+    let app = cluster_app(&simulator).await;
+    let owner = "cluster-shell@pusan.ac.kr";
+    let token = app.api_token(owner).await;
+    app.deploy_live(&token, "shelly", "auto", example_zip("static-hello")).await;
+    let cluster = app.state.cluster.clone().expect("the cluster shape");
+    let (instances, _) = cluster.runtime.instances("shelly").await.unwrap();
+    let alloc_id = instances.iter().find(|instance| instance.is_ready()).expect("a ready instance").alloc_id.clone();
+
+    let owner_cookie = session_cookie(&app, owner).await;
+    let host = portal_host(&app);
+    let extra = format!("Cookie: slipway_session={owner_cookie}\r\n");
+    let (status, shell) = Terminal::connect(portal_port(&app), &host, &host, "/projects/shelly/shell/ws?cols=100&rows=30", &extra).await;
+    let mut shell = shell.unwrap_or_else(|| panic!("no shell: {status}"));
+
+    // Typed input (text and binary frames, Korean included) reaches the shell's stdin, and its
+    // stdout comes back (the simulator's program echoes what it reads); a resize becomes tty_size.
+    shell.send(Message::Text(r#"{"input":"echo 안녕 4242\r"}"#.to_owned())).await;
+    shell.read_output("echo 안녕 4242\r").await;
+    shell.send(Message::Text(r#"{"resize":{"cols":132,"rows":43}}"#.to_owned())).await;
+    shell.send(Message::Binary(b"pwd\r".to_vec())).await;
+    shell.read_output("pwd\r").await;
+
+    let requests = sim_requests(&simulator).await;
+    let exec = requests.iter().find(|r| r["Path"] == format!("/v1/client/allocation/{alloc_id}/exec")).expect("an exec request");
+    let query = exec["Query"].as_str().unwrap();
+    assert!(query.contains("task=app") && query.contains("tty=true"), "{query}");
+    assert!(query.contains("command=%5B%22%2Fbin%2Fsh%22%2C%22-i%22%5D"), "/bin/sh -i: {query}");
+    let frames = exec_frames(&simulator, &alloc_id).await;
+    assert_eq!(frames[0], serde_json::json!({"tty_size": {"height": 30, "width": 100}}), "the page's size first: {frames:?}");
+    assert!(frames.contains(&serde_json::json!({"tty_size": {"height": 43, "width": 132}})), "{frames:?}");
+    let typed: Vec<u8> = frames
+        .iter()
+        .filter_map(|frame| frame.pointer("/stdin/data").and_then(serde_json::Value::as_str))
+        .flat_map(|data| base64::engine::general_purpose::STANDARD.decode(data).unwrap())
+        .collect();
+    assert_eq!(String::from_utf8(typed).unwrap(), "echo 안녕 4242\rpwd\r");
+
+    // Leaving ends the shell's input, which ends a shell.
+    shell.send(Message::Close(Some(1000))).await;
+    drop(shell);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !exec_frames(&simulator, &alloc_id).await.contains(&serde_json::json!({"stdin": {"close": true}})) {
+        assert!(tokio::time::Instant::now() < deadline, "stdin was never closed: {:?}", exec_frames(&simulator, &alloc_id).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The audit log has who opened and closed a shell in which app and instance, nothing typed.
+    let shell_entries = |app: &TestApp| -> Vec<(String, Option<String>, Option<String>, serde_json::Value)> {
+        use diesel::prelude::*;
+        use portal::db::schema::audit_log;
+        audit_log::table
+            .filter(audit_log::action.like("shell.%"))
+            .order(audit_log::id.asc())
+            .select((audit_log::action, audit_log::actor_email, audit_log::target_id, audit_log::details))
+            .load(&mut app.db())
+            .expect("audit entries")
+    };
+    while shell_entries(&app).len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no shell.close entry: {:?}", shell_entries(&app));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let entries = shell_entries(&app);
+    let summary: Vec<(&str, Option<&str>, Option<&str>)> =
+        entries.iter().map(|(action, actor, target, _)| (action.as_str(), actor.as_deref(), target.as_deref())).collect();
+    assert_eq!(summary, vec![("shell.open", Some(owner), Some("shelly")), ("shell.close", Some(owner), Some("shelly"))]);
+    for (_, _, _, details) in &entries {
+        assert_eq!((details["revision"].as_i64(), details["instance"].as_str()), (Some(1), Some(alloc_id.as_str())), "{details}");
+    }
+    assert_eq!(entries[1].3["ending"], "VisitorLeft");
+    assert!(!format!("{entries:?}").contains("4242"), "a command typed in the shell reached the audit log: {entries:?}");
+
+    // Others get no shell; an app at zero has no instance to open one in.
+    app.api_token("cluster-other@pusan.ac.kr").await;
+    let other = format!("Cookie: slipway_session={}\r\n", session_cookie(&app, "cluster-other@pusan.ac.kr").await);
+    let (head, _) = Terminal::connect(portal_port(&app), &host, &host, "/projects/shelly/shell/ws", &other).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    cluster.runtime.scale("shelly", 0).await.unwrap();
+    loop {
+        let (instances, _) = cluster.runtime.instances("shelly").await.unwrap();
+        if !instances.iter().any(|instance| instance.is_ready()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(10), "still ready: {instances:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (head, _) = Terminal::connect(portal_port(&app), &host, &host, "/projects/shelly/shell/ws", &extra).await;
+    assert!(head.starts_with("HTTP/1.1 409") && head.contains("app_not_running"), "{head}");
+}

@@ -11,15 +11,15 @@ use tokio::net::TcpStream;
 use crate::helpers::{example_zip, project_dir, spawn_app, spawn_app_with, AppOptions, TestApp, PASSWORD};
 
 /// A WebSocket client on one terminal session.
-struct Terminal {
+pub(crate) struct Terminal {
     stream: TcpStream,
     decoder: Decoder,
     /// Everything the program wrote so far, as text.
-    output: String,
+    pub(crate) output: String,
     /// Undecoded UTF-8 bytes at the end of the output (a character split between frames).
     pending: Vec<u8>,
-    texts: Vec<String>,
-    closed: bool,
+    pub(crate) texts: Vec<String>,
+    pub(crate) closed: bool,
 }
 
 impl Terminal {
@@ -32,7 +32,7 @@ impl Terminal {
 
     /// Opens a WebSocket at `path` on 127.0.0.1:`port` as `host`, from a page at `origin`, with
     /// `extra` header lines; gives the answer's head and, after a 101, the client.
-    async fn connect(port: u16, host: &str, origin: &str, path: &str, extra: &str) -> (String, Option<Terminal>) {
+    pub(crate) async fn connect(port: u16, host: &str, origin: &str, path: &str, extra: &str) -> (String, Option<Terminal>) {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let request = format!(
@@ -68,12 +68,12 @@ impl Terminal {
         (head, Some(terminal))
     }
 
-    async fn send(&mut self, message: Message) {
+    pub(crate) async fn send(&mut self, message: Message) {
         self.stream.write_all(&ws::encode(&message, Some([0x1f, 0x2e, 0x3d, 0x4c]))).await.expect("send a frame");
     }
 
     /// Reads frames until `done` holds for the output or the session closes; panics after 30 s.
-    async fn read_until(&mut self, what: &str, done: impl Fn(&Terminal) -> bool) {
+    pub(crate) async fn read_until(&mut self, what: &str, done: impl Fn(&Terminal) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut buf = vec![0u8; 8192];
         while !done(self) {
@@ -106,7 +106,7 @@ impl Terminal {
         }
     }
 
-    async fn read_output(&mut self, needle: &str) {
+    pub(crate) async fn read_output(&mut self, needle: &str) {
         self.read_until(&format!("{needle:?}"), |t| t.output.contains(needle)).await;
     }
 }
@@ -238,11 +238,11 @@ pub(crate) async fn session_cookie(app: &TestApp, email: &str) -> String {
 }
 
 /// The portal's `host:port`, as browsers send it in `Host` and `Origin`.
-fn portal_host(app: &TestApp) -> String {
+pub(crate) fn portal_host(app: &TestApp) -> String {
     app.address.trim_start_matches("http://").to_owned()
 }
 
-fn portal_port(app: &TestApp) -> u16 {
+pub(crate) fn portal_port(app: &TestApp) -> u16 {
     app.address.rsplit(':').next().and_then(|port| port.parse().ok()).expect("the portal's port")
 }
 

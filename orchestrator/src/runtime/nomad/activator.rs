@@ -191,7 +191,7 @@ impl Runtime for NomadRuntime {
 }
 
 impl NomadRuntime {
-    fn is_frozen(&self, app: &str) -> bool {
+    pub(super) fn is_frozen(&self, app: &str) -> bool {
         self.tracked().get(app).is_some_and(|entry| entry.frozen_since.is_some())
     }
 

@@ -15,7 +15,9 @@
 //!
 //! The frame codec (`encode_frame`, `decode_frame`, `accept_key`, `server_events`) is pure; the
 //! session is a thin adapter over the upgraded connection reqwest gives (same TLS and token as
-//! every other Nomad call). Deliberately absent: the browser side and any terminal emulation.
+//! every other Nomad call), which `ExecSession::split` divides into a reader and a writer for a
+//! terminal's two directions (`shell.rs`). Deliberately absent: the browser side and any terminal
+//! emulation.
 
 use std::time::Duration;
 
@@ -217,45 +219,80 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// An open exec session. Read with `next_event`; write with `send_stdin`, `close_stdin`,
-/// `resize` and `heartbeat` (send one every 10 s so idle proxies keep the connection).
+/// `resize` and `heartbeat` (send one every 10 s so idle proxies keep the connection). `split`
+/// gives the two directions to two tasks, so that a terminal's input never waits on its output.
 pub struct ExecSession {
-    stream: reqwest::Upgraded,
+    reader: ExecReader,
+    writer: ExecWriter,
+}
+
+/// The reading half of an exec session (`ExecSession::split`). It answers Nomad's pings through
+/// the writer it shares.
+pub struct ExecReader {
+    stream: tokio::io::ReadHalf<reqwest::Upgraded>,
     buffer: Vec<u8>,
     pending: std::collections::VecDeque<ExecEvent>,
     ended: bool,
+    writer: ExecWriter,
+}
+
+/// The writing half of an exec session (`ExecSession::split`); clones write to the same
+/// connection, one frame at a time.
+#[derive(Clone)]
+pub struct ExecWriter {
+    stream: std::sync::Arc<tokio::sync::Mutex<tokio::io::WriteHalf<reqwest::Upgraded>>>,
 }
 
 impl std::fmt::Debug for ExecSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecSession").field("ended", &self.ended).finish()
+        f.debug_struct("ExecSession").field("ended", &self.reader.ended).finish()
     }
 }
 
-impl ExecSession {
-    async fn send_json(&mut self, message: Value) -> Result<(), ExecError> {
-        let frame = encode_frame(TEXT, message.to_string().as_bytes(), Some(random_bytes::<4>()));
-        self.stream.write_all(&frame).await?;
-        self.stream.flush().await?;
+impl std::fmt::Debug for ExecReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecReader").field("ended", &self.ended).finish()
+    }
+}
+
+impl std::fmt::Debug for ExecWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecWriter").finish_non_exhaustive()
+    }
+}
+
+impl ExecWriter {
+    async fn send_frame(&self, opcode: u8, payload: &[u8]) -> Result<(), ExecError> {
+        let frame = encode_frame(opcode, payload, Some(random_bytes::<4>()));
+        let mut stream = self.stream.lock().await;
+        stream.write_all(&frame).await?;
+        stream.flush().await?;
         Ok(())
     }
 
-    pub async fn send_stdin(&mut self, data: &[u8]) -> Result<(), ExecError> {
+    async fn send_json(&self, message: Value) -> Result<(), ExecError> {
+        self.send_frame(TEXT, message.to_string().as_bytes()).await
+    }
+
+    pub async fn send_stdin(&self, data: &[u8]) -> Result<(), ExecError> {
         let data = base64::engine::general_purpose::STANDARD.encode(data);
         self.send_json(json!({"stdin": {"data": data}})).await
     }
 
-    pub async fn close_stdin(&mut self) -> Result<(), ExecError> {
+    pub async fn close_stdin(&self) -> Result<(), ExecError> {
         self.send_json(json!({"stdin": {"close": true}})).await
     }
 
-    pub async fn resize(&mut self, height: u16, width: u16) -> Result<(), ExecError> {
+    pub async fn resize(&self, height: u16, width: u16) -> Result<(), ExecError> {
         self.send_json(json!({"tty_size": {"height": height, "width": width}})).await
     }
 
-    pub async fn heartbeat(&mut self) -> Result<(), ExecError> {
+    pub async fn heartbeat(&self) -> Result<(), ExecError> {
         self.send_json(json!({})).await
     }
+}
 
+impl ExecReader {
     /// The next event; `Ok(None)` once the command exited and Nomad dropped the connection.
     /// A close frame from Nomad (a refused token, task or command) is `ExecError::Closed`.
     pub async fn next_event(&mut self) -> Result<Option<ExecEvent>, ExecError> {
@@ -283,10 +320,7 @@ impl ExecSession {
                         self.ended = true;
                         return Err(ExecError::Closed { code, reason });
                     }
-                    PING => {
-                        let pong = encode_frame(PONG, &frame.payload, Some(random_bytes::<4>()));
-                        self.stream.write_all(&pong).await?;
-                    }
+                    PING => self.writer.send_frame(PONG, &frame.payload).await?,
                     _ => {}
                 }
                 continue;
@@ -300,6 +334,41 @@ impl ExecSession {
             }
             self.buffer.extend_from_slice(&chunk[..n_read]);
         }
+    }
+}
+
+impl ExecSession {
+    fn new(stream: reqwest::Upgraded) -> Self {
+        let (read, write) = tokio::io::split(stream);
+        let writer = ExecWriter { stream: std::sync::Arc::new(tokio::sync::Mutex::new(write)) };
+        let reader = ExecReader { stream: read, buffer: Vec::new(), pending: Default::default(), ended: false, writer: writer.clone() };
+        Self { reader, writer }
+    }
+
+    /// The two directions apart, for a reading task and a writing one.
+    pub fn split(self) -> (ExecReader, ExecWriter) {
+        (self.reader, self.writer)
+    }
+
+    pub async fn send_stdin(&mut self, data: &[u8]) -> Result<(), ExecError> {
+        self.writer.send_stdin(data).await
+    }
+
+    pub async fn close_stdin(&mut self) -> Result<(), ExecError> {
+        self.writer.close_stdin().await
+    }
+
+    pub async fn resize(&mut self, height: u16, width: u16) -> Result<(), ExecError> {
+        self.writer.resize(height, width).await
+    }
+
+    pub async fn heartbeat(&mut self) -> Result<(), ExecError> {
+        self.writer.heartbeat().await
+    }
+
+    /// The next event (`ExecReader::next_event`).
+    pub async fn next_event(&mut self) -> Result<Option<ExecEvent>, ExecError> {
+        self.reader.next_event().await
     }
 
     /// Reads until the command exits: everything it wrote (stdout and stderr apart) and its exit
@@ -348,7 +417,7 @@ impl NomadClient {
             return Err(ExecError::Protocol(format!("the server answered the upgrade with a wrong accept key {accept:?}")));
         }
         let stream = response.upgrade().await.map_err(|e| ExecError::Protocol(format!("upgrade failed: {e}")))?;
-        Ok(ExecSession { stream, buffer: Vec::new(), pending: Default::default(), ended: false })
+        Ok(ExecSession::new(stream))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Nomad driver: `render` (pure: revision → job JSON), `client` (the HTTP API), `exec` (the
-//! allocation exec WebSocket), and `NomadRuntime`, which runs apps on a Nomad cluster with the
-//! operations the local runtime has: deploy, scale, stop, status, signal (the freeze tier), logs,
-//! and waiting for readiness. `NomadRuntime` implements the autoscaler's `Runtime` (policies come
+//! allocation exec WebSocket), `shell` (owner shells through it), and `NomadRuntime`, which runs
+//! apps on a Nomad cluster with the operations the local runtime has: deploy, scale, stop,
+//! status, signal (the freeze tier), logs, owner shells, and waiting for readiness. `NomadRuntime` implements the autoscaler's `Runtime` (policies come
 //! from Redis through `autoscaler::feed`, as `PolicySink`) and the gateway's `Resolver`
 //! (`activator.rs`): the gateway in front of it is the activator Traefik sends apps at zero to.
 //!
@@ -34,6 +34,7 @@ pub mod build;
 pub mod client;
 pub mod exec;
 pub mod render;
+pub mod shell;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -44,8 +45,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use client::{NomadClient, NomadConfig, NomadError};
-pub use exec::{ExecError, ExecEvent, ExecSession};
+pub use exec::{ExecError, ExecEvent, ExecReader, ExecSession, ExecWriter};
 pub use render::{register_body, render_job, scale_body, Artifact, Built, Deployment, Discovery, JobSettings, RenderError, SecretRef};
+pub use shell::{ClusterShell, ShellError};
 
 pub use activator::ActivatorConfig;
 pub use build::{

@@ -1,8 +1,9 @@
 //! The owner shell: `GET /projects/{name}/shell` (the terminal page) and
 //! `GET /projects/{name}/shell/ws` (its WebSocket), for users who may `Action::OpenShell` (the
 //! project's owners and admins). The socket opens a shell inside a running instance of the app
-//! (`LocalRuntime::shell_target`, `orchestrator::terminal::shell`), relayed by the same
-//! `session::relay` as console programs. xterm.js is served at `/static/terminal/` from
+//! (`LocalRuntime::shell_target`, `orchestrator::terminal::shell`; in the cluster shape
+//! `NomadRuntime::open_shell`, a remote terminal through the cluster's exec API), relayed by the
+//! same `session::relay` as console programs. xterm.js is served at `/static/terminal/` from
 //! `[terminal] assets_dir`.
 //!
 //! Each opening and closing goes to the audit log (`shell.open`, `shell.close`: who, when, from
@@ -18,6 +19,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use orchestrator::runtime::nomad::ShellError;
 use orchestrator::terminal::{page, session, size_from_query, ws, Session};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -96,15 +98,33 @@ async fn shell_socket(
             message: "a console program has no running instance of its own: each visitor gets one in the web terminal".to_owned(),
         });
     }
-    let target = state.runtime.shell_target(&project.name).await.map_err(|_| AppError::Conflict {
+    let size = size_from_query(req.uri().query());
+    let not_running = || AppError::Conflict {
         code: "app_not_running",
         message: format!("{} is not running; open the app to wake it, then open the shell again", project.name),
-    })?;
-    let session = Session::shell(&target, size_from_query(req.uri().query()))
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot start a shell in {}: {e}", project.name)))?;
+    };
+    let (session, details) = match &state.cluster {
+        // The cluster shape: a shell in a running instance through the cluster's exec API.
+        Some(cluster) => {
+            let shell = cluster.runtime.open_shell(&project.name, size).await.map_err(|error| match error {
+                ShellError::NotRunning { .. } => not_running(),
+                other => {
+                    tracing::warn!(project = %project.name, error = %other, "the cluster could not open a shell");
+                    AppError::Unavailable("the cluster could not open a shell; try again in a moment".to_owned())
+                }
+            })?;
+            (Session::remote(shell.remote), serde_json::json!({ "revision": shell.revision, "instance": shell.instance }))
+        }
+        None => {
+            let target = state.runtime.shell_target(&project.name).await.map_err(|_| not_running())?;
+            let session = Session::shell(&target, size)
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot start a shell in {}: {e}", project.name)))?;
+            (session, serde_json::json!({ "revision": target.revision }))
+        }
+    };
     let event = crate::audit::Event::new(crate::domain::audit::actions::SHELL_OPEN)
         .target(crate::domain::audit::Target::project(&project.name))
-        .details(serde_json::json!({ "revision": target.revision }));
+        .details(details.clone());
     crate::audit::record(&state.db, event).await;
 
     // The relay wants one byte stream; actix gives the request payload and a streamed response.
@@ -122,15 +142,15 @@ async fn shell_socket(
     });
     let stopping = state.stopping.clone();
     let time_limit = state.config.terminal.time_limit;
-    let (project_name, revision, db) = (project.name.clone(), target.revision, state.db.clone());
+    let (project_name, db) = (project.name.clone(), state.db.clone());
     // The close is recorded outside the request, so the actor is named explicitly.
     let actor = crate::audit::Actor::user(&user);
     tokio::spawn(async move {
         let opened = Instant::now();
         let ending = session::relay(relays, session, time_limit, stopping).await;
-        let details = serde_json::json!({
-            "revision": revision, "seconds": opened.elapsed().as_secs(), "ending": format!("{ending:?}"),
-        });
+        let mut details = details;
+        details["seconds"] = opened.elapsed().as_secs().into();
+        details["ending"] = format!("{ending:?}").into();
         let event = crate::audit::Event::new(crate::domain::audit::actions::SHELL_CLOSE)
             .target(crate::domain::audit::Target::project(&project_name))
             .details(details)
