@@ -349,6 +349,14 @@ pub type PageResult = Result<HttpResponse, PageError>;
 
 impl Viewer {
     /// The logged-in user, or a redirect to the login page that comes back here.
+    /// `require` for a form post: the logged-in user, whose form carries the right CSRF token
+    /// (checked after the login, so a visitor who is not logged in is sent to log in first).
+    pub fn require_form(&self, ctx: &PageCtx, req: &HttpRequest, csrf_token: &str) -> Result<&User, PageError> {
+        let user = self.require(ctx)?;
+        check_csrf(req, csrf_token).map_err(|e| ctx.error_page(e))?;
+        Ok(user)
+    }
+
     pub fn require(&self, ctx: &PageCtx) -> Result<&User, PageError> {
         match &self.user {
             Some(user) => Ok(user),

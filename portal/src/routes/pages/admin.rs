@@ -13,7 +13,7 @@ use crate::domain::audit::{parse_search, SearchQuery, PAGE_SIZE};
 use crate::domain::Role;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::{check_csrf, flash_cookie, see_other, PageCtx, PageResult, Viewer};
+use crate::web::{flash_cookie, see_other, PageCtx, PageResult, Viewer};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/users", web::get().to(users))
@@ -59,8 +59,7 @@ async fn set_role(
     form: web::Form<RoleForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     match accounts::set_role(&state.db, user, path.into_inner(), &form.role).await {
         Ok(_) => {
             let mut response = see_other("/admin/users");

@@ -103,8 +103,7 @@ struct CreateForm {
 
 async fn create(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, form: web::Form<CreateForm>) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     match courses::create(&state, user, &form.code, &form.title, &form.term, &form.section).await {
         Ok(course) => Ok(see_other(&format!("/courses/{}", course.id))),
         Err(error @ AppError::Forbidden) => Err(ctx.error_page(error)),
@@ -212,8 +211,7 @@ async fn add_staff(
     form: web::Form<StaffForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let course_id = path.into_inner();
     match courses::add_staff(&state, user, course_id, &form.email, &form.role).await {
         Ok(()) => redirect_with_flash(&ctx, &state, &format!("/courses/{course_id}"), "flash.staff_added"),
@@ -248,8 +246,7 @@ async fn roster(
     form: web::Form<RosterForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let course_id = path.into_inner();
     let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
     let mapping = ColumnMapping {
@@ -367,8 +364,7 @@ async fn create_assignment(
     form: web::Form<AssignmentForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let course_id = path.into_inner();
     let result = match assignment_input(&form) {
         Ok(input) => courses::create_assignment(&state, user, course_id, input).await,
@@ -500,8 +496,7 @@ async fn submit(
     form: web::Form<SubmitForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let assignment_id = path.into_inner();
     match courses::submit(&state, user, assignment_id, &form.project, Utc::now()).await {
         Ok(_) => redirect_with_flash(&ctx, &state, &format!("/assignments/{assignment_id}"), "flash.submitted"),
@@ -550,8 +545,7 @@ async fn edit_assignment(
     form: web::Form<EditForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let assignment_id = path.into_inner();
     let result = match edit_input(&form) {
         Ok(input) => courses::edit_assignment(&state, user, assignment_id, input, Utc::now()).await,
@@ -578,8 +572,7 @@ async fn set_access(
     form: web::Form<AccessForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let assignment_id = path.into_inner();
     match courses::set_access(&state, user, assignment_id, &form.visibility).await {
         Ok(_) => redirect_with_flash(&ctx, &state, &format!("/assignments/{assignment_id}"), "flash.access_saved"),
@@ -602,8 +595,7 @@ async fn release(
     form: web::Form<ReleaseForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let assignment_id = path.into_inner();
     courses::set_released(&state, user, assignment_id, form.released == "true", Utc::now()).await.map_err(|e| ctx.error_page(e))?;
     redirect_with_flash(&ctx, &state, &format!("/assignments/{assignment_id}"), "flash.release_saved")

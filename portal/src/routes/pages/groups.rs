@@ -112,8 +112,7 @@ enum Change {
 
 async fn change_member(req: HttpRequest, state: &AppState, viewer: &Viewer, name: &str, form: &MemberForm, change: Change) -> PageResult {
     let ctx = PageCtx::new(&req, viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let result = match change {
         Change::Invite => match crate::projects::parse_role(form.role.as_deref().unwrap_or("viewer")) {
             Ok(role) => groups::invite(state, user, name, &form.email, role).await.map(|_| "flash.member_invited"),
@@ -173,8 +172,7 @@ async fn leave(
     form: web::Form<CsrfOnly>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     match groups::leave(&state, user, &path).await {
         Ok(()) => redirect_with_flash(&ctx, &state, "/groups", "flash.group_left"),
         Err(error @ AppError::NotFound(_)) => Err(ctx.error_page(error)),

@@ -194,8 +194,7 @@ struct TokenForm {
 
 async fn create_token(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer, form: web::Form<TokenForm>) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     match accounts::create_api_token(&state.db, user.id, &form.name).await {
         Ok((_, secret)) => tokens_page(&ctx, &state, user.id, StatusCode::OK, Some(secret), None).await,
         Err(error) => tokens_page(&ctx, &state, user.id, error.status_code(), None, Some(ctx.error_message(&error))).await,
@@ -215,8 +214,7 @@ async fn revoke_token(
     form: web::Form<CsrfOnly>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let (user_id, token_id) = (user.id, path.into_inner());
     let revoked = accounts::revoke_api_token(&state.db, user_id, token_id).await.map_err(|e| ctx.error_page(e))?;
     if !revoked {

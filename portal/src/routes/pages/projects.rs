@@ -76,8 +76,7 @@ async fn rollback(
     form: web::Form<RollbackForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let project = projects::get(&state, user, &path, Action::Deploy).await.map_err(|e| ctx.error_page(e))?;
     match crate::deploys::rollback(&state, &project, Some(form.revision)).await {
         Ok(_) => redirect_with_flash(&ctx, &state, &project.name, "flash.rolled_back"),
@@ -419,8 +418,7 @@ async fn set_template(
     form: web::Form<TemplateForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     match projects::set_template(&state, user, &path, &form.template).await {
         Ok(project) => redirect_with_flash(&ctx, &state, &project.name, "flash.project_saved"),
         Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
@@ -446,8 +444,7 @@ async fn set_visibility(
     form: web::Form<VisibilityForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     match projects::set_visibility(&state, user, &path, &form.visibility).await {
         Ok(project) => redirect_with_flash(&ctx, &state, &project.name, "flash.visibility_saved"),
         Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
@@ -475,8 +472,7 @@ async fn set_env(
     form: web::Form<EnvForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let project = projects::get(&state, user, &path, Action::ChangeEnv).await.map_err(|e| ctx.error_page(e))?;
     match projects::set_env(&state, &project, &form.key, &form.value, form.secret.is_some()).await {
         Ok(()) => redirect_with_flash(&ctx, &state, &project.name, "flash.env_saved"),
@@ -502,8 +498,7 @@ async fn set_scaling(
     form: web::Form<ScalingForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let project = projects::get(&state, user, &path, crate::domain::Action::Deploy).await.map_err(|e| ctx.error_page(e))?;
     let change = crate::domain::scaling::ScalingChange {
         min_instances: Some(form.min_instances),
@@ -532,8 +527,7 @@ async fn unset_env(
     form: web::Form<CsrfOnly>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let (name, key) = path.into_inner();
     let project = projects::get(&state, user, &name, Action::ChangeEnv).await.map_err(|e| ctx.error_page(e))?;
     projects::unset_env(&state, &project, &key).await.map_err(|e| ctx.error_page(e))?;
@@ -573,8 +567,7 @@ async fn add_domain(
     form: web::Form<DomainForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let result = crate::custom_domains::add(&state, user, &path, &form.domain).await.map(|_| ());
     after_domain_action(&ctx, &state, user, &path, result, "flash.domain_added").await
 }
@@ -587,8 +580,7 @@ async fn verify_domain(
     form: web::Form<CsrfOnly>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let (name, domain) = path.into_inner();
     let result = crate::custom_domains::verify(&state, user, &name, &domain).await.map(|_| ());
     after_domain_action(&ctx, &state, user, &name, result, "flash.domain_verified").await
@@ -602,8 +594,7 @@ async fn remove_domain(
     form: web::Form<CsrfOnly>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let (name, domain) = path.into_inner();
     let result = crate::custom_domains::remove(&state, user, &name, &domain).await;
     after_domain_action(&ctx, &state, user, &name, result, "flash.domain_removed").await
@@ -624,8 +615,7 @@ async fn delete(
     form: web::Form<DeleteForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     let project = projects::get(&state, user, &path, Action::Delete).await.map_err(|e| ctx.error_page(e))?;
     if form.confirm_name.trim() != project.name {
         let error = AppError::Validation(
@@ -666,8 +656,7 @@ async fn set_source(
     form: web::Form<SourceForm>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     // An empty token field keeps the current token.
     let token = Some(form.token.as_str()).filter(|t| !t.trim().is_empty());
     match crate::git_sources::set_source(&state, user, &path, &form.repo_url, &form.branch, token).await {
@@ -689,8 +678,7 @@ async fn redeploy(
     form: web::Form<CsrfOnly>,
 ) -> PageResult {
     let ctx = PageCtx::new(&req, &viewer);
-    let user = viewer.require(&ctx)?;
-    check_csrf(&req, &form.csrf_token).map_err(|e| ctx.error_page(e))?;
+    let user = viewer.require_form(&ctx, &req, &form.csrf_token)?;
     match crate::git_sources::redeploy(&state, user, &path).await {
         Ok(_) => redirect_with_flash(&ctx, &state, &path, "flash.redeploy_queued"),
         Err(error @ (AppError::NotFound(_) | AppError::Forbidden)) => Err(ctx.error_page(error)),
