@@ -322,6 +322,12 @@ pub fn decide(policy: &Policy, snapshot: &Snapshot, state: &ScalerState, now: f6
     if busy {
         next.last_active_at = Some(now);
         next.idle_since = None;
+    } else if ready == 0 {
+        // Nothing runs, so nothing is idle: the clock starts again at the first tick an instance
+        // is ready, however the app was woken (the activator may wake it between two ticks, and
+        // its first request then shows in no counter yet). Test:
+        // `an_app_woken_between_ticks_gets_a_fresh_idle_clock`.
+        next.idle_since = None;
     } else if known_concurrency.is_some() {
         next.idle_since.get_or_insert(now);
     } else {
@@ -789,6 +795,25 @@ mod tests {
             120..200: 1 freeze
             202..262: 1 stable
             264..400: 1 freeze
+        ",
+        );
+    }
+
+    #[test]
+    fn an_app_woken_between_ticks_gets_a_fresh_idle_clock() {
+        // Stopped at 360 after 300 s of silence; the activator wakes it between the ticks at 498
+        // and 500, and no counter shows the request yet. The stop period counts from 500, not 60.
+        check(
+            &policy(),
+            1,
+            &[every_2s(0, 58, load(10.0)), every_2s(60, 498, silent()), vec![(500.0, silent().ready(1))], every_2s(502, 900, silent())],
+            "
+            0..118: 1 stable
+            120..358: 1 freeze
+            360..498: 0 scale_to_zero
+            500..558: 1 stable
+            560..798: 1 freeze
+            800..900: 0 scale_to_zero
         ",
         );
     }
