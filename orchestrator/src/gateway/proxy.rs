@@ -371,10 +371,6 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
                 return refusal_response(refusal);
             }
         }
-        // A console program: the terminal page and its WebSocket, never an upstream.
-        if let Some(program) = self.resolver.terminal(&app) {
-            return terminal::serve(self, request, program, &host, tasks).await;
-        }
         let wants_html =
             request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
         // Borrowed from the request: resolving ends before the request moves on to the app.
@@ -382,7 +378,14 @@ impl<R: Resolver, C: Connector> Gateway<R, C> {
         let hints = RequestHints { wants_html, user_agent };
         let upstream = match self.resolver.resolve(&app, &hints).await {
             Resolution::Ready(upstream) => upstream,
-            Resolution::NotFound => return page_response(pages::unknown_app(&app, &self.config.apps_domain)),
+            // A console program is no upstream: it gets the terminal page and its WebSocket. It is
+            // asked for only here, so a web app's request pays for no second lookup.
+            Resolution::NotFound => {
+                return match self.resolver.terminal(&app) {
+                    Some(program) => terminal::serve(self, request, program, &host, tasks).await,
+                    None => page_response(pages::unknown_app(&app, &self.config.apps_domain)),
+                };
+            }
             Resolution::Unavailable { reason, retry_after_secs } => {
                 let page = match reason {
                     UnavailableReason::Crashed => pages::crashed(&app, retry_after_secs),

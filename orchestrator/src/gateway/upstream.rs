@@ -61,7 +61,8 @@ pub trait Resolver: Send + Sync + 'static {
     }
 
     /// The console program `app` is, if it is one: the gateway then serves the web terminal and
-    /// starts one instance per WebSocket instead of resolving an upstream. The default knows none.
+    /// starts one instance per WebSocket. Asked only when `resolve` found no app of that name
+    /// (console programs have no upstream). The default knows none.
     fn terminal(&self, app: &str) -> Option<Arc<crate::terminal::Program>> {
         let _ = app;
         None
